@@ -1,0 +1,86 @@
+"""The domain's value types, shared by decoders, pricing, whale detection, signals and sinks.
+
+Every type is a frozen, slotted dataclass: cheap to build on the hot path, hashable where its fields
+are, and picklable, so Bytewax can carry it between workers and into recovery snapshots.
+
+Amounts are raw integers (the token's smallest unit, a u64 on chain) with the mint's decimals
+beside them; nothing on the decode path is a float.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+WSOL_MINT = "So11111111111111111111111111111111111111112"
+"""The wrapped-SOL mint; native SOL balance changes are reported under it."""
+
+
+class ActivityKind(StrEnum):
+    """What a signer did in a transaction; the whale document's `transactionType`."""
+
+    SWAP = "swap"
+    LIQUIDITY_ADD = "liquidity_add"
+    LIQUIDITY_REMOVE = "liquidity_remove"
+    TRANSFER = "transfer"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenAmount:
+    """A raw amount of one mint: `amount` in the mint's smallest unit, `decimals` where known."""
+
+    mint: str
+    amount: int
+    decimals: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstructionIndex:
+    """Where an event sits in its transaction: the outer instruction and, for CPI, the inner one.
+
+    Together with the signature this is the event's natural key: stores write by it, so a replayed
+    event overwrites itself instead of adding a row.
+    """
+
+    outer: int
+    inner: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """One pool touched by a trade, with amounts exactly as the pool's event or transfers report them.
+
+    `price_impact_pct` is filled only where the event carries the pool's own reserves (Pump.fun,
+    PumpSwap); it is the relative move of the pool price caused by this hop, in percent.
+    """
+
+    program: str
+    program_id: str
+    pool: str | None
+    input: TokenAmount
+    output: TokenAmount
+    price_impact_pct: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """One user-level action recognised in a transaction: a swap, a liquidity add or remove, a transfer.
+
+    For a swap, `input` is what the trader gave and `output` what they got: for an aggregator route,
+    the first hop's input and the last hop's output (hops are detail, never summed as volume).
+    For liquidity and transfers, `input` is what left the trader and `output` what came back, if anything.
+    `trader_deltas` is the trader's exact net raw balance change per mint over the whole transaction
+    (native SOL folded into wSOL, the fee excluded, zero changes omitted).
+    """
+
+    signature: str
+    slot: int | None
+    block_time: int | None
+    kind: ActivityKind
+    index: InstructionIndex
+    trader: str
+    venue: str
+    input: TokenAmount | None
+    output: TokenAmount | None
+    hops: tuple[Hop, ...] = ()
+    trader_deltas: dict[str, int] = field(default_factory=dict, hash=False, compare=True)
