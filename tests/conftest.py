@@ -1,0 +1,172 @@
+"""Real stores for the test suite: no store is mocked (DESIGN.md §6).
+
+PostgreSQL and Redis are the machine's own servers (127.0.0.1:5432 and :6379 on the development and CI
+machines; override with QUANTBOT_TEST_POSTGRES_URL / QUANTBOT_TEST_REDIS_URL). MongoDB (SecantusDB) and
+the InfluxDB v2 write API (VictoriaMetrics) are started once per session on free loopback ports, under
+the session's temporary directory, and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import pymongo
+import pytest
+import redis
+from pymongo.database import Database
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = REPO_ROOT.parent / "shared"
+CORPUS_DIR = SHARED_DIR / "fixtures" / "mainnet"
+SCHEMA_DOCUMENT = SHARED_DIR / "seed" / "database-schema.md"
+
+POSTGRES_ADMIN_URL = os.environ.get("QUANTBOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_BASE_URL = os.environ.get("QUANTBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+# Redis database 15 is the last of the 16 a default server has: the one least likely to hold
+# anything of a developer's own, and it is flushed before every test that asks for it.
+REDIS_TEST_DB = 15
+VICTORIA_METRICS_BIN = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
+# Starting a server is a matter of a second or two here; ten times that is a hung server, not a slow one.
+SERVER_START_DEADLINE_S = 20.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_until(check: Any, what: str, deadline_s: float = SERVER_START_DEADLINE_S) -> None:
+    deadline = time.monotonic() + deadline_s
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"; the last one is reported
+            last = exc
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not come up within {deadline_s} s (last error: {last!r})")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"qbtest_{secrets.token_hex(6)}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    parts = urllib.parse.urlsplit(POSTGRES_ADMIN_URL)
+    yield urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The test Redis database, flushed before the test."""
+    url = f"{REDIS_BASE_URL}/{REDIS_TEST_DB}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    yield url
+
+
+@pytest.fixture(scope="session")
+def mongo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A SecantusDB server (MongoDB wire protocol over TCP) for the whole session."""
+    from secantus import SecantusDBServer
+
+    server = SecantusDBServer(port=0, storage_path=str(tmp_path_factory.mktemp("mongo")))
+    server.start()
+    try:
+        yield str(server.uri)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mongo_db(mongo_url: str) -> Iterator[Database[dict[str, Any]]]:
+    """A database with a fresh name on the session's Mongo server, dropped afterwards."""
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongo_url, serverSelectionTimeoutMS=5000)
+    name = f"qbtest_{secrets.token_hex(6)}"
+    try:
+        yield client[name]
+    finally:
+        client.drop_database(name)
+        client.close()
+
+
+@dataclass(frozen=True)
+class InfluxEndpoint:
+    """An InfluxDB v2 write API (VictoriaMetrics) and the read-back the tests need."""
+
+    url: str
+    token: str
+    org: str
+    bucket: str
+
+    def export(self, match: str) -> list[dict[str, Any]]:
+        """Flush the server's buffers and return every series matching `match`, as /api/v1/export gives them."""
+        with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=10):
+            pass
+        query = urllib.parse.urlencode({"match[]": match})
+        with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=10) as response:
+            body = response.read()
+        return [orjson.loads(line) for line in body.splitlines() if line.strip()]
+
+
+@pytest.fixture(scope="session")
+def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxEndpoint]:
+    """A VictoriaMetrics server accepting the InfluxDB v2 write API, for the whole session."""
+    if not Path(VICTORIA_METRICS_BIN).exists():
+        pytest.fail(
+            "victoria-metrics is not installed: run the README's test command, which installs it",
+            pytrace=False,
+        )
+    data_dir = tmp_path_factory.mktemp("victoria-metrics")
+    port = _free_port()
+    log = (data_dir / "server.log").open("wb")
+    process = subprocess.Popen(
+        [
+            VICTORIA_METRICS_BIN,
+            f"-httpListenAddr=127.0.0.1:{port}",
+            f"-storageDataPath={data_dir / 'data'}",
+            # Tests write points with timestamps from any era; VictoriaMetrics drops samples older
+            # than its retention, so keep the longest one it allows.
+            "-retentionPeriod=100y",
+            "-loggerLevel=ERROR",
+            # Read-back right after a write: do not hide the newest 30 s of samples from queries.
+            "-search.latencyOffset=0s",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
+            return bool(response.status == 200)
+
+    try:
+        _wait_until(healthy, "victoria-metrics")
+        yield InfluxEndpoint(url=url, token="test-token", org="quantbot", bucket="quantbot")
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
