@@ -1,0 +1,305 @@
+"""Configuration: TOML profiles plus environment overrides, into one frozen, validated `Settings`.
+
+Resolution, lowest precedence first:
+
+1. `config/default.toml`, the base every profile shares;
+2. `config/<profile>.toml`, the profile chosen with `--profile` or `QUANTBOT_PROFILE` (default `local`,
+   the embedded stack);
+3. the environment: any key as `QUANTBOT_<SECTION>_<KEY>` (`QUANTBOT_POSTGRES_POOL_MAX=16`), values
+   read as TOML when they parse as TOML (numbers, booleans, arrays) and as plain strings otherwise.
+   The conventional connection variables `QUANTBOT_POSTGRES_URL`, `QUANTBOT_MONGO_URL`,
+   `QUANTBOT_MONGO_DB`, `QUANTBOT_REDIS_URL`, `QUANTBOT_INFLUX_URL`, `QUANTBOT_INFLUX_TOKEN`,
+   `QUANTBOT_INFLUX_ORG` and `QUANTBOT_INFLUX_BUCKET` are instances of that rule.
+
+Secrets (passwords, tokens, RPC keys) come from the environment only: a secret or a URL with a password
+in a file is refused. `Settings.redacted()` is what may be printed. Any problem raises one `ConfigError`
+naming the key, where its value came from, and what is wrong; the CLI turns it into exit status 78.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from quantbot.errors import ConfigError
+
+ENV_PREFIX = "QUANTBOT_"
+DEFAULT_PROFILE = "local"
+# Environment variables in our namespace that are not configuration keys.
+RESERVED_ENV = frozenset({"QUANTBOT_PROFILE", "QUANTBOT_CONFIG_DIR"})
+# Variables the test suite reads for itself (QUANTBOT_TEST_POSTGRES_URL, ...).
+RESERVED_ENV_PREFIXES = ("QUANTBOT_TEST_",)
+REDACTED = "***"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _check_url_scheme(url: str | None, schemes: tuple[str, ...]) -> str | None:
+    if url is None or url == "":
+        return None
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme not in schemes:
+        raise ValueError(f"`{redact_url(url)}` is not a {' or '.join(schemes)} URL")
+    return url
+
+
+class PostgresSettings(_Section):
+    """PostgreSQL: users, strategies, signals, trades, events (the relational store)."""
+
+    url: str | None = Field(None, description="libpq URL; empty: the embedded stack's server")
+    password: SecretStr | None = Field(None, description="secret; QUANTBOT_POSTGRES_PASSWORD")
+    embedded: bool = Field(False, description="may `stack up` start a local server when none is reachable")
+    pool_min: int = Field(1, ge=0, description="connections kept open")
+    pool_max: int = Field(8, ge=1, description="connections at most")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    statement_timeout_ms: int = Field(30_000, ge=0, description="0 = no limit")
+    sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
+    sslrootcert: str | None = None
+
+    _scheme = field_validator("url")(lambda v: _check_url_scheme(v, ("postgresql", "postgres")))
+
+
+class MongoSettings(_Section):
+    """MongoDB: token metadata, market snapshots, whale activity, strategy configurations."""
+
+    url: str | None = Field(None, description="mongodb:// URL; empty: the embedded stack's server")
+    db: str = Field("quantbot", min_length=1, description="database name")
+    username: str | None = None
+    password: SecretStr | None = Field(None, description="secret; QUANTBOT_MONGO_PASSWORD")
+    embedded: bool = False
+    timeout_ms: int = Field(5_000, gt=0, description="server selection and socket timeout")
+    tls: bool = False
+    tls_ca_file: str | None = None
+
+    _scheme = field_validator("url")(lambda v: _check_url_scheme(v, ("mongodb", "mongodb+srv")))
+
+
+class RedisSettings(_Section):
+    """Redis: latest prices, active signals, sessions, API response cache."""
+
+    url: str | None = Field(None, description="redis:// or rediss:// URL; empty: the embedded stack's server")
+    password: SecretStr | None = Field(None, description="secret; QUANTBOT_REDIS_PASSWORD")
+    embedded: bool = False
+    socket_timeout_s: float = Field(5.0, gt=0)
+
+    _scheme = field_validator("url")(lambda v: _check_url_scheme(v, ("redis", "rediss", "unix")))
+
+
+class InfluxSettings(_Section):
+    """InfluxDB v2 write API: token prices, trading metrics, system performance, signal events."""
+
+    url: str | None = Field(None, description="http(s) URL; empty: the embedded stack's server")
+    token: SecretStr | None = Field(None, description="secret; QUANTBOT_INFLUX_TOKEN")
+    org: str = Field("quantbot", min_length=1)
+    bucket: str = Field("quantbot", min_length=1)
+    retention_days: int = Field(
+        90, ge=0, description="bucket retention where the server has a buckets API; 0 = forever"
+    )
+    embedded: bool = False
+    timeout_ms: int = Field(10_000, gt=0)
+    verify_ssl: bool = True
+
+    _scheme = field_validator("url")(lambda v: _check_url_scheme(v, ("http", "https")))
+
+
+class StackSettings(_Section):
+    """The embedded local stack (`quantbot stack`)."""
+
+    dir: str = Field(".quantbot/stack", description="data, logs and the state file of embedded servers")
+
+
+class LoggingSettings(_Section):
+    """Log output of every command."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"
+
+
+class Settings(_Section):
+    """The whole effective configuration: one frozen object built once at start."""
+
+    profile: str = DEFAULT_PROFILE
+    logging: LoggingSettings = LoggingSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    mongo: MongoSettings = MongoSettings()
+    redis: RedisSettings = RedisSettings()
+    influx: InfluxSettings = InfluxSettings()
+    stack: StackSettings = StackSettings()
+
+    def redacted(self) -> dict[str, Any]:
+        """The configuration as plain data with every secret and every URL password replaced by `***`."""
+        return _redact(self.model_dump(mode="python"))
+
+
+SECRET_KEYS = frozenset(
+    f"{section}.{name}"
+    for section, model in Settings.model_fields.items()
+    if isinstance(model.default, BaseModel)
+    for name, field in type(model.default).model_fields.items()
+    if field.annotation is not None and "SecretStr" in str(field.annotation)
+)
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password (if any) replaced by `***`; safe to log."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return REDACTED
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{host}{port}"))
+
+
+def _redact(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _redact(v, k) for k, v in value.items()}
+    if isinstance(value, SecretStr):
+        return REDACTED
+    if isinstance(value, str) and (key == "url" or key.endswith("_url")):
+        return redact_url(value)
+    return value
+
+
+def default_config_dir() -> Path:
+    """Where the TOML profiles are: `QUANTBOT_CONFIG_DIR`, else `./config`, else the source tree's."""
+    if env := os.environ.get("QUANTBOT_CONFIG_DIR"):
+        return Path(env)
+    local = Path.cwd() / "config"
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parents[1] / "config"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise ConfigError("profile", f"file `{path}` does not exist", source=str(path)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("profile", f"`{path}` is not valid TOML: {exc}", source=str(path)) from exc
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _refuse_file_secrets(data: Mapping[str, Any], source: str) -> None:
+    for section, values in data.items():
+        if not isinstance(values, Mapping):
+            continue
+        for key, value in values.items():
+            dotted = f"{section}.{key}"
+            if dotted in SECRET_KEYS and value not in (None, ""):
+                env = f"{ENV_PREFIX}{section}_{key}".upper()
+                raise ConfigError(dotted, f"secrets come from the environment only: set {env}", source)
+            if (key == "url" or key.endswith("_url")) and isinstance(value, str) and redact_url(value) != value:
+                raise ConfigError(
+                    dotted,
+                    f"a URL in a file must not carry a password: set {ENV_PREFIX}{section.upper()}_PASSWORD "
+                    "or put the whole URL in the environment",
+                    source,
+                )
+
+
+def _env_key_path(name: str) -> tuple[str, ...] | None:
+    """Map `QUANTBOT_POSTGRES_POOL_MAX` to ("postgres", "pool_max") by the model's own field names."""
+    rest = name[len(ENV_PREFIX) :].lower()
+    if rest in Settings.model_fields:
+        return (rest,)
+    for section, info in Settings.model_fields.items():
+        if rest.startswith(section + "_") and isinstance(info.default, BaseModel):
+            field = rest[len(section) + 1 :]
+            if field in type(info.default).model_fields:
+                return (section, field)
+    return None
+
+
+def _parse_env_value(raw: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    overrides: dict[str, Any] = {}
+    sources: dict[tuple[str, ...], str] = {}
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name in RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIXES):
+            continue
+        path = _env_key_path(name)
+        if path is None:
+            problem = "is not a configuration key (see `quantbot config show` for the keys)"
+            raise ConfigError(name, problem, "environment")
+        value: Any = raw if path[-1] in {"url", "password", "token", "db", "org", "bucket"} else _parse_env_value(raw)
+        target = overrides
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+        sources[path] = f"environment {name}"
+    return overrides, sources
+
+
+def load_settings(
+    profile: str | None = None,
+    config_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build the effective settings.
+
+    Args:
+        profile: the profile name; default `QUANTBOT_PROFILE`, else `local`.
+        config_dir: where the TOML profiles are; default `default_config_dir()`.
+        environ: the environment to read; default `os.environ`.
+
+    Raises:
+        ConfigError: naming the first offending key, its source and the problem.
+    """
+    env = os.environ if environ is None else environ
+    profile = profile or env.get("QUANTBOT_PROFILE") or DEFAULT_PROFILE
+    directory = config_dir or default_config_dir()
+    base_path = directory / "default.toml"
+    data = _read_toml(base_path)
+    _refuse_file_secrets(data, str(base_path))
+    file_sources = {(s, k): str(base_path) for s, v in data.items() if isinstance(v, dict) for k in v}
+    if profile != "default":
+        profile_path = directory / f"{profile}.toml"
+        if not profile_path.exists():
+            known = sorted(p.stem for p in directory.glob("*.toml"))
+            raise ConfigError("profile", f"unknown profile `{profile}`; known: {', '.join(known)}", str(directory))
+        layer = _read_toml(profile_path)
+        _refuse_file_secrets(layer, str(profile_path))
+        data = _merge(data, layer)
+        file_sources.update({(s, k): str(profile_path) for s, v in layer.items() if isinstance(v, dict) for k in v})
+    overrides, env_sources = _env_overrides(env)
+    data = _merge(data, overrides)
+    data["profile"] = profile
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        path = tuple(str(p) for p in error["loc"])
+        source = env_sources.get(path) or file_sources.get(path[:2]) or "defaults"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "is not a known key"
+        raise ConfigError(".".join(path), message, source) from None
