@@ -56,7 +56,7 @@ def _wait_until(check: Any, what: str, deadline_s: float = SERVER_START_DEADLINE
         try:
             if check():
                 return
-        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"; the last one is reported
+        except Exception as exc:  # any failure means "not yet"; the last one is reported
             last = exc
         time.sleep(0.05)
     raise RuntimeError(f"{what} did not come up within {deadline_s} s (last error: {last!r})")
