@@ -84,3 +84,101 @@ class Activity:
     output: TokenAmount | None
     hops: tuple[Hop, ...] = ()
     trader_deltas: dict[str, int] = field(default_factory=dict, hash=False, compare=True)
+
+
+class FrameKind(StrEnum):
+    """What a frame's payload is; decides how the flow parses it."""
+
+    TRANSACTION = "transaction"
+    """A `getTransaction` result (envelope, bare result or Geyser JSON)."""
+    PRICE = "price"
+    """A DEX price-feed message: `{"symbol": "SOL/USD", "price": 151.2, "ts": ...}`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One raw message as received, the unit of recording and replay.
+
+    `payload` is the message text exactly as it arrived; `position` says where the frame came from
+    (recording file and line number, or feed and sequence) and keys its dead letter, if any.
+    """
+
+    received_ns: int
+    source: str
+    kind: str
+    payload: str
+    position: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A frame (or the part of one) the flow could not use, with the reason; stored, never dropped."""
+
+    position: str
+    source: str
+    stage: str
+    reason: str
+    raw: str
+    received_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class PriceTick:
+    """A token's USD unit price implied by one trade (or given by a price feed).
+
+    `volume_usd` is the USD value of the trade that implied it (0 for a feed quote).
+    """
+
+    token: str
+    price_usd: float
+    block_time: int
+    source: str
+    volume_usd: float
+    signature: str
+    index: InstructionIndex
+    symbol: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ValuedActivity:
+    """An activity with its USD value, or `usd_value=None` when no leg could be valued (kept, not guessed)."""
+
+    activity: Activity
+    usd_value: float | None
+    sol_usd: float | None
+    ticks: tuple[PriceTick, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WhaleTransaction:
+    """A valued activity large enough to matter, with its whale document (the schema's whale activity shape)."""
+
+    valued: ValuedActivity
+    tier: str
+    document: dict[str, object] = field(hash=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """A trading signal: one strategy's reaction to one whale transaction.
+
+    `signal_id` is derived from strategy and signature, so a replayed whale yields the same signal.
+    Times are Unix seconds taken from the chain (block time), never from the wall clock, so that a
+    replay writes exactly what the first run wrote.
+    """
+
+    signal_id: str
+    strategy_id: str
+    signal_type: str
+    token_address: str
+    direction: str
+    confidence: float
+    price: float | None
+    price_target: float | None
+    stop_loss: float | None
+    take_profit: float | None
+    created_at: int
+    expires_at: int
+    usd_value: float
+    strength: float
+    metadata: dict[str, object] = field(hash=False)

@@ -136,7 +136,8 @@ class Settings(_Section):
 
     def redacted(self) -> dict[str, Any]:
         """The configuration as plain data with every secret and every URL password replaced by `***`."""
-        return _redact(self.model_dump(mode="python"))
+        redacted: dict[str, Any] = _redact(self.model_dump(mode="python"))
+        return redacted
 
 
 SECRET_KEYS = frozenset(
@@ -298,7 +299,7 @@ def load_settings(
     except ValidationError as exc:
         error = exc.errors()[0]
         path = tuple(str(p) for p in error["loc"])
-        source = env_sources.get(path) or file_sources.get(path[:2]) or "defaults"
+        source = env_sources.get(path) or file_sources.get((path[0], path[-1])) or "defaults"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "is not a known key"

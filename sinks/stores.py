@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 import pymongo
 import redis
-from influxdb_client import InfluxDBClient
+from influxdb_client.client.influxdb_client import InfluxDBClient
 from psycopg_pool import ConnectionPool
 
 from quantbot.errors import ConfigError

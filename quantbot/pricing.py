@@ -1,0 +1,215 @@
+"""USD valuation of trades, and the token prices the flow learns from them.
+
+A swap is valued by one leg, the most trustworthy one it has:
+
+1. a stablecoin leg (USDC, USDT) at face value;
+2. a SOL leg (native or wrapped) at the current SOL/USD: from price-feed frames while they are fresh,
+   else learned from SOL/stablecoin trades;
+3. a leg whose token has a last known USD price, learned earlier in the flow.
+
+A trade with no such leg keeps `usd_value=None`: it is stored unvalued, never guessed. A valued trade
+teaches the price of its other token (value / amount), unless it is too small to be trusted
+(`min_learn_usd`). All times are block times, so a replay learns exactly what the first run learned.
+
+`PriceBook` is the state; the flow keeps one per worker under a single key and snapshots it, so a
+restarted flow resumes with the prices it had.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import orjson
+
+from quantbot.models import (
+    WSOL_MINT,
+    Activity,
+    ActivityKind,
+    InstructionIndex,
+    PriceTick,
+    TokenAmount,
+    ValuedActivity,
+)
+
+USDC_MINT = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+USDT_MINT = "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB"
+SOL_DECIMALS = 9
+KNOWN_SYMBOLS = {WSOL_MINT: "SOL", USDC_MINT: "USDC", USDT_MINT: "USDT"}
+KNOWN_DECIMALS = {WSOL_MINT: SOL_DECIMALS, USDC_MINT: 6, USDT_MINT: 6}
+
+
+@dataclass(frozen=True, slots=True)
+class PricingConfig:
+    """Thresholds of the valuation; every one is a `[pricing]` configuration key."""
+
+    stable_mints: frozenset[str] = frozenset({USDC_MINT, USDT_MINT})
+    min_learn_usd: float = 10.0
+    """Trades worth less than this teach no price: dust trades are where prices are most wrong."""
+    feed_stale_s: int = 300
+    """A SOL/USD feed quote older than this (in block time) gives way to trade-derived prices."""
+    token_stale_s: int = 86_400
+    """A learned token price older than this is not used to value a trade."""
+    max_tokens: int = 200_000
+    """Learned prices kept at most; the least recently updated are forgotten first (flat memory)."""
+
+
+class PriceFormatError(ValueError):
+    """A price-feed frame is not a price quote."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedQuote:
+    """One price-feed message: a token (SOL for `SOL/USD`) at a USD price at a time."""
+
+    token: str
+    price_usd: float
+    ts: int
+    source: str
+
+
+def parse_price_payload(payload: str, source: str) -> FeedQuote:
+    """Parse a price frame: `{"symbol": "SOL/USD" | "token": mint, "price": float, "ts": unix seconds}`.
+
+    Raises:
+        PriceFormatError: naming what is wrong.
+    """
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise PriceFormatError(f"price payload is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PriceFormatError("price payload is not a JSON object")
+    symbol, token = data.get("symbol"), data.get("token")
+    if symbol is not None:
+        if symbol not in ("SOL/USD", "SOL/USDC", "SOL/USDT"):
+            raise PriceFormatError(f"unsupported price symbol `{symbol}`")
+        token = WSOL_MINT
+    if not isinstance(token, str) or not token:
+        raise PriceFormatError("price payload has neither `symbol` nor `token`")
+    price, ts = data.get("price"), data.get("ts")
+    if not isinstance(price, int | float) or isinstance(price, bool) or not price > 0:
+        raise PriceFormatError(f"price `{price}` is not a positive number")
+    if not isinstance(ts, int) or isinstance(ts, bool):
+        raise PriceFormatError(f"`ts` `{ts}` is not an integer of Unix seconds")
+    return FeedQuote(token=token, price_usd=float(price), ts=ts, source=source)
+
+
+def ui_amount(amount: TokenAmount) -> float | None:
+    """The amount in whole tokens, or None when the mint's decimals are unknown."""
+    decimals = amount.decimals if amount.decimals is not None else KNOWN_DECIMALS.get(amount.mint)
+    if decimals is None:
+        return None
+    scale: int = 10**decimals
+    return amount.amount / scale
+
+
+class PriceBook:
+    """What the flow knows of prices: SOL/USD and the last USD price of every token it has seen trade."""
+
+    def __init__(self, config: PricingConfig | None = None) -> None:
+        self.config = config or PricingConfig()
+        self.feed_sol: tuple[float, int] | None = None
+        self.trade_sol: tuple[float, int] | None = None
+        self.tokens: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    def sol_usd(self, at: int) -> float | None:
+        """SOL/USD at block time `at`: the feed's while fresh, else the last trade-derived one."""
+        if self.feed_sol is not None and at - self.feed_sol[1] <= self.config.feed_stale_s:
+            return self.feed_sol[0]
+        if self.trade_sol is not None:
+            return self.trade_sol[0]
+        return self.feed_sol[0] if self.feed_sol is not None else None
+
+    def token_usd(self, mint: str, at: int) -> float | None:
+        """The USD unit price of `mint` usable at block time `at`, or None."""
+        if mint in self.config.stable_mints:
+            return 1.0
+        if mint == WSOL_MINT:
+            return self.sol_usd(at)
+        known = self.tokens.get(mint)
+        if known is None or at - known[1] > self.config.token_stale_s:
+            return None
+        price: float = known[0]
+        return price
+
+    def apply_quote(self, quote: FeedQuote) -> None:
+        """Take a price-feed quote (newest wins)."""
+        if quote.token == WSOL_MINT:
+            if self.feed_sol is None or quote.ts >= self.feed_sol[1]:
+                self.feed_sol = (quote.price_usd, quote.ts)
+        else:
+            self._learn(quote.token, quote.price_usd, quote.ts)
+
+    def _learn(self, mint: str, price: float, at: int) -> None:
+        self.tokens[mint] = (price, at)
+        self.tokens.move_to_end(mint)
+        while len(self.tokens) > self.config.max_tokens:
+            self.tokens.popitem(last=False)
+
+    def _leg_value(self, leg: TokenAmount, at: int) -> tuple[int, float] | None:
+        """(rank, USD value) of a leg: rank 0 stable, 1 SOL, 2 learned token; None if unvaluable."""
+        amount = ui_amount(leg)
+        if amount is None:
+            return None
+        if leg.mint in self.config.stable_mints:
+            return 0, amount
+        if leg.mint == WSOL_MINT:
+            sol = self.sol_usd(at)
+            return None if sol is None else (1, amount * sol)
+        price = self.token_usd(leg.mint, at)
+        return None if price is None else (2, amount * price)
+
+    def value(self, activity: Activity) -> ValuedActivity:
+        """Value `activity` in USD and learn from it; returns the valued activity and the prices it implies."""
+        at = activity.block_time or 0
+        legs = [leg for leg in (activity.input, activity.output) if leg is not None and leg.amount > 0]
+        valued = [(v, leg) for leg in legs if (v := self._leg_value(leg, at)) is not None]
+        if not valued:
+            return ValuedActivity(activity, None, self.sol_usd(at))
+        (_, usd), reference = min(valued, key=lambda item: item[0][0])
+        ticks: list[PriceTick] = []
+        if activity.kind is ActivityKind.SWAP:
+            for leg in legs:
+                amount = ui_amount(leg)
+                if leg is reference or amount is None or amount <= 0 or leg.mint in self.config.stable_mints:
+                    continue
+                implied = usd / amount
+                if usd >= self.config.min_learn_usd:
+                    if leg.mint == WSOL_MINT:
+                        if reference.mint in self.config.stable_mints:
+                            self.trade_sol = (implied, at)
+                    else:
+                        self._learn(leg.mint, implied, at)
+                ticks.append(self._tick(activity, leg.mint, implied, usd))
+            if reference.mint not in self.config.stable_mints:
+                unit = self.token_usd(reference.mint, at)
+                if unit is not None:
+                    ticks.append(self._tick(activity, reference.mint, unit, usd))
+        return ValuedActivity(activity, usd, self.sol_usd(at), tuple(ticks))
+
+    @staticmethod
+    def _tick(activity: Activity, mint: str, price: float, usd: float) -> PriceTick:
+        return PriceTick(
+            token=mint,
+            price_usd=price,
+            block_time=activity.block_time or 0,
+            source=activity.venue,
+            volume_usd=usd,
+            signature=activity.signature,
+            index=activity.index,
+            symbol=KNOWN_SYMBOLS.get(mint),
+        )
+
+    def quote_tick(self, quote: FeedQuote) -> PriceTick:
+        """The price tick a feed quote writes (volume 0: a quote is not a trade)."""
+        return PriceTick(
+            token=quote.token,
+            price_usd=quote.price_usd,
+            block_time=quote.ts,
+            source=quote.source,
+            volume_usd=0.0,
+            signature="",
+            index=InstructionIndex(0),
+            symbol=KNOWN_SYMBOLS.get(quote.token),
+        )
