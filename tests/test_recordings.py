@@ -1,0 +1,94 @@
+"""Recordings: the frame line format, compression, rotation and resuming by offset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from quantbot.models import Frame
+from quantbot.recordings import (
+    FrameFormatError,
+    RecordingWriter,
+    decode_frame,
+    encode_frame,
+    find_recordings,
+    read_lines,
+)
+
+
+def frames(n: int) -> list[Frame]:
+    return [Frame(received_ns=1_000 + i, source="test", kind="transaction", payload=f'{{"n": {i}}}') for i in range(n)]
+
+
+def test_frame_line_round_trips_the_payload_exactly() -> None:
+    """A payload with odd whitespace, unicode and quotes comes back byte for byte."""
+    frame = Frame(received_ns=7, source="ws", kind="price", payload=' {"a" :\t"é\\"x"}\n')
+
+    line = encode_frame(frame)
+
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert decode_frame(line, "f@0") == Frame(7, "ws", "price", frame.payload, "f@0")
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        (b"garbage\n", "not JSON"),
+        (b"[1]\n", "not an object"),
+        (b'{"source": "s", "kind": "k", "payload": "p"}\n', "received_ns"),
+        (b'{"received_ns": 1, "source": "s", "kind": "k", "payload": {"a": 1}}\n', "payload"),
+    ],
+)
+def test_bad_lines_say_what_is_wrong(line: bytes, fragment: str) -> None:
+    """A line that is not a frame raises FrameFormatError naming the problem."""
+    with pytest.raises(FrameFormatError, match=fragment):
+        decode_frame(line, "f@0")
+
+
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+def test_writer_rotates_and_reader_resumes_at_any_line(tmp_path: Path, compression: str) -> None:
+    """Rotated files hold every frame once, in order; reading from any line's offset yields the rest."""
+    writer = RecordingWriter(tmp_path, compression=compression, max_bytes=600)
+    for i in range(0, 40, 4):
+        writer.write(frames(40)[i : i + 4])
+        writer.flush()
+    writer.close()
+
+    files = find_recordings([tmp_path])
+    assert len(files) > 1
+    lines = [line for f in files for line in read_lines(f)]
+    assert [decode_frame(line.data, "").payload for line in lines] == [f.payload for f in frames(40)]
+
+    first = files[0]
+    all_lines = list(read_lines(first))
+    for k, line in enumerate(all_lines):
+        assert [x.data for x in read_lines(first, line.offset)] == [x.data for x in all_lines[k:]]
+    assert list(read_lines(first, all_lines[-1].next_offset)) == []
+
+
+def test_truncated_compressed_recording_yields_its_whole_lines(tmp_path: Path) -> None:
+    """A gzip recording cut short (a killed recorder) gives the lines before the cut, then stops."""
+    writer = RecordingWriter(tmp_path, compression="gzip")
+    writer.write(frames(200))
+    writer.close()
+    (path,) = writer.files
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])
+
+    lines = list(read_lines(path))
+
+    assert 0 < len(lines) < 200
+    assert all(decode_frame(line.data, "") == frames(200)[i] for i, line in enumerate(lines[:-1]))
+
+
+def test_find_recordings_rejects_what_is_not_one(tmp_path: Path) -> None:
+    """Missing paths, non-recordings and empty directories are errors naming the path."""
+    (tmp_path / "notes.txt").write_text("x")
+
+    with pytest.raises(FileNotFoundError, match=r"missing\.jsonl"):
+        find_recordings([tmp_path / "missing.jsonl"])
+    with pytest.raises(ValueError, match=r"notes\.txt"):
+        find_recordings([tmp_path / "notes.txt"])
+    with pytest.raises(ValueError, match="no recordings"):
+        find_recordings([tmp_path])
