@@ -89,6 +89,7 @@ class RedisSettings(_Section):
     password: SecretStr | None = Field(None, description="secret; QUANTBOT_REDIS_PASSWORD")
     embedded: bool = False
     socket_timeout_s: float = Field(5.0, gt=0)
+    price_ttl_s: float = Field(30.0, gt=0, description="TTL of price:{token} hashes (the schema's 30 s)")
 
     _scheme = field_validator("url")(lambda v: _check_url_scheme(v, ("redis", "rediss", "unix")))
 
@@ -108,6 +109,75 @@ class InfluxSettings(_Section):
     verify_ssl: bool = True
 
     _scheme = field_validator("url")(lambda v: _check_url_scheme(v, ("http", "https")))
+
+
+class PipelineSettings(_Section):
+    """The dataflow engine."""
+
+    snapshot_interval_s: float = Field(
+        5.0, gt=0, description="seconds between recovery snapshots: what a crash may make the flow redo"
+    )
+    replay_batch_size: int = Field(512, ge=1, description="frames a replay hands the flow per batch")
+
+
+class PricingSettings(_Section):
+    """USD valuation (see quantbot.pricing)."""
+
+    stable_mints: list[str] = Field(
+        ["EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB"],
+        description="mints valued at face (USDC, USDT)",
+    )
+    min_learn_usd: float = Field(10.0, ge=0, description="trades worth less teach no price")
+    feed_stale_s: int = Field(300, ge=0, description="a SOL/USD feed quote older than this gives way to trades")
+    token_stale_s: int = Field(86_400, ge=0, description="a learned token price older than this is not used")
+    max_tokens: int = Field(200_000, ge=1, description="learned token prices kept at most")
+
+
+class WhaleTier(_Section):
+    """One whale category and the USD value from which a trade belongs to it."""
+
+    name: str = Field(min_length=1)
+    min_usd: float = Field(gt=0)
+
+
+class WhaleSettings(_Section):
+    """Whale detection (see quantbot.whales)."""
+
+    tiers: list[WhaleTier] = Field(
+        [
+            WhaleTier(name="large", min_usd=50_000),
+            WhaleTier(name="whale", min_usd=250_000),
+            WhaleTier(name="mega", min_usd=1_000_000),
+        ],
+        min_length=1,
+    )
+    labels_file: str | None = Field(None, description="TOML of known wallets: [labels.<address>] name, type")
+    impact_medium_pct: float = Field(0.5, ge=0)
+    impact_high_pct: float = Field(2.0, gt=0)
+
+    @field_validator("tiers")
+    @classmethod
+    def _ascending(cls, tiers: list[WhaleTier]) -> list[WhaleTier]:
+        minimums = [t.min_usd for t in tiers]
+        if minimums != sorted(minimums):
+            raise ValueError(f"tiers must be in ascending min_usd order, got {minimums}")
+        return tiers
+
+
+class SignalSettings(_Section):
+    """Trading signals (see quantbot.signals)."""
+
+    default_holding_hours: float = Field(
+        24.0, gt=0, description="signal lifetime when a strategy has no time-based exit"
+    )
+
+
+class SinkSettings(_Section):
+    """Store writes from the dataflow."""
+
+    retry_budget_s: float = Field(60.0, ge=0, description="keep retrying a transient store failure this long")
+    retry_base_s: float = Field(0.1, gt=0, description="first backoff step")
+    retry_cap_s: float = Field(5.0, gt=0, description="longest wait between two attempts")
 
 
 class StackSettings(_Section):
@@ -133,6 +203,11 @@ class Settings(_Section):
     redis: RedisSettings = RedisSettings()
     influx: InfluxSettings = InfluxSettings()
     stack: StackSettings = StackSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    pricing: PricingSettings = PricingSettings()
+    whales: WhaleSettings = WhaleSettings()
+    signals: SignalSettings = SignalSettings()
+    sinks: SinkSettings = SinkSettings()
 
     def redacted(self) -> dict[str, Any]:
         """The configuration as plain data with every secret and every URL password replaced by `***`."""

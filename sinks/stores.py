@@ -78,8 +78,9 @@ def postgres_kwargs(settings: Settings) -> dict[str, Any]:
         "sslmode": pg.sslmode,
         "application_name": "quantbot",
     }
-    if pg.statement_timeout_ms:
-        kwargs["options"] = f"-c statement_timeout={pg.statement_timeout_ms}"
+    # The schema's TIMESTAMP columns hold UTC: the session's time zone is what converts the aware
+    # datetimes quantbot sends, so it is pinned rather than left to the server's default.
+    kwargs["options"] = f"-c TimeZone=UTC -c statement_timeout={pg.statement_timeout_ms}"
     if pg.password is not None:
         kwargs["password"] = pg.password.get_secret_value()
     if pg.sslrootcert:

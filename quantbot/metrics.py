@@ -1,0 +1,27 @@
+"""The pipeline's Prometheus metrics, counted as items pass the flow's steps.
+
+Exposed by `quantbot replay --metrics-port` (and the live flow) for scraping; the demo's summary
+reads them too. Counters only count; what a number means is in its help text.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+FRAMES = Counter("quantbot_frames_total", "Frames read from a source, by kind", ["kind"])
+TRANSACTIONS = Counter("quantbot_transactions_total", "Transactions normalised from frames")
+ACTIVITIES = Counter("quantbot_activities_total", "Activities decoded, by kind (swap, transfer, ...)", ["kind"])
+VALUED = Counter("quantbot_activities_valued_total", "Activities given a USD value")
+WHALES = Counter("quantbot_whales_total", "Whale transactions detected, by tier", ["tier"])
+SIGNALS = Counter("quantbot_signals_total", "Trading signals derived, by strategy", ["strategy"])
+DEAD_LETTERS = Counter("quantbot_dead_letters_total", "Inputs the flow could not use, by stage", ["stage"])
+
+
+def total(counter: Counter) -> float:
+    """The sum of a counter over all its label values (0 before the first increment)."""
+    return sum(
+        sample.value
+        for metric in counter.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )

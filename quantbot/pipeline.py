@@ -1,0 +1,105 @@
+"""The dataflow's steps as plain functions and state classes: what `flows/` wires together.
+
+Each step is pure or owns its state explicitly, so it is tested without Bytewax, and live, replay and
+backfill run the very same code. Errors are data: a step that cannot use its input returns a
+`DeadLetter` naming the stage and the reason, and the flow routes it to the dead-letter store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from quantbot.models import Activity, DeadLetter, Frame, FrameKind, PriceTick, Signal, ValuedActivity, WhaleTransaction
+from quantbot.pricing import FeedQuote, PriceBook, PriceFormatError, PricingConfig, parse_price_payload
+from quantbot.signals import WhaleFollower, evaluate
+from quantbot.solana.decode import decode_transaction
+from quantbot.solana.normalise import TransactionFormatError, parse_transactions
+from quantbot.solana.transaction import Transaction
+from quantbot.whales import WhaleConfig, detect, largest_per_transaction
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedTransaction:
+    """A transaction's recognised activities (possibly none), with the frame it came from."""
+
+    position: str
+    signature: str
+    activities: tuple[Activity, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ValuedTransaction:
+    """A transaction's activities valued in USD, in instruction order."""
+
+    signature: str
+    valued: tuple[ValuedActivity, ...]
+
+
+def _dead(frame: Frame, stage: str, reason: str, suffix: str = "") -> DeadLetter:
+    return DeadLetter(
+        position=frame.position + suffix,
+        source=frame.source,
+        stage=stage,
+        reason=reason,
+        raw=frame.payload,
+        received_ns=frame.received_ns,
+    )
+
+
+def parse_frame(frame: Frame) -> list[DecodedTransaction | FeedQuote | DeadLetter]:
+    """Frame -> decoded transactions, a price quote, or a dead letter naming what was wrong."""
+    if frame.kind == FrameKind.TRANSACTION:
+        try:
+            transactions: list[Transaction] = parse_transactions(frame.payload)
+        except TransactionFormatError as exc:
+            return [_dead(frame, "normalise", str(exc))]
+        out: list[DecodedTransaction | FeedQuote | DeadLetter] = []
+        for tx in transactions:
+            out.append(DecodedTransaction(frame.position, tx.signature, tuple(decode_transaction(tx))))
+        return out
+    if frame.kind == FrameKind.PRICE:
+        try:
+            return [parse_price_payload(frame.payload, frame.source)]
+        except PriceFormatError as exc:
+            return [_dead(frame, "price", str(exc))]
+    return [_dead(frame, "frame", f"unknown frame kind `{frame.kind}`")]
+
+
+@dataclass
+class Valuation:
+    """The valuation step's state: one `PriceBook`, fed in stream order (see `quantbot.pricing`)."""
+
+    book: PriceBook = field(default_factory=PriceBook)
+
+    @classmethod
+    def start(cls, config: PricingConfig) -> Valuation:
+        """Fresh state for a flow with no snapshot."""
+        return cls(PriceBook(config))
+
+    def apply(self, item: DecodedTransaction | FeedQuote) -> ValuedTransaction | PriceTick:
+        """Value a transaction's activities, or take a feed quote (which becomes a price tick)."""
+        if isinstance(item, FeedQuote):
+            self.book.apply_quote(item)
+            return self.book.quote_tick(item)
+        return ValuedTransaction(item.signature, tuple(self.book.value(a) for a in item.activities))
+
+
+def price_ticks(item: ValuedTransaction | PriceTick) -> list[PriceTick]:
+    """The price ticks to store: a feed quote's, or every tick the transaction's trades implied."""
+    if isinstance(item, PriceTick):
+        return [item]
+    return [tick for valued in item.valued for tick in valued.ticks]
+
+
+def whales_of(item: ValuedTransaction | PriceTick, config: WhaleConfig) -> list[WhaleTransaction]:
+    """The transaction's whale (at most one: its largest qualifying activity)."""
+    if isinstance(item, PriceTick):
+        return []
+    found = [w for v in item.valued if (w := detect(v, config)) is not None]
+    return largest_per_transaction(found)
+
+
+def signals_of(whale: WhaleTransaction, strategies: Sequence[WhaleFollower]) -> list[Signal]:
+    """One signal per strategy that the whale passes."""
+    return [s for strategy in strategies if (s := evaluate(strategy, whale)) is not None]

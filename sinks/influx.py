@@ -1,0 +1,130 @@
+"""InfluxDB sink: `token_prices` points per trade and `trading_signals` points per signal."""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import urllib3.exceptions
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from influxdb_client.client.exceptions import InfluxDBError
+from influxdb_client.client.influxdb_client import InfluxDBClient
+from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client.rest import ApiException
+
+from quantbot.models import InstructionIndex, PriceTick, Signal
+from quantbot.schema.influx import TokenPrice, TradingSignalEvent
+from sinks.retry import Retry
+
+log = logging.getLogger(__name__)
+
+# Block times have one-second resolution, and several trades of one token on one venue share a
+# second. Each trade's point gets a deterministic millisecond inside its second (from a hash of its
+# natural key) so they do not overwrite one another, and a replay lands on the very same point.
+MS_PER_S = 1000
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+
+def point_time(block_time: int, signature: str, index: InstructionIndex) -> datetime:
+    """The deterministic time of a trade's point: its block second plus a millisecond from its key."""
+    key = f"{signature}:{index.outer}:{index.inner}".encode()
+    millisecond = zlib.crc32(key) % MS_PER_S
+    return datetime.fromtimestamp(block_time, tz=UTC) + timedelta(milliseconds=millisecond)
+
+
+def price_point(tick: PriceTick) -> TokenPrice:
+    """The `token_prices` point of a price tick."""
+    return TokenPrice(
+        time=point_time(tick.block_time, tick.signature, tick.index),
+        token_address=tick.token,
+        symbol=tick.symbol,
+        source=tick.source,
+        price=tick.price_usd,
+        volume=tick.volume_usd,
+    )
+
+
+def signal_point(signal: Signal) -> TradingSignalEvent:
+    """The `trading_signals` point of a signal (outcome fields stay absent until known)."""
+    predicted = None
+    if signal.price and signal.take_profit:
+        predicted = (signal.take_profit / signal.price - 1) * 100
+    return TradingSignalEvent(
+        time=datetime.fromtimestamp(signal.created_at, tz=UTC),
+        signal_id=signal.signal_id,
+        strategy_id=signal.strategy_id,
+        token_address=signal.token_address,
+        direction=signal.direction,
+        confidence=signal.confidence,
+        strength=signal.strength,
+        price=signal.price,
+        volume=signal.usd_value,
+        predicted_move=predicted,
+    )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Connection refused or reset, timeouts, and the HTTP statuses that mean "try again"."""
+    if isinstance(exc, ApiException):
+        return exc.status in RETRYABLE_STATUS
+    if isinstance(exc, InfluxDBError):
+        response = exc.response
+        return response is not None and response.status in RETRYABLE_STATUS
+    return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+
+
+class InfluxSink(DynamicSink[PriceTick | Signal]):
+    """Writes price ticks and signals as line protocol through the v2 write API, synchronously.
+
+    Delivery: a batch is one HTTP write that has succeeded when `write_batch` returns. Points are keyed
+    by measurement, tags and a deterministic time, so a replayed point is the identical point.
+
+    Parallelism: one client per worker.
+
+    Args:
+        client: builds the influxdb-client (from `sinks.stores.influx_client`).
+        bucket: the bucket written to.
+        org: the organisation of the bucket.
+        retry: the retry policy for transient failures.
+    """
+
+    def __init__(self, client: Callable[[], InfluxDBClient], bucket: str, org: str, retry: Retry) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.org = org
+        self.retry = retry
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _InfluxPartition:
+        """A client and a synchronous write API for this worker."""
+        return _InfluxPartition(self.client(), self.bucket, self.org, self.retry)
+
+
+class _InfluxPartition(StatelessSinkPartition[PriceTick | Signal]):
+    def __init__(self, client: InfluxDBClient, bucket: str, org: str, retry: Retry) -> None:
+        self._client = client
+        self._write_api = client.write_api(write_options=SYNCHRONOUS)
+        self._bucket = bucket
+        self._org = org
+        self._retry = retry
+
+    def write_batch(self, items: list[PriceTick | Signal]) -> None:
+        lines = [
+            (price_point(i) if isinstance(i, PriceTick) else signal_point(i)).to_line_protocol() for i in items
+        ]
+        if not lines:
+            return
+        body = "\n".join(lines)
+        start = time.perf_counter()
+        what = f"sink=influx points={len(lines)}"
+        self._retry.call(
+            lambda: self._write_api.write(bucket=self._bucket, org=self._org, record=body),
+            is_transient,
+            what=what,
+        )
+        log.debug("%s elapsed_s=%.3f", what, time.perf_counter() - start)
+
+    def close(self) -> None:
+        self._client.close()  # type: ignore[no-untyped-call]

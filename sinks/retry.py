@@ -1,0 +1,80 @@
+"""Retrying store writes through transient failures, with bounded exponential backoff.
+
+Which errors are worth retrying is the store's decision (each sink passes its own predicate); how long
+to wait between attempts and when to give up is this module's. A write that still fails when the
+budget is spent raises: the flow stops loudly and resumes from its last snapshot when restarted,
+which loses nothing because every write is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff with full jitter: wait uniform(0, min(cap, base * 2**attempt)) seconds."""
+
+    base_s: float = 0.1
+    cap_s: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number `attempt` (0-based)."""
+        return random.uniform(0, min(self.cap_s, self.base_s * 2**attempt))  # noqa: S311 - jitter, not crypto
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Retry policy: keep trying a transient failure until `budget_s` has passed since the first attempt.
+
+    The default budget outlasts a store restart (tens of seconds); configure it with
+    `[sinks] retry_budget_s`.
+    """
+
+    budget_s: float = 60.0
+    backoff: Backoff = Backoff()
+
+    def call(
+        self,
+        operation: Callable[[], T],
+        is_transient: Callable[[BaseException], bool],
+        *,
+        what: str,
+        on_retry: Callable[[BaseException], None] | None = None,
+    ) -> T:
+        """Run `operation`, retrying transient failures within the budget.
+
+        Args:
+            operation: the write; it must be idempotent.
+            is_transient: whether an exception may go away by itself.
+            what: a key=value description for the log (`sink=redis items=500`).
+            on_retry: called after a transient failure, before waiting (e.g. to reset a connection).
+
+        Raises:
+            BaseException: the last failure, once it is permanent or the budget is spent.
+        """
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            try:
+                return operation()
+            except Exception as exc:
+                elapsed = time.monotonic() - started
+                if not is_transient(exc) or elapsed >= self.budget_s:
+                    log.error("%s attempts=%d elapsed_s=%.1f giving up: %r", what, attempt + 1, elapsed, exc)
+                    raise
+                delay = min(self.backoff.delay(attempt), max(0.0, self.budget_s - elapsed))
+                log.warning("%s attempt=%d retry_in_s=%.2f transient: %r", what, attempt + 1, delay, exc)
+                if on_retry is not None:
+                    on_retry(exc)
+                time.sleep(delay)
+                attempt += 1
