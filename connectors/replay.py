@@ -62,17 +62,13 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
         """One partition: see the class docstring."""
         return [PARTITION]
 
-    def build_part(
-        self, step_id: str, for_part: str, resume_state: ReplayPosition | None
-    ) -> _ReplayPartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: ReplayPosition | None) -> _ReplayPartition:
         """Open the replay where the last snapshot left it."""
         return _ReplayPartition(self.files, resume_state, self.speed, self.batch_size)
 
 
 class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPosition | None]):
-    def __init__(
-        self, files: list[Path], resume: ReplayPosition | None, speed: float | None, batch_size: int
-    ) -> None:
+    def __init__(self, files: list[Path], resume: ReplayPosition | None, speed: float | None, batch_size: int) -> None:
         self._files = files
         self._speed = speed
         self._batch_size = batch_size

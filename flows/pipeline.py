@@ -66,9 +66,9 @@ def _count_parsed(item: DecodedTransaction | FeedQuote | DeadLetter) -> None:
             metrics.ACTIVITIES.labels(str(activity.kind)).inc()
 
 
-def _value(state: Valuation | None, item: DecodedTransaction | FeedQuote, *, config: PricingConfig) -> tuple[
-    Valuation, ValuedTransaction | PriceTick
-]:
+def _value(
+    state: Valuation | None, item: DecodedTransaction | FeedQuote, *, config: PricingConfig
+) -> tuple[Valuation, ValuedTransaction | PriceTick]:
     valuation = state if state is not None else Valuation.start(config)
     return valuation, valuation.apply(item)
 

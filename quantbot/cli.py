@@ -28,8 +28,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 EX_UNAVAILABLE = 69
 """sysexits.h: a service the command needs is unavailable (a store is down)."""
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (logs, CI) has no terminal width to go by; tables of URLs need more than 80 columns.
+PIPED_WIDTH = 160
+console = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else PIPED_WIDTH)
 
 
 class _Context:
@@ -147,6 +149,177 @@ def config_show(ctx: _Context, fmt: str) -> None:
         click.echo(f"\n[{section}]")
         for key, value in values.items():
             click.echo(f"# {key} = (unset)" if value is None else f"{key} = {orjson.dumps(value).decode()}")
+
+
+# ----------------------------------------------------------------------------------------------- stack
+
+
+def _wanted(settings: Settings) -> list[Any]:
+    from quantbot.stack import StoreName, StoreWanted
+
+    return [
+        StoreWanted(StoreName(name), getattr(settings, name).url, getattr(settings, name).embedded)
+        for name in ("postgres", "mongo", "redis", "influx")
+    ]
+
+
+def _print_stack(title: str, states: Sequence[Any]) -> None:
+    rows = [(s.name, s.action, s.url, s.pid, s.detail) for s in states]
+    console.print(_table(title, ["store", "state", "url", "pid", "detail"], rows))
+
+
+@cli.group()
+def stack() -> None:
+    """The embedded local stack: real stores started on this machine (profile `local`).
+
+    \b
+    Each store the profile marks `embedded = true` and that is not already reachable is started
+    from packages quantbot installs (PostgreSQL, Valkey, SecantusDB) or from victoria-metrics when
+    installed, on free loopback ports, with data under `stack.dir` (default .quantbot/stack).
+    Other commands find the ports there. Data survives `stack down`; delete the directory to wipe it.
+    """
+
+
+@stack.command("up")
+@pass_context
+def stack_up(ctx: _Context) -> None:
+    """Start what is missing; reuse what runs. Exits 69 if a wanted store could not be started."""
+    from quantbot import stack as embedded
+
+    states = embedded.up(_wanted(ctx.settings), Path(ctx.settings.stack.dir))
+    _print_stack("stack up", states)
+    if any(s.action in ("unavailable", "failed") for s in states):
+        sys.exit(EX_UNAVAILABLE)
+
+
+@stack.command("down")
+@pass_context
+def stack_down(ctx: _Context) -> None:
+    """Stop the servers the stack started (their data is kept)."""
+    from quantbot import stack as embedded
+
+    _print_stack("stack down", embedded.down(Path(ctx.settings.stack.dir)))
+
+
+@stack.command("status")
+@pass_context
+def stack_status(ctx: _Context) -> None:
+    """Say, for each store, whether it is running, stopped or external. Exits 69 if one is down."""
+    from quantbot import stack as embedded
+
+    states = embedded.status(_wanted(ctx.settings), Path(ctx.settings.stack.dir))
+    _print_stack("stack status", states)
+    if any(s.action not in ("running", "external") for s in states):
+        sys.exit(EX_UNAVAILABLE)
+
+
+# --------------------------------------------------------------------------------------------- migrate
+
+
+def _print_reports(title: str, reports: Sequence[Any]) -> None:
+    rows = [
+        (r.store, r.url, {True: "yes", False: "NO", None: "-"}[r.reachable], r.version, r.schema, r.detail)
+        for r in reports
+    ]
+    console.print(_table(title, ["store", "url", "reachable", "server", "schema", "detail"], rows))
+
+
+@cli.group()
+def migrate() -> None:
+    """Create, upgrade or remove the schema of all four stores.
+
+    \b
+    PostgreSQL: numbered migrations recorded in `schema_migrations` (safe from two processes at once).
+    MongoDB: four collections with $jsonSchema validators and indexes, updated in place.
+    InfluxDB: the bucket and its retention, where the server has a buckets API.
+    Redis: key patterns only, built in code; nothing to create.
+    """
+
+
+@migrate.command("up")
+@pass_context
+def migrate_up(ctx: _Context) -> None:
+    """Bring every store to the latest schema; running it again changes nothing."""
+    from sinks import admin
+
+    reports = admin.migrate_up(ctx.settings)
+    _print_reports("migrate up", reports)
+    if not all(r.ok for r in reports):
+        sys.exit(EX_UNAVAILABLE)
+
+
+@migrate.command("down")
+@click.option(
+    "--to", "target", type=click.IntRange(min=0), required=True, help="PostgreSQL version to go down to; 0 = empty."
+)
+@click.option("--yes", is_flag=True, help="Do not ask before dropping data (needed without a terminal).")
+@pass_context
+def migrate_down(ctx: _Context, target: int, yes: bool) -> None:
+    """Revert PostgreSQL migrations above N; at 0 also drop quantbot's MongoDB collections.
+
+    This deletes the data in what it drops.
+    """
+    from sinks import admin
+
+    if not yes:
+        click.confirm(f"revert to schema version {target} and drop the data above it?", abort=True)
+    reports = admin.migrate_down(ctx.settings, target)
+    _print_reports(f"migrate down --to {target}", reports)
+    if not all(r.ok for r in reports):
+        sys.exit(EX_UNAVAILABLE)
+
+
+@migrate.command("status")
+@pass_context
+def migrate_status(ctx: _Context) -> None:
+    """List PostgreSQL migrations with when each was applied, and the other stores' schema state."""
+    from quantbot.schema import postgres as pg_schema
+    from sinks import admin
+    from sinks.stores import postgres_connect, resolve_endpoints
+
+    with postgres_connect(ctx.settings, resolve_endpoints(ctx.settings).postgres, autocommit=True) as conn:
+        rows = [
+            (m.version, m.name, "applied" if m.applied else "pending", m.applied_at) for m in pg_schema.status(conn)
+        ]
+    console.print(_table("postgres migrations", ["version", "name", "state", "applied at"], rows))
+    reports = admin.doctor(ctx.settings)
+    _print_reports("stores", reports)
+    if not all(r.ok for r in reports):
+        sys.exit(EX_UNAVAILABLE)
+
+
+@cli.command()
+@pass_context
+def doctor(ctx: _Context) -> None:
+    """Check each store: URL (password masked), reachable, server version, schema version.
+
+    Exits 69 (EX_UNAVAILABLE) when a store is unreachable or not configured.
+    """
+    from sinks import admin
+
+    reports = admin.doctor(ctx.settings)
+    _print_reports(f"doctor (profile {ctx.settings.profile})", reports)
+    if not all(r.ok for r in reports):
+        sys.exit(EX_UNAVAILABLE)
+
+
+# ---------------------------------------------------------------------------------------------- decode
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def decode(paths: tuple[Path, ...]) -> None:
+    """Decode recorded getTransaction results (files or directories) into DEX activities, as JSON lines.
+
+    \b
+    Accepts json, jsonParsed and base64 encodings, JSON-RPC envelopes, bare results, lists of them
+    and Yellowstone/Geyser JSON. One line per swap, liquidity add/remove or transfer, with raw
+    integer amounts as strings. Unreadable files are reported on stderr; the others still decode;
+    the exit status is then 1.
+    """
+    from quantbot.solana.decode import decode_files
+
+    sys.exit(decode_files(list(paths), sys.stdout, sys.stderr))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -20,8 +20,5 @@ DEAD_LETTERS = Counter("quantbot_dead_letters_total", "Inputs the flow could not
 def total(counter: Counter) -> float:
     """The sum of a counter over all its label values (0 before the first increment)."""
     return sum(
-        sample.value
-        for metric in counter.collect()
-        for sample in metric.samples
-        if sample.name.endswith("_total")
+        sample.value for metric in counter.collect() for sample in metric.samples if sample.name.endswith("_total")
     )

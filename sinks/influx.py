@@ -111,9 +111,7 @@ class _InfluxPartition(StatelessSinkPartition[PriceTick | Signal]):
         self._retry = retry
 
     def write_batch(self, items: list[PriceTick | Signal]) -> None:
-        lines = [
-            (price_point(i) if isinstance(i, PriceTick) else signal_point(i)).to_line_protocol() for i in items
-        ]
+        lines = [(price_point(i) if isinstance(i, PriceTick) else signal_point(i)).to_line_protocol() for i in items]
         if not lines:
             return
         body = "\n".join(lines)

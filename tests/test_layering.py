@@ -58,9 +58,7 @@ def _sources(package: str) -> list[Path]:
     return sorted((REPO_ROOT / package).rglob("*.py"))
 
 
-PURE_CORE = [
-    p for p in _sources("quantbot") if not (p.parent == REPO_ROOT / "quantbot" and p.name in CORE_EXCEPTIONS)
-]
+PURE_CORE = [p for p in _sources("quantbot") if not (p.parent == REPO_ROOT / "quantbot" and p.name in CORE_EXCEPTIONS)]
 
 
 @pytest.mark.parametrize("path", PURE_CORE, ids=lambda p: str(p.relative_to(REPO_ROOT)))

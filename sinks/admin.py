@@ -1,0 +1,188 @@
+"""Schema operations across the four stores, and the health check behind `quantbot doctor`.
+
+Versions: PostgreSQL's schema is the numbered migrations (`quantbot.schema.postgres`). The other
+stores have one schema state each, present or absent: MongoDB's four collections with validators
+and indexes, InfluxDB's bucket (where the server has a buckets API), and Redis's key patterns (no
+server-side schema: keys are built and validated by `quantbot.schema.redis_keys`). `migrate up` brings
+all four to the latest state; `migrate down --to N` steps PostgreSQL down to N, and at 0 also drops
+the MongoDB collections quantbot created, so the stores are as empty as before the first `up`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from quantbot.schema import influx as influx_schema
+from quantbot.schema import mongo as mongo_schema
+from quantbot.schema import postgres as pg_schema
+from quantbot.settings import Settings
+from sinks.stores import (
+    Endpoints,
+    describe,
+    influx_client,
+    mongo_client,
+    postgres_connect,
+    redis_client,
+    resolve_endpoints,
+)
+
+log = logging.getLogger(__name__)
+SECONDS_PER_DAY = 86_400
+
+
+@dataclass(frozen=True)
+class StoreReport:
+    """One store's line in `migrate` and `doctor` output."""
+
+    store: str
+    url: str
+    reachable: bool | None
+    version: str | None
+    schema: str | None
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        """Reachable (or not configured at all) and nothing failed."""
+        return self.reachable is not False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def migrate_up(settings: Settings) -> list[StoreReport]:
+    """Bring every configured store's schema to the latest version; idempotent."""
+    endpoints = resolve_endpoints(settings)
+    reports: list[StoreReport] = []
+
+    url = endpoints.postgres
+    try:
+        with postgres_connect(settings, url, autocommit=True) as conn:
+            applied = pg_schema.migrate_up(conn)
+            version = pg_schema.current_version(conn)
+        detail = f"applied {', '.join(map(str, applied))}" if applied else "already up to date"
+        reports.append(
+            StoreReport("postgres", describe(url), True, None, f"{version}/{pg_schema.latest_version()}", detail)
+        )
+    except Exception as exc:
+        reports.append(StoreReport("postgres", describe(url), False, None, None, _first_line(exc)))
+
+    url = endpoints.mongo
+    try:
+        with mongo_client(settings, url) as client:
+            results = mongo_schema.apply(client[settings.mongo.db])
+        changed = [r.name for r in results if r.changed]
+        detail = f"changed {', '.join(changed)}" if changed else "already up to date"
+        reports.append(StoreReport("mongo", describe(url), True, None, f"{len(results)} collections", detail))
+    except Exception as exc:
+        reports.append(StoreReport("mongo", describe(url), False, None, None, _first_line(exc)))
+
+    url = endpoints.influx
+    try:
+        with influx_client(settings, url) as client:
+            retention = settings.influx.retention_days * SECONDS_PER_DAY
+            note = influx_schema.ensure_bucket(client, settings.influx.bucket, settings.influx.org, retention)
+        reports.append(StoreReport("influx", describe(url), True, None, f"bucket {settings.influx.bucket}", note))
+    except Exception as exc:
+        reports.append(StoreReport("influx", describe(url), False, None, None, _first_line(exc)))
+
+    reports.append(_redis_report(settings, endpoints, "no server-side schema: key patterns are built in code"))
+    return reports
+
+
+def migrate_down(settings: Settings, target: int) -> list[StoreReport]:
+    """Step PostgreSQL down to `target`; at 0 also drop quantbot's MongoDB collections."""
+    endpoints = resolve_endpoints(settings)
+    reports: list[StoreReport] = []
+    url = endpoints.postgres
+    try:
+        with postgres_connect(settings, url, autocommit=True) as conn:
+            reverted = pg_schema.migrate_down(conn, target)
+            version = pg_schema.current_version(conn)
+        detail = f"reverted {', '.join(map(str, reverted))}" if reverted else "nothing to revert"
+        reports.append(
+            StoreReport("postgres", describe(url), True, None, f"{version}/{pg_schema.latest_version()}", detail)
+        )
+    except Exception as exc:
+        reports.append(StoreReport("postgres", describe(url), False, None, None, _first_line(exc)))
+    if target == 0:
+        url = endpoints.mongo
+        try:
+            with mongo_client(settings, url) as client:
+                db = client[settings.mongo.db]
+                present = set(db.list_collection_names())
+                dropped = [spec.name for spec in mongo_schema.COLLECTIONS if spec.name in present]
+                for name in dropped:
+                    db.drop_collection(name)
+            detail = f"dropped {', '.join(dropped)}" if dropped else "nothing to drop"
+            reports.append(StoreReport("mongo", describe(url), True, None, "0 collections", detail))
+        except Exception as exc:
+            reports.append(StoreReport("mongo", describe(url), False, None, None, _first_line(exc)))
+    return reports
+
+
+def _redis_report(settings: Settings, endpoints: Endpoints, schema_note: str) -> StoreReport:
+    url = endpoints.redis
+    try:
+        client = redis_client(settings, url)
+        try:
+            info: dict[str, Any] = client.info("server")
+        finally:
+            client.close()
+        version = str(info.get("valkey_version") or info.get("redis_version"))
+        return StoreReport("redis", describe(url), True, version, "key patterns v1", schema_note)
+    except Exception as exc:
+        return StoreReport("redis", describe(url), False, None, None, _first_line(exc))
+
+
+def doctor(settings: Settings) -> list[StoreReport]:
+    """Reachability, server version and schema version of each store; reads only."""
+    endpoints = resolve_endpoints(settings)
+    reports: list[StoreReport] = []
+
+    url = endpoints.postgres
+    try:
+        with postgres_connect(settings, url, autocommit=True) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+            version = pg_schema.current_version(conn)
+        latest = pg_schema.latest_version()
+        detail = "up to date" if version == latest else "run `quantbot migrate up`"
+        reports.append(
+            StoreReport("postgres", describe(url), True, row[0] if row else None, f"{version}/{latest}", detail)
+        )
+    except Exception as exc:
+        reports.append(StoreReport("postgres", describe(url), False, None, None, _first_line(exc)))
+
+    url = endpoints.mongo
+    try:
+        with mongo_client(settings, url) as client:
+            server = client.server_info()
+            present = set(client[settings.mongo.db].list_collection_names())
+        have = sum(1 for spec in mongo_schema.COLLECTIONS if spec.name in present)
+        total = len(mongo_schema.COLLECTIONS)
+        detail = "up to date" if have == total else "run `quantbot migrate up`"
+        reports.append(
+            StoreReport("mongo", describe(url), True, str(server.get("version")), f"{have}/{total} collections", detail)
+        )
+    except Exception as exc:
+        reports.append(StoreReport("mongo", describe(url), False, None, None, _first_line(exc)))
+
+    url = endpoints.influx
+    try:
+        with influx_client(settings, url) as client:
+            healthy = client.ping()
+            server_version = client.version() if healthy else None
+        if not healthy:
+            raise ConnectionError(f"no answer to ping at {describe(url)}")
+        reports.append(
+            StoreReport("influx", describe(url), True, server_version, f"bucket {settings.influx.bucket}", "write API")
+        )
+    except Exception as exc:
+        reports.append(StoreReport("influx", describe(url), False, None, None, _first_line(exc)))
+
+    reports.append(_redis_report(settings, endpoints, "ok"))
+    return reports
