@@ -55,6 +55,7 @@ class FlowConfig:
 
 
 def _count_frame(item: Frame | DeadLetter) -> None:
+    metrics.INPUTS.inc()
     if isinstance(item, Frame):
         metrics.FRAMES.labels(item.kind).inc()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter
 
+INPUTS = Counter("quantbot_inputs_total", "Items read from a source: frames and unreadable lines")
 FRAMES = Counter("quantbot_frames_total", "Frames read from a source, by kind", ["kind"])
 TRANSACTIONS = Counter("quantbot_transactions_total", "Transactions normalised from frames")
 ACTIVITIES = Counter("quantbot_activities_total", "Activities decoded, by kind (swap, transfer, ...)", ["kind"])

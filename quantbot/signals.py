@@ -22,7 +22,7 @@ The signal id is a UUIDv5 of strategy id and signature: a replayed whale produce
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,7 +109,7 @@ class WhaleFollower:
         )
 
 
-def load_strategies(documents: list[Mapping[str, Any]], default_holding_s: int) -> list[WhaleFollower]:
+def load_strategies(documents: Sequence[Mapping[str, Any]], default_holding_s: int) -> list[WhaleFollower]:
     """The active whale-follower strategies among `documents` (other types and statuses are skipped)."""
     return [
         WhaleFollower.from_document(doc, default_holding_s)

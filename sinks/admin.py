@@ -11,8 +11,12 @@ the MongoDB collections quantbot created, so the stores are as empty as before t
 from __future__ import annotations
 
 import logging
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from quantbot.schema import influx as influx_schema
 from quantbot.schema import mongo as mongo_schema
@@ -186,3 +190,73 @@ def doctor(settings: Settings) -> list[StoreReport]:
 
     reports.append(_redis_report(settings, endpoints, "ok"))
     return reports
+
+
+# VictoriaMetrics keeps samples this far back in a count query; the demo and tests write recent data,
+# and a window this wide covers any recording's block times.
+COUNT_WINDOW = "100y"
+
+
+def _influx_series_count(settings: Settings, url: str | None, measurement: str, field: str) -> int | None:
+    """Points of one field of a measurement, where the server answers PromQL (VictoriaMetrics); else None."""
+    if url is None:
+        return None
+    query = f'sum(count_over_time({{__name__="{measurement}_{field}"}}[{COUNT_WINDOW}]))'
+    try:
+        with urllib.request.urlopen(f"{url}/internal/force_flush", timeout=settings.influx.timeout_ms / 1000):  # noqa: S310 - the configured store URL
+            pass
+        address = f"{url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+        with urllib.request.urlopen(address, timeout=settings.influx.timeout_ms / 1000) as response:  # noqa: S310
+            result = orjson.loads(response.read())["data"]["result"]
+    except Exception as exc:
+        log.info("store=influx count unavailable: %s", _first_line(exc))
+        return None
+    return int(float(result[0]["value"][1])) if result else 0
+
+
+@dataclass(frozen=True)
+class StoreCounts:
+    """What the stores hold after a run, read back from the stores themselves."""
+
+    signals: int
+    dead_letters: int
+    whales: int
+    price_keys: int
+    signal_keys: int
+    price_points: int | None
+    signal_points: int | None
+    largest_whales: list[dict[str, Any]]
+
+
+def store_counts(settings: Settings, largest: int = 5) -> StoreCounts:
+    """Count rows, documents, keys and points in the four stores."""
+    endpoints = resolve_endpoints(settings)
+    with postgres_connect(settings, endpoints.postgres) as conn:
+        signals = conn.execute("SELECT count(*) FROM trading_signals").fetchone()
+        letters = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+    with mongo_client(settings, endpoints.mongo) as client:
+        collection = client[settings.mongo.db][mongo_schema.WHALE_ACTIVITY.name]
+        whales = collection.count_documents({})
+        top = list(
+            collection.find(
+                {}, {"walletAddress": 1, "valueUsd": 1, "walletProfile.whaleCategory": 1, "market.venue": 1}
+            )
+            .sort("valueUsd", -1)
+            .limit(largest)
+        )
+    client_r = redis_client(settings, endpoints.redis)
+    try:
+        price_keys = sum(1 for _ in client_r.scan_iter(match="price:*", count=1000))
+        signal_keys = sum(1 for _ in client_r.scan_iter(match="signal:*", count=1000))
+    finally:
+        client_r.close()
+    return StoreCounts(
+        signals=int(signals[0]) if signals else 0,
+        dead_letters=int(letters[0]) if letters else 0,
+        whales=whales,
+        price_keys=price_keys,
+        signal_keys=signal_keys,
+        price_points=_influx_series_count(settings, endpoints.influx, "token_prices", "price"),
+        signal_points=_influx_series_count(settings, endpoints.influx, "trading_signals", "confidence"),
+        largest_whales=top,
+    )
