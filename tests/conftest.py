@@ -150,6 +150,9 @@ def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxEndpoint]
             "-loggerLevel=ERROR",
             # Read-back right after a write: do not hide the newest 30 s of samples from queries.
             "-search.latencyOffset=0s",
+            # InfluxDB identifies a point by series and time: a rewrite replaces it. VictoriaMetrics
+            # keeps duplicates unless told to deduplicate samples closer than this (its finest step).
+            "-dedup.minScrapeInterval=1ms",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
