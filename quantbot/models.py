@@ -23,6 +23,8 @@ class ActivityKind(StrEnum):
     LIQUIDITY_ADD = "liquidity_add"
     LIQUIDITY_REMOVE = "liquidity_remove"
     TRANSFER = "transfer"
+    POOL_CREATE = "pool_create"
+    """A new pool or bonding curve (with its initial liquidity, if any): neither a trade nor a plain add."""
 
 
 @dataclass(frozen=True, slots=True)

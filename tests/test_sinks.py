@@ -88,7 +88,9 @@ def test_postgres_sink_writes_a_replayed_batch_once(migrated_pg: str) -> None:
             "SELECT signal_id::text, direction, token_address, created_at, status FROM trading_signals"
         ).fetchall()
         letters = conn.execute("SELECT position, stage, reason, raw FROM dead_letters").fetchall()
-    assert rows == [(signal.signal_id, "buy", BONK, datetime(2025, 6, 15, 15, 6, 40), "pending")]
+    # TIMESTAMP (no zone) columns hold UTC wall time: 1_750_000_000 is 2025-06-15 15:06:40 UTC
+    stored_at = datetime(2025, 6, 15, 15, 6, 40, tzinfo=UTC).replace(tzinfo=None)
+    assert rows == [(signal.signal_id, "buy", BONK, stored_at, "pending")]
     assert letters == [("feed.jsonl@0", "frame", "line is not JSON", "garb\\x00age")]
 
 

@@ -8,8 +8,10 @@ root, PostgreSQL runs as the system account `quantbot`, which is what CI exercis
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -33,11 +35,18 @@ PROCESS_GONE_DEADLINE_S = 5.0
 
 
 @pytest.fixture(scope="module")
-def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The module's stack directory; whatever the tests leave running is stopped at the end."""
-    directory = tmp_path_factory.mktemp("stack")
-    yield directory
-    stack.down(directory)
+def stack_dir() -> Iterator[Path]:
+    """The module's stack directory; whatever the tests leave running is stopped at the end.
+
+    Not under pytest's basetemp: every pytest session resets `/tmp/pytest-of-<user>` to mode 0700, and
+    under root the PostgreSQL account must traverse the stack directory's parents for as long as it runs.
+    """
+    directory = Path(tempfile.mkdtemp(prefix="quantbot-test-stack-"))
+    try:
+        yield directory
+    finally:
+        stack.down(directory)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
