@@ -1,0 +1,26 @@
+# Production image: the quantbot command, running as an unprivileged user, with a volume for the
+# recovery snapshots (a restarted container resumes where the last one stopped).
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY quantbot ./quantbot
+COPY connectors ./connectors
+COPY sinks ./sinks
+COPY flows ./flows
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+RUN useradd --system --uid 10001 --home-dir /app --create-home quantbot \
+    && mkdir -p /var/lib/quantbot/recovery /var/lib/quantbot/recordings \
+    && chown -R quantbot /var/lib/quantbot
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+WORKDIR /app
+COPY --chown=quantbot config ./config
+USER quantbot
+ENV QUANTBOT_PROFILE=production \
+    QUANTBOT_CONFIG_DIR=/app/config \
+    PYTHONUNBUFFERED=1
+VOLUME ["/var/lib/quantbot"]
+ENTRYPOINT ["quantbot"]
+CMD ["doctor"]
