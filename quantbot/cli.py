@@ -400,6 +400,44 @@ def replay(
     _print_summary(summary, store_counts(settings))
 
 
+# ------------------------------------------------------------------------------------------------ feed
+
+
+@cli.group()
+def feed() -> None:
+    """Synthetic feeds: realistic recordings for demos, tests and benchmarks."""
+
+
+@feed.command("generate")
+@click.option("--txs", type=click.IntRange(min=1), required=True, help="Transactions to generate.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Recording to write: .jsonl, .jsonl.gz or .jsonl.zst.",
+)
+@click.option(
+    "--garbage", type=click.FloatRange(0, 1), default=0.01, show_default=True, help="Share of malformed lines."
+)
+@click.option("--start-time", type=int, help="Unix seconds of the first block (default: so that the feed ends now).")
+def feed_generate(txs: int, seed: int, out: Path, garbage: float, start_time: int | None) -> None:
+    """Write a recording of Jupiter routes, Pump.fun, PumpSwap, Raydium, Orca and Meteora swaps.
+
+    \b
+    SOL/USD moves over time (price frames every few seconds), sizes are heavy-tailed so whales are
+    rare, and some transactions fail, some are plain transfers, and --garbage of the lines are
+    malformed (each must end up in the dead-letter store when replayed).
+    """
+    from quantbot.feed import FeedSpec, generate_feed
+    from quantbot.recordings import SUFFIXES
+
+    if not out.name.endswith(SUFFIXES):
+        raise click.BadParameter(f"`{out}` must end in {', '.join(SUFFIXES)}", param_hint="--out")
+    stats = generate_feed(FeedSpec(txs=txs, seed=seed, garbage_share=garbage, start_time=start_time), out)
+    console.print(f"{out}: {stats.describe()}")
+
+
 # ------------------------------------------------------------------------------------------------ demo
 
 DEMO_DIR = Path(".quantbot/demo")
