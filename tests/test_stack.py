@@ -230,8 +230,7 @@ def test_no_url_and_not_embedded_is_unavailable(stack_dir: Path) -> None:
 def test_a_failed_start_reports_the_log(tmp_path: Path) -> None:
     """A server that cannot bind its port fails fast, and the error quotes the reason from its log."""
     with socket.socket() as holder:
-        holder.bind(("127.0.0.1", 0))
-        holder.listen()
+        holder.bind(("127.0.0.1", 0))  # bound, not listening: the bind fails, connects are refused at once
         port = holder.getsockname()[1]
         with pytest.raises(stack.ServerStartError, match=r"(?s)exited while starting.*redis\.log"):
             stack.start_valkey(tmp_path / "data", port, tmp_path / "redis.log")
