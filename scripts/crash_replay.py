@@ -1,0 +1,205 @@
+"""Kill -9 a replay at random moments, restart it until it finishes, compare with an uninterrupted run.
+
+    .venv/bin/python scripts/crash_replay.py --txs 50000 --kills 5 --seed 1
+
+It starts its own stores under a temporary directory (PostgreSQL, Valkey, SecantusDB and two
+VictoriaMetrics, one per run), generates a synthetic recording (or takes --recording), replays it once
+without interruption into one set of databases, and once into another set while SIGKILLing the
+`quantbot replay --recovery-dir` process --kills times at random moments. Then it reads back
+everything the flow wrote to each store and prints a table of counts and digests. Exit status 0 when
+every store is identical, 1 when one differs (with the first difference).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+from quantbot import stack
+from quantbot.feed import FeedSpec, generate_feed
+from quantbot.settings import Settings, load_settings
+from sinks import admin
+from sinks.snapshot import store_snapshot, summarise
+
+# Snapshots every half second: a kill loses at most that much work, and each restart, which takes a
+# couple of seconds to import and resume, still gets past a snapshot before the next kill.
+SNAPSHOT_INTERVAL_S = "0.5"
+# Prices must outlive the comparison: the schema's 30 s TTL would expire them between the two runs.
+PRICE_TTL_S = "86400"
+# A replay is killed this long after it starts: long enough to get past start-up and a snapshot.
+KILL_AFTER_S = (2.5, 8.0)
+RUN_DEADLINE_S = 1800
+
+
+@dataclass
+class Stores:
+    """The servers this script started, and how to stop them."""
+
+    servers: list[stack.RunningServer]
+
+    def stop(self) -> None:
+        for server in self.servers:
+            stack.stop(server)
+
+
+def start_stores(work: Path) -> Stores:
+    """PostgreSQL, Valkey, SecantusDB, and one VictoriaMetrics per run."""
+    servers = [
+        stack.start_postgres(work / "postgres" / "data", stack.free_port(), work / "postgres.log"),
+        stack.start_valkey(work / "redis" / "data", stack.free_port(), work / "redis.log"),
+        stack.start_mongo(work / "mongo" / "data", stack.free_port(), work / "mongo.log"),
+    ]
+    for run in ("reference", "crashed"):
+        servers.append(
+            stack.start_victoria_metrics(work / f"influx-{run}" / "data", stack.free_port(), work / f"influx-{run}.log")
+        )
+    return Stores(servers)
+
+
+def run_environment(stores: Stores, run: str, redis_db: int) -> dict[str, str]:
+    """The environment of one run's `quantbot` processes: its own database in each store."""
+    postgres, valkey, mongo, vm_reference, vm_crashed = stores.servers
+    with psycopg.connect(postgres.url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{run}"')
+    return {
+        "QUANTBOT_PROFILE": "default",
+        "QUANTBOT_POSTGRES_URL": postgres.url.rsplit("/", 1)[0] + f"/{run}",
+        "QUANTBOT_POSTGRES_SSLMODE": "disable",
+        "QUANTBOT_REDIS_URL": valkey.url.rsplit("/", 1)[0] + f"/{redis_db}",
+        "QUANTBOT_MONGO_URL": mongo.url,
+        "QUANTBOT_MONGO_DB": run,
+        "QUANTBOT_INFLUX_URL": (vm_reference if run == "reference" else vm_crashed).url,
+        "QUANTBOT_PIPELINE_SNAPSHOT_INTERVAL_S": SNAPSHOT_INTERVAL_S,
+        "QUANTBOT_REDIS_PRICE_TTL_S": PRICE_TTL_S,
+        "QUANTBOT_LOGGING_LEVEL": "WARNING",
+    }
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    return load_settings(config_dir=REPO_ROOT / "config", environ=env)
+
+
+def replay_command(recording: Path, recovery: Path | None) -> list[str]:
+    command = [sys.executable, "-m", "quantbot", "replay", str(recording), "--no-progress"]
+    return [*command, "--recovery-dir", str(recovery)] if recovery else command
+
+
+def run_to_end(command: list[str], env: dict[str, str], log: Path) -> None:
+    with log.open("ab") as out:
+        result = subprocess.run(
+            command, env={**os.environ, **env}, stdout=out, stderr=out, timeout=RUN_DEADLINE_S, check=False
+        )
+    if result.returncode != 0:
+        raise SystemExit(f"replay failed with status {result.returncode}; see {log}")
+
+
+def run_with_kills(command: list[str], env: dict[str, str], log: Path, kills: int, rng: random.Random) -> int:
+    """Start the replay, SIGKILL it `kills` times at random moments, then let it finish; kills done."""
+    done = 0
+    with log.open("ab") as out:
+        while done < kills:
+            process = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=out)
+            delay = rng.uniform(*KILL_AFTER_S)
+            try:
+                process.wait(timeout=delay)
+                break  # it finished before its kill: nothing left to interrupt
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGKILL)
+                process.wait()
+                done += 1
+                print(f"  kill -9 #{done} after {delay:.1f} s", flush=True)
+    run_to_end(command, env, log)
+    return done
+
+
+def first_difference(a: object, b: object, path: str = "") -> str | None:
+    """Where two snapshots first differ, for the report."""
+    if type(a) is not type(b):
+        return f"{path}: {type(a).__name__} vs {type(b).__name__}"
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if key not in a or key not in b:
+                return f"{path}.{key}: only in {'crashed' if key in b else 'reference'}"
+            found = first_difference(a[key], b[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return f"{path}: {len(a)} vs {len(b)} items"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = first_difference(x, y, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if a == b else f"{path}: {a!r} vs {b!r}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--txs", type=int, default=50_000, help="transactions in the generated recording")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the recording and of the kill moments")
+    parser.add_argument("--kills", type=int, default=5, help="SIGKILLs of the replay before it may finish")
+    parser.add_argument("--recording", type=Path, help="replay this recording instead of generating one")
+    parser.add_argument("--workdir", type=Path, help="keep stores and logs here (default: a temporary directory)")
+    args = parser.parse_args()
+
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="quantbot-crash-"))
+    work.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(args.seed)
+    stores = start_stores(work)
+    try:
+        recording = args.recording
+        if recording is None:
+            recording = work / "feed.jsonl"
+            stats = generate_feed(FeedSpec(txs=args.txs, seed=args.seed, garbage_share=0.01), recording)
+            print(f"recording {recording}: {stats.describe()}", flush=True)
+        results = {}
+        for run, redis_db in (("reference", 0), ("crashed", 1)):
+            env = run_environment(stores, run, redis_db)
+            settings = settings_of(env)
+            admin.migrate_up(settings)
+            admin.ensure_demo_strategy(settings)
+            started = time.monotonic()
+            if run == "reference":
+                run_to_end(replay_command(recording, None), env, work / f"{run}.log")
+                print(f"reference: uninterrupted replay in {time.monotonic() - started:.1f} s", flush=True)
+            else:
+                kills = run_with_kills(
+                    replay_command(recording, work / "recovery"), env, work / f"{run}.log", args.kills, rng
+                )
+                print(f"crashed: {kills} kill -9, then to the end, in {time.monotonic() - started:.1f} s", flush=True)
+            results[run] = store_snapshot(settings)
+        reference, crashed = (summarise(results[r]) for r in ("reference", "crashed"))
+        print(f"{'store':28} {'reference':>12} {'crashed':>12}  identical")
+        for name in reference:
+            same = results["reference"][name] == results["crashed"][name]
+            print(f"{name:28} {reference[name][0]:>12} {crashed[name][0]:>12}  {'yes' if same else 'NO'}")
+        difference = first_difference(results["reference"], results["crashed"])
+        if difference:
+            print(f"DIFFERENT: first difference at {difference}")
+            return 1
+        print("IDENTICAL: every store holds exactly what the uninterrupted run wrote")
+        return 0
+    finally:
+        stores.stop()
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
