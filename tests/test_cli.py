@@ -1,0 +1,127 @@
+"""The `quantbot` command as a user runs it: migrate, doctor and their exit statuses against real stores."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pymongo
+import pytest
+
+from quantbot.schema import mongo as mongo_schema
+from tests.conftest import REPO_ROOT, InfluxEndpoint
+
+EX_UNAVAILABLE = 69
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the real entry point in a child process."""
+    return subprocess.run(
+        [sys.executable, "-m", "quantbot", *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **env},
+        cwd=REPO_ROOT,
+        timeout=120,
+        check=False,
+    )
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def env(pg_url: str, redis_url: str, mongo_url: str, influx: InfluxEndpoint, tmp_path: Path) -> dict[str, str]:
+    """A profile whose four stores are the test servers (nothing embedded)."""
+    return {
+        "QUANTBOT_PROFILE": "default",
+        "QUANTBOT_POSTGRES_URL": pg_url,
+        "QUANTBOT_REDIS_URL": redis_url,
+        "QUANTBOT_MONGO_URL": mongo_url,
+        "QUANTBOT_MONGO_DB": f"cli_{secrets.token_hex(4)}",
+        "QUANTBOT_INFLUX_URL": influx.url,
+        "QUANTBOT_STACK_DIR": str(tmp_path / "stack"),
+    }
+
+
+def row(output: str, store: str) -> str:
+    """The table row of `store` in a command's output."""
+    (line,) = [line for line in output.splitlines() if re.match(rf"^\W*{store}\b", line)]
+    return line
+
+
+def test_migrate_up_twice_then_down_to_zero(env: dict[str, str], pg_url: str, mongo_url: str) -> None:
+    """`migrate up` creates every store's schema, again changes nothing, `down --to 0` removes it."""
+    first = run_cli("migrate", "up", env=env)
+    second = run_cli("migrate", "up", env=env)
+
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "applied 1, 2, 3" in row(first.stdout, "postgres")
+    assert "already up to date" in row(second.stdout, "postgres")
+    assert "already up to date" in row(second.stdout, "mongo")
+    with pymongo.MongoClient(mongo_url) as client:
+        assert {c.name for c in mongo_schema.COLLECTIONS} <= set(
+            client[env["QUANTBOT_MONGO_DB"]].list_collection_names()
+        )
+
+    down = run_cli("migrate", "down", "--to", "0", "--yes", env=env)
+
+    assert down.returncode == 0, down.stdout + down.stderr
+    with psycopg.connect(pg_url) as conn:
+        tables = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()
+    assert tables == (0,)
+    with pymongo.MongoClient(mongo_url) as client:
+        assert client[env["QUANTBOT_MONGO_DB"]].list_collection_names() == []
+
+
+def test_migrate_down_asks_before_dropping_data(env: dict[str, str]) -> None:
+    """Without --yes and without a terminal to answer, `migrate down` aborts and drops nothing."""
+    run_cli("migrate", "up", env=env)
+
+    result = run_cli("migrate", "down", "--to", "0", env=env)
+
+    assert result.returncode != 0
+    assert "already up to date" in row(run_cli("migrate", "up", env=env).stdout, "postgres")
+
+
+def test_doctor_reports_every_store_and_schema_version(env: dict[str, str]) -> None:
+    """With every store up and migrated, doctor says so and exits 0."""
+    run_cli("migrate", "up", env=env)
+
+    result = run_cli("doctor", env=env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"\byes\b.*\b3/3\b", row(result.stdout, "postgres"))
+    assert re.search(r"\byes\b.*4/4 collections", row(result.stdout, "mongo"))
+    assert "yes" in row(result.stdout, "influx") and "yes" in row(result.stdout, "redis")
+
+
+def test_doctor_tells_the_truth_when_a_store_is_down(env: dict[str, str]) -> None:
+    """A store that does not answer is marked NO with the reason, and doctor exits 69."""
+    env = {**env, "QUANTBOT_REDIS_URL": f"redis://:hunter2@127.0.0.1:{closed_port()}/0"}
+
+    result = run_cli("doctor", env=env)
+
+    assert result.returncode == EX_UNAVAILABLE
+    line = row(result.stdout, "redis")
+    assert "NO" in line and "refused" in result.stdout.lower()
+    assert "hunter2" not in result.stdout + result.stderr
+    assert "yes" in row(result.stdout, "postgres")
+
+
+def test_doctor_without_any_configured_store_says_what_to_do(tmp_path: Path) -> None:
+    """On the local profile before `stack up`, doctor names the missing stack instead of crashing."""
+    result = run_cli("doctor", env={"QUANTBOT_STACK_DIR": str(tmp_path / "nothing-here")})
+
+    assert result.returncode == EX_UNAVAILABLE
+    assert "quantbot stack up" in result.stdout
+    assert "Traceback" not in result.stderr
