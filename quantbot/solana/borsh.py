@@ -1,0 +1,237 @@
+"""Borsh layouts: compile a field list once into `struct` readers, then decode (and encode) payloads.
+
+Programs describe their events in Borsh (little-endian fixed-size integers, `bool` as one byte, 32-byte
+public keys, `u32`-length-prefixed strings and vectors, one-byte tags for field-less enums). A `Layout`
+turns a field list into as few `struct.Struct` unpacks as possible; fixed-size runs are read with one
+call. Layouts may end in optional groups: programs append fields in new versions, and an event from an
+older version simply stops earlier (`Layout.decode` reads every whole group that is present).
+
+`Layout.encode` is the inverse; tests and synthetic feeds use it to produce events.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from quantbot.solana.codec import b58decode, pubkey_str
+
+FieldSpec = tuple[str, str]
+"""(name, borsh type) with type one of `Layout.FIXED` or `string`, or `vec<T>` of a fixed type."""
+
+_U32 = struct.Struct("<I")
+PUBKEY_SIZE = 32
+U128_SIZE = 16
+_MAX_VEC_ITEMS = 1024
+"""A vector longer than this in an event is taken for corrupt input (events carry a handful of items)."""
+
+
+def _u128(raw: bytes) -> int:
+    return int.from_bytes(raw, "little")
+
+
+def _i128(raw: bytes) -> int:
+    return int.from_bytes(raw, "little", signed=True)
+
+
+FIXED: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
+    "u8": ("B", None),
+    "i8": ("b", None),
+    "bool": ("?", None),
+    "u16": ("H", None),
+    "i16": ("h", None),
+    "u32": ("I", None),
+    "i32": ("i", None),
+    "u64": ("Q", None),
+    "i64": ("q", None),
+    "u128": ("16s", _u128),
+    "i128": ("16s", _i128),
+    "pubkey": ("32s", pubkey_str),
+    "enum": ("B", None),
+}
+"""Fixed-size Borsh types: struct code and the converter applied after unpacking (None: as is)."""
+
+
+class _Segment:
+    """A run of fixed-size fields (one struct) or a single variable-size field."""
+
+    __slots__ = ("converters", "item", "kind", "kinds", "names", "struct")
+
+    def __init__(self, kind: str, names: list[str], fmt: str = "", item: str = "", kinds: Sequence[str] = ()) -> None:
+        self.kind = kind
+        self.names = names
+        self.kinds = list(kinds)
+        self.struct = struct.Struct("<" + fmt) if fmt else None
+        self.item = item
+        self.converters: list[tuple[int, Callable[[Any], Any]]] = []
+
+
+def _compile(fields: Sequence[FieldSpec]) -> list[_Segment]:
+    segments: list[_Segment] = []
+    fmt = ""
+    names: list[str] = []
+    kinds: list[str] = []
+    converters: list[tuple[int, Callable[[Any], Any]]] = []
+
+    def flush() -> None:
+        nonlocal fmt, names, kinds, converters
+        if names:
+            segment = _Segment("fixed", names, fmt, kinds=kinds)
+            segment.converters = converters
+            segments.append(segment)
+        fmt, names, kinds, converters = "", [], [], []
+
+    for name, kind in fields:
+        if kind in FIXED:
+            code, convert = FIXED[kind]
+            if convert is not None:
+                converters.append((len(names), convert))
+            names.append(name)
+            kinds.append(kind)
+            fmt += code
+        elif kind == "string":
+            flush()
+            segments.append(_Segment("string", [name]))
+        elif kind.startswith("vec<") and kind.endswith(">") and kind[4:-1] in FIXED:
+            flush()
+            segments.append(_Segment("vec", [name], item=kind[4:-1]))
+        else:
+            raise ValueError(f"unsupported borsh type `{kind}` for field `{name}`")
+    flush()
+    return segments
+
+
+class Layout:
+    """A compiled Borsh layout: required fields, then optional groups appended by later versions."""
+
+    __slots__ = ("fields", "fixed", "groups", "name")
+
+    def __init__(self, name: str, fields: Sequence[FieldSpec], optional: Sequence[Sequence[FieldSpec]] = ()) -> None:
+        self.name = name
+        self.fields: tuple[FieldSpec, ...] = tuple(fields) + tuple(f for group in optional for f in group)
+        self.groups = [_compile(fields)] + [_compile(group) for group in optional]
+        # The common case, every group one run of fixed-size fields, decodes without the general loop.
+        self.fixed = all(len(g) == 1 and g[0].kind == "fixed" for g in self.groups)
+
+    def decode(self, data: bytes, offset: int = 0) -> dict[str, Any] | None:
+        """Decode the payload at `offset`; None if the required fields do not fit or are malformed."""
+        if self.fixed:
+            return self._decode_fixed(data, offset)
+        out: dict[str, Any] = {}
+        pos = offset
+        for number, segments in enumerate(self.groups):
+            end = _decode_segments(segments, data, pos, out)
+            if end < 0:
+                if number == 0:
+                    return None
+                break
+            pos = end
+        return out
+
+    def _decode_fixed(self, data: bytes, offset: int) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        size = len(data)
+        pos = offset
+        for number, (segment,) in enumerate(self.groups):
+            reader = segment.struct
+            assert reader is not None
+            end = pos + reader.size
+            if end > size:
+                return None if number == 0 else out
+            values = reader.unpack_from(data, pos)
+            if segment.converters:
+                converted = list(values)
+                for index, convert in segment.converters:
+                    converted[index] = convert(converted[index])
+                out.update(zip(segment.names, converted, strict=True))
+            else:
+                out.update(zip(segment.names, values, strict=True))
+            pos = end
+        return out
+
+    def encode(self, values: dict[str, Any]) -> bytes:
+        """Encode `values` (every required field, and optional groups while all their fields are given)."""
+        parts: list[bytes] = []
+        for number, segments in enumerate(self.groups):
+            names = [n for segment in segments for n in segment.names]
+            if number and not all(n in values for n in names):
+                break
+            for segment in segments:
+                parts.append(_encode_segment(segment, values))
+        return b"".join(parts)
+
+
+def _decode_segments(segments: list[_Segment], data: bytes, pos: int, out: dict[str, Any]) -> int:
+    """Decode segments into `out`; returns the end offset, or -1 if the data ends or is malformed."""
+    size = len(data)
+    for segment in segments:
+        kind = segment.kind
+        if kind == "fixed":
+            reader = segment.struct
+            assert reader is not None
+            if pos + reader.size > size:
+                return -1
+            values = reader.unpack_from(data, pos)
+            pos += reader.size
+            if segment.converters:
+                values_list = list(values)
+                for index, convert in segment.converters:
+                    values_list[index] = convert(values_list[index])
+                values = tuple(values_list)
+            out.update(zip(segment.names, values, strict=True))
+        elif kind == "string":
+            if pos + _U32.size > size:
+                return -1
+            (length,) = _U32.unpack_from(data, pos)
+            pos += _U32.size
+            if pos + length > size:
+                return -1
+            try:
+                out[segment.names[0]] = data[pos : pos + length].decode("utf-8")
+            except UnicodeDecodeError:
+                return -1
+            pos += length
+        else:
+            if pos + _U32.size > size:
+                return -1
+            (count,) = _U32.unpack_from(data, pos)
+            pos += _U32.size
+            code, convert_item = FIXED[segment.item]
+            item = struct.Struct("<" + code)
+            if count > _MAX_VEC_ITEMS or pos + count * item.size > size:
+                return -1
+            items = [item.unpack_from(data, pos + i * item.size)[0] for i in range(count)]
+            if convert_item is not None:
+                items = [convert_item(v) for v in items]
+            out[segment.names[0]] = items
+            pos += count * item.size
+    return pos
+
+
+def _encode_value(kind: str, value: Any) -> Any:
+    if kind == "pubkey":
+        raw = b58decode(value) if isinstance(value, str) else bytes(value)
+        if len(raw) != PUBKEY_SIZE:
+            raise ValueError(f"public key of {len(raw)} bytes")
+        return raw
+    if kind == "u128":
+        return int(value).to_bytes(U128_SIZE, "little")
+    if kind == "i128":
+        return int(value).to_bytes(U128_SIZE, "little", signed=True)
+    return value
+
+
+def _encode_segment(segment: _Segment, values: dict[str, Any]) -> bytes:
+    if segment.kind == "fixed":
+        assert segment.struct is not None
+        packed = [_encode_value(kind, values[name]) for name, kind in zip(segment.names, segment.kinds, strict=True)]
+        return segment.struct.pack(*packed)
+    name = segment.names[0]
+    if segment.kind == "string":
+        raw = str(values[name]).encode("utf-8")
+        return _U32.pack(len(raw)) + raw
+    code, _ = FIXED[segment.item]
+    items = list(values[name])
+    item = struct.Struct("<" + code)
+    return _U32.pack(len(items)) + b"".join(item.pack(_encode_value(segment.item, v)) for v in items)

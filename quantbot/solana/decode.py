@@ -1,0 +1,346 @@
+"""Decode transactions into activities: trades, liquidity changes, pool creations and transfers.
+
+`decode_transaction` walks each outer instruction down to the first instruction of a known program
+(an aggregator or a DEX; a wrapper program a bot calls is looked through), hands that invocation and the
+events beneath it to the program's decoder, and falls back to balance-derived readings (an unknown
+program's swap, plain transfers) when no known program recognised anything. Failed transactions yield
+nothing. After decoding, a swap's non-SOL leg whose mint no other swap of the trader touches is set
+to the trader's net change of that mint: what the trader really gave or got, fees taken outside the
+pools included (SOL legs keep the event's amount: the trader's SOL change also pays rent and tips).
+
+`decode_files` is what `quantbot decode PATH...` runs; `activity_to_json` is the JSON shape it prints.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from quantbot.models import WSOL_MINT, Activity, ActivityKind, Hop, TokenAmount
+from quantbot.solana.context import Context, Invocation
+from quantbot.solana.events import (
+    Event,
+    EventRegistry,
+    LogTwins,
+    cpi_events_between,
+    log_events,
+    merge_events,
+    programs_present,
+)
+from quantbot.solana.normalise import TransactionFormatError, parse_transactions
+from quantbot.solana.programs import catalog, dflow, generic, jupiter, okx, raydium_route, transfer
+from quantbot.solana.programs.catalog import Decoder
+from quantbot.solana.transaction import Transaction
+
+logger = logging.getLogger(__name__)
+
+AGGREGATOR_DECODERS: dict[str, Decoder] = {
+    jupiter.PROGRAM_ID: jupiter.decode,
+    dflow.PROGRAM_ID: dflow.decode,
+    raydium_route.PROGRAM_ID: raydium_route.decode,
+    okx.PROGRAM_ID: okx.decode,
+}
+DECODERS: dict[str, Decoder] = {**catalog.DEX_DECODERS, **AGGREGATOR_DECODERS}
+KNOWN_PROGRAMS = frozenset(DECODERS)
+DEX_PROGRAMS = frozenset(catalog.DEX_DECODERS)
+PROGRAM_NAMES: dict[str, str] = {
+    **catalog.NAMES,
+    jupiter.PROGRAM_ID: jupiter.NAME,
+    dflow.PROGRAM_ID: dflow.NAME,
+    raydium_route.PROGRAM_ID: raydium_route.NAME,
+    okx.PROGRAM_ID: okx.NAME,
+}
+"""Program id -> the short name used as `venue` and hop `program`."""
+REGISTRY = EventRegistry([*catalog.DEX_EVENTS, jupiter.EVENTS, dflow.EVENTS])
+
+SUFFIXES = (".json", ".jsonl")
+"""Files a directory argument contributes to `decode_files`."""
+
+
+class DecodeError(RuntimeError):
+    """A program decoder failed on a transaction (raised only with `strict=True`)."""
+
+
+def decode_transaction(tx: Transaction, *, strict: bool = False) -> list[Activity]:
+    """Every activity recognised in one transaction, in instruction order.
+
+    Args:
+        tx: a normalised transaction.
+        strict: raise `DecodeError` when a decoder fails instead of logging it and going on (tests).
+
+    Returns:
+        The activities; empty for a failed transaction or one without anything recognised. Never raises
+        unless `strict`.
+    """
+    try:
+        return _decode(tx, strict)
+    except DecodeError:
+        raise
+    except Exception as exc:
+        if strict:
+            raise DecodeError(f"decoding {tx.signature} failed: {exc!r}") from exc
+        logger.exception("decode failed signature=%s", tx.signature)
+        return []
+
+
+EVENT_AGGREGATORS = frozenset({jupiter.PROGRAM_ID, dflow.PROGRAM_ID})
+"""Aggregators that publish one event per hop, so their pools' own events are not needed."""
+
+
+def _decode(tx: Transaction, strict: bool) -> list[Activity]:
+    if tx.err is not None:
+        return []
+    ctx = Context(tx)
+    ctx.nested = lambda inv: _decode_beneath(ctx, inv, strict)
+    present = programs_present(tx, REGISTRY)
+    activities: list[Activity] = []
+    inner = tx.inner
+    for outer, instruction in enumerate(tx.instructions):
+        if not inner[outer] and instruction.program_id not in KNOWN_PROGRAMS:
+            continue  # a lone instruction of another program (compute budget, memo, ...)
+        for inv in _invocations(ctx, outer, -1, len(inner[outer]) - 1, KNOWN_PROGRAMS):
+            inv.events = _events_of(ctx, inv, present)
+            activities.extend(_run(DECODERS[inv.program_id], inv, ctx, strict))
+            if inv.program_id not in AGGREGATOR_DECODERS:
+                # A pool program calling another (a curve migrating into an AMM): decode the callee too.
+                activities.extend(_decode_beneath(ctx, inv, strict, exclude=inv.program_id))
+    if not activities:
+        activities = generic.decode_balances(ctx) or transfer.decode(ctx)
+    return _settle_legs(ctx, activities)
+
+
+def _events_of(ctx: Context, inv: Invocation, present: frozenset[str]) -> list[Event]:
+    """The events a top-level invocation needs, read as lazily as possible (decoding is the slow part).
+
+    A Jupiter or DFlow route needs only its own per-hop CPI events, not its pools'. Elsewhere every
+    known program's CPI events beneath the invocation count, and logs are read when a program there
+    publishes in logs, or publishes CPI events but left none (an old version).
+    """
+    tx = ctx.tx
+    first, last = inv.start + 1, inv.end
+    if inv.program_id in EVENT_AGGREGATORS:
+        own = cpi_events_between(tx, REGISTRY, frozenset({inv.program_id}), inv.outer, first=first, last=last)
+        if own:
+            return own
+    twins = None
+    if tx.logs and not present.isdisjoint(REGISTRY.dual_programs):
+        twins = ctx.log_twins
+        if twins is None:
+            twins = ctx.log_twins = LogTwins(tx, REGISTRY)
+    events = (
+        cpi_events_between(tx, REGISTRY, present, inv.outer, first=first, last=last, twins=twins) if present else []
+    )
+    if tx.logs and present and _needs_logs(ctx, inv, present, events):
+        if ctx.log_events is None:
+            ctx.log_events = log_events(tx, REGISTRY, present)
+        logged = [e for e in ctx.log_events if e.outer == inv.outer and inv.covers(_position(e))]
+        events = merge_events(events, logged)
+    return events
+
+
+def _needs_logs(ctx: Context, inv: Invocation, present: frozenset[str], events: list[Event]) -> bool:
+    """Whether a program beneath an invocation publishes events only in logs (or left no CPI copy)."""
+    with_cpi = {e.program_id for e in events}
+    suspects = (present - with_cpi) | (present & REGISTRY.log_programs)
+    if not suspects:
+        return False
+    if inv.program_id in suspects:
+        return True
+    return any(ix.program_id in suspects for _, ix in ctx.inner_instructions(inv))
+
+
+def _position(event: Event) -> int:
+    """The inner position an event belongs to: its CPI instruction, or the instruction that logged it."""
+    position = event.inner if event.source == "cpi" else event.emitter
+    return -1 if position is None else position
+
+
+def _run(decoder: Decoder, inv: Invocation, ctx: Context, strict: bool) -> list[Activity]:
+    try:
+        return decoder(inv, ctx) or []
+    except Exception as exc:
+        if strict:
+            raise DecodeError(
+                f"{PROGRAM_NAMES.get(inv.program_id)} decoder failed on {ctx.tx.signature} "
+                f"at instruction {inv.outer}/{inv.inner}: {exc!r}"
+            ) from exc
+        logger.exception(
+            "program decoder failed program=%s signature=%s outer=%s", inv.program_id, ctx.tx.signature, inv.outer
+        )
+        return []
+
+
+def _decode_beneath(ctx: Context, parent: Invocation, strict: bool, exclude: str | None = None) -> list[Activity]:
+    """Activities of the DEX programs an invocation called (but `exclude`, the caller's own program)."""
+    out: list[Activity] = []
+    for inv in _invocations(ctx, parent.outer, parent.start + 1, parent.end, DEX_PROGRAMS):
+        if inv.program_id != exclude:
+            inv.events = [e for e in parent.events if inv.covers(_position(e))]
+            out.extend(_run(DECODERS[inv.program_id], inv, ctx, strict))
+    return out
+
+
+def _invocations(ctx: Context, outer: int, start: int, end: int, known: frozenset[str]) -> list[Invocation]:
+    """Instructions of known programs between inner positions `start..end` that no known program called.
+
+    Position -1 is the outer instruction itself, which covers everything beneath it.
+    """
+    tx = ctx.tx
+    inner = tx.inner[outer]
+    if start < 0:
+        ix = tx.instructions[outer]
+        if ix.program_id in known:
+            return [Invocation(ix.program_id, outer, None, ix, end)]
+        start = 0
+    found: list[Invocation] = []
+    current: Invocation | None = None
+    height: int | None = None
+    for index in range(start, end + 1):
+        ix = inner[index]
+        if current is not None:
+            child_height = ix.stack_height
+            if child_height is not None and height is not None:
+                if child_height > height:
+                    current.end = index
+                    continue
+            elif ix.program_id == current.program_id and ix.num_accounts == 1:
+                current.end = index  # without stack heights, a program's own event instruction
+                continue
+            current = None
+        if ix.program_id in known:
+            current = Invocation(ix.program_id, outer, index, ix, index)
+            height = ix.stack_height
+            found.append(current)
+    return found
+
+
+def _settle_legs(ctx: Context, activities: list[Activity]) -> list[Activity]:
+    """Set each swap's non-SOL legs to the trader's net change where only that swap moves the mint."""
+    swaps = [a for a in activities if a.kind == ActivityKind.SWAP]
+    if not swaps:
+        return activities
+    uses: dict[tuple[str, str], int] = {}
+    for swap in swaps:
+        for leg in (swap.input, swap.output):
+            if leg is not None:
+                key = (swap.trader, leg.mint)
+                uses[key] = uses.get(key, 0) + 1
+    settled: list[Activity] = []
+    for item in activities:
+        if item.kind != ActivityKind.SWAP:
+            settled.append(item)
+            continue
+        deltas = item.trader_deltas
+        given, got = item.input, item.output
+        if given is not None and _settles(uses, item.trader, given) and 0 < -deltas.get(given.mint, 0) != given.amount:
+            given = TokenAmount(given.mint, -deltas[given.mint], given.decimals)
+        if got is not None and _settles(uses, item.trader, got) and 0 < deltas.get(got.mint, 0) != got.amount:
+            got = TokenAmount(got.mint, deltas[got.mint], got.decimals)
+        if given is item.input and got is item.output:
+            settled.append(item)
+        else:
+            settled.append(
+                Activity(
+                    item.signature,
+                    item.slot,
+                    item.block_time,
+                    item.kind,
+                    item.index,
+                    item.trader,
+                    item.venue,
+                    given,
+                    got,
+                    item.hops,
+                    item.trader_deltas,
+                )
+            )
+    return settled
+
+
+def _settles(uses: dict[tuple[str, str], int], trader: str, leg: TokenAmount) -> bool:
+    return leg.mint != WSOL_MINT and uses.get((trader, leg.mint), 0) == 1
+
+
+def _amount_json(amount: TokenAmount | None) -> dict[str, Any] | None:
+    if amount is None:
+        return None
+    return {"mint": amount.mint, "amount": str(amount.amount), "decimals": amount.decimals}
+
+
+def _hop_json(hop: Hop) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "program": hop.program,
+        "program_id": hop.program_id,
+        "pool": hop.pool,
+        "input": _amount_json(hop.input),
+        "output": _amount_json(hop.output),
+    }
+    if hop.price_impact_pct is not None:
+        out["price_impact_pct"] = hop.price_impact_pct
+    return out
+
+
+def activity_to_json(a: Activity) -> dict[str, Any]:
+    """The JSON shape of an activity: raw amounts as decimal strings, the natural key as `index`.
+
+    Returns:
+        `{"signature", "slot", "block_time", "kind", "index": {"outer", "inner"}, "trader", "venue",
+        "input", "output", "hops", "trader_deltas"}`, amounts as `{"mint", "amount", "decimals"}`.
+    """
+    return {
+        "signature": a.signature,
+        "slot": a.slot,
+        "block_time": a.block_time,
+        "kind": a.kind.value,
+        "index": {"outer": a.index.outer, "inner": a.index.inner},
+        "trader": a.trader,
+        "venue": a.venue,
+        "input": _amount_json(a.input),
+        "output": _amount_json(a.output),
+        "hops": [_hop_json(h) for h in a.hops],
+        "trader_deltas": {mint: str(delta) for mint, delta in a.trader_deltas.items()},
+    }
+
+
+def _expand(paths: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in SUFFIXES))
+        else:
+            files.append(path)
+    return files
+
+
+def decode_files(paths: Sequence[Path], out: TextIO, err: TextIO) -> int:
+    """Decode files (or directories of `.json`/`.jsonl` files), writing one JSON line per activity.
+
+    Each unreadable file gets one error line on `err` naming it and what is wrong; the other files are
+    still decoded.
+
+    Returns:
+        The process exit status: 0 when every file was read, 1 otherwise.
+    """
+    status = 0
+    for path in _expand(paths):
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            err.write(f"error: {path}: cannot read: {exc.strerror or exc}\n")
+            status = 1
+            continue
+        try:
+            transactions = parse_transactions(raw)
+        except TransactionFormatError as exc:
+            err.write(f"error: {path}: {exc}\n")
+            status = 1
+            continue
+        for tx in transactions:
+            for item in decode_transaction(tx):
+                out.write(orjson.dumps(activity_to_json(item)).decode())
+                out.write("\n")
+    return status

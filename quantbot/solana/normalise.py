@@ -1,0 +1,520 @@
+"""Normalise any `getTransaction`-like JSON into `Transaction` objects.
+
+Accepted shapes, alone or in a list (a JSON array or JSON lines):
+
+- a JSON-RPC envelope `{"jsonrpc", "id", "result"}` (an `error` member is reported as such), a bare
+  `result`, or a websocket notification `{"params": {"result": ...}}`;
+- the `json`, `jsonParsed` and `base64`/`base58` transaction encodings, legacy and v0 messages, with
+  lookup-table addresses from `meta.loadedAddresses` (or, for `jsonParsed`, the keys' own list);
+- Yellowstone/Geyser updates rendered as JSON: `{"transaction": {"transaction": {"signature",
+  "transaction", "meta", "index"}, "slot"}}` or the inner info object, with keys and data either in
+  base58 (as RPC renders them) or base64 (as protobuf's JSON mapping renders bytes), numbers either as
+  JSON numbers or decimal strings, and `loadedWritableAddresses`/`loadedReadonlyAddresses`.
+
+Everything wrong with the input raises `TransactionFormatError`, whose lower-case message names what is
+wrong (`missing field \\`meta\\``, `account index 57 out of range (33 keys)`, ...).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import orjson
+
+from quantbot.solana.codec import CodecError, b58decode, b64decode, pubkey_str, signature_str
+from quantbot.solana.transaction import Instruction, TokenBalance, Transaction
+
+PUBKEY_LEN = 32
+SIGNATURE_LEN = 64
+_B64_PUBKEY_LEN = 44
+"""Length of a 32-byte key in padded base64 (`ceil(32 / 3) * 4`); base58 keys never end in `=`."""
+_B64_SIGNATURE_LEN = 88
+"""Length of a 64-byte signature in padded base64; a base58 signature is at most 88 and has no `=`."""
+_VERSION_PREFIX_BIT = 0x80
+"""First message byte with this bit set marks a versioned message (its low bits are the version)."""
+_COMPACT_U16_MORE = 0x80
+_COMPACT_U16_VALUE = 0x7F
+_COMPACT_U16_BITS = 7
+"""compact-u16 (Solana's short vector length): 7 value bits per byte, high bit set when more follow."""
+
+
+_ACCOUNTS = operator.itemgetter("accounts")
+_new_tuple = tuple.__new__
+"""`tuple.__new__`, to build named tuples without their Python-level constructor on the hot path."""
+
+
+class TransactionFormatError(ValueError):
+    """Input that is not a transaction this module can read; the message says what is wrong."""
+
+
+def parse_transactions(raw: bytes | str) -> list[Transaction]:
+    """Parse raw JSON bytes (one document, a JSON array, or JSON lines) into transactions.
+
+    Raises:
+        TransactionFormatError: empty input, invalid JSON, or a document that is not a transaction.
+    """
+    if not raw or not raw.strip():
+        raise TransactionFormatError("empty input")
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        documents = _json_lines(raw)
+        if documents is None:
+            raise TransactionFormatError(f"not valid json: {str(exc).lower()}") from None
+        return normalise(documents)
+    return normalise(document)
+
+
+def _json_lines(raw: bytes | str) -> list[Any] | None:
+    """Parse JSON lines when every non-empty line is a JSON document, else None."""
+    lines = [line for line in (raw.splitlines() if raw else []) if line.strip()]
+    if len(lines) < 2:
+        return None
+    documents = []
+    for line in lines:
+        try:
+            documents.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            return None
+    return documents
+
+
+def normalise(document: Any) -> list[Transaction]:
+    """Normalise one parsed JSON document (any accepted shape, or a list of them) into transactions.
+
+    Raises:
+        TransactionFormatError: when the document is not a transaction in an accepted shape.
+    """
+    if isinstance(document, list):
+        if not document:
+            raise TransactionFormatError("empty list: no transaction")
+        out: list[Transaction] = []
+        for item in document:
+            out.extend(normalise(item))
+        return out
+    if not isinstance(document, dict):
+        raise TransactionFormatError(f"expected a json object, got {type(document).__name__}")
+    try:
+        return [_normalise_object(document)]
+    except TransactionFormatError:
+        raise
+    except KeyError as exc:
+        raise TransactionFormatError(f"missing field `{exc.args[0]}`") from None
+    except CodecError as exc:
+        raise TransactionFormatError(str(exc)) from None
+    except (TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise TransactionFormatError(f"malformed transaction: {str(exc).lower()}") from None
+
+
+def _normalise_object(obj: dict[str, Any]) -> Transaction:
+    if "transaction" not in obj:
+        if "error" in obj:
+            error = obj["error"]
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise TransactionFormatError(f"rpc error response: {message}")
+        if "result" in obj:
+            return _unwrap(obj["result"], "result")
+        if "params" in obj:
+            params = obj["params"]
+            if not isinstance(params, dict) or "result" not in params:
+                raise TransactionFormatError("notification without `params.result`")
+            return _unwrap(params["result"], "params.result")
+        if "value" in obj:
+            return _unwrap(obj["value"], "value")
+        raise TransactionFormatError("no `transaction` field: not a transaction")
+    inner = obj["transaction"]
+    if "meta" in obj:
+        return _from_result(obj, obj.get("slot"), obj.get("blockTime"), obj.get("signature"))
+    if isinstance(inner, dict):
+        if "meta" in inner and "transaction" in inner:
+            # Geyser SubscribeUpdateTransactionInfo inside a SubscribeUpdateTransaction.
+            return _from_result(inner, obj.get("slot"), obj.get("blockTime"), inner.get("signature"), geyser=True)
+        if isinstance(inner.get("transaction"), dict):
+            # Geyser SubscribeUpdate: {"filters", "transaction": {"transaction": info, "slot"}}.
+            return _normalise_object(inner)
+    raise TransactionFormatError("missing field `meta`: a transaction needs its status metadata")
+
+
+_ZERO_KEY = "1" * 32
+"""The all-zero key (the System program) in canonical base58: one `1` per leading zero byte."""
+
+
+def _canonical_zero_keys(keys: list[str]) -> None:
+    """Repair the all-zero key where a bridge spelled it with too many `1`s (seen in Geyser recordings)."""
+    for position, text in enumerate(keys):
+        if text[:2] == "11" and len(text) != len(_ZERO_KEY) and not text.strip("1"):
+            keys[position] = _ZERO_KEY
+
+
+def _unwrap(value: Any, where: str) -> Transaction:
+    if value is None:
+        raise TransactionFormatError(f"`{where}` is null: transaction not found")
+    if isinstance(value, list):
+        raise TransactionFormatError(f"`{where}` is a list; pass the list itself instead")
+    if not isinstance(value, dict):
+        raise TransactionFormatError(f"`{where}` is not an object")
+    return _normalise_object(value)
+
+
+def _int(value: Any, what: str) -> int:
+    if type(value) is int:
+        return value
+    if type(value) is str and value.isdigit() and value.isascii():
+        return int(value)
+    raise TransactionFormatError(f"`{what}` is not an integer: {value!r}")
+
+
+def _opt_int(value: Any, what: str) -> int | None:
+    return None if value is None else _int(value, what)
+
+
+def _from_result(
+    result: dict[str, Any], slot: Any, block_time: Any, signature: Any, *, geyser: bool = False
+) -> Transaction:
+    meta = result["meta"]
+    if not isinstance(meta, dict):
+        raise TransactionFormatError("`meta` is null: the transaction carries no status metadata")
+    wire = result["transaction"]
+    if isinstance(wire, list):
+        message, signatures = _decode_wire(wire)
+        keys = message.keys
+        signers = keys[: message.num_signers]
+        compiled = message.instructions
+        bytes_in_base64 = False
+    elif isinstance(wire, dict):
+        msg = wire["message"]
+        if not isinstance(msg, dict):
+            raise TransactionFormatError("`transaction.message` is not an object")
+        raw_sigs = wire.get("signatures") or []
+        bytes_in_base64 = _keys_in_base64(msg)
+        signatures = [_signature_text(s, bytes_in_base64) for s in raw_sigs]
+        keys, signers = _json_keys(msg, bytes_in_base64)
+        compiled = []
+    else:
+        raise TransactionFormatError("`transaction` is neither a message object nor an encoded blob")
+
+    loaded = meta.get("loadedAddresses")
+    if isinstance(loaded, dict):
+        writable = loaded.get("writable") or []
+        readonly = loaded.get("readonly") or []
+    else:
+        writable = meta.get("loadedWritableAddresses") or []
+        readonly = meta.get("loadedReadonlyAddresses") or []
+    # jsonParsed already lists loaded keys among `accountKeys`; the other shapes append them (unless a
+    # recorder already merged them into `accountKeys`, as some SDKs do).
+    parsed_keys = isinstance(wire, dict) and isinstance(msg["accountKeys"][0], dict)
+    if (writable or readonly) and not parsed_keys:
+        loaded = [_key_text(k, bytes_in_base64) for k in writable]
+        loaded += [_key_text(k, bytes_in_base64) for k in readonly]
+        if keys[-len(loaded) :] != loaded or len(keys) + len(loaded) == len(meta.get("preBalances") or ()):
+            keys = keys + loaded
+    if geyser:
+        keys = list(keys)
+        _canonical_zero_keys(keys)
+
+    if isinstance(wire, dict):
+        instructions = _instructions(msg["instructions"], keys, bytes_in_base64, 1, "instruction")
+    else:
+        instructions = [_resolve_compiled(ix, keys) for ix in compiled]
+
+    inner: list[list[Instruction]] = [[] for _ in instructions]
+    groups = meta.get("innerInstructions") or []
+    if type(groups) is not list:
+        raise TransactionFormatError("`meta.innerInstructions` is not a list")
+    for group in groups:
+        index = _int(group.get("index", 0), "innerInstructions.index")
+        if index >= len(inner):
+            raise TransactionFormatError(
+                f"inner instructions for outer instruction {index}, but there are {len(inner)}"
+            )
+        inner[index] = _instructions(group["instructions"], keys, bytes_in_base64, None, "inner instruction")
+
+    if not signatures:
+        if signature is None:
+            raise TransactionFormatError("no signature: `transaction.signatures` is empty")
+        signatures = [_signature_text(signature, bytes_in_base64)]
+
+    err = meta.get("err")
+    if isinstance(err, dict) and set(err) == {"err"} and not err["err"]:
+        err = None  # Geyser renders success as an empty error wrapper in some bridges.
+    logs = meta.get("logMessages")
+    if meta.get("logMessagesNone"):
+        logs = None
+    fee = _int(meta.get("fee", 0), "meta.fee")
+    pre = _lamports(meta.get("preBalances"), "meta.preBalances")
+    post = _lamports(meta.get("postBalances"), "meta.postBalances")
+    return Transaction(
+        signature=signatures[0],
+        slot=_opt_int(slot, "slot"),
+        block_time=_opt_int(block_time, "blockTime"),
+        err=err,
+        fee=fee,
+        account_keys=keys,
+        signers=signers,
+        instructions=instructions,
+        inner=inner,
+        logs=logs if isinstance(logs, list) else None,
+        pre_balances=pre,
+        post_balances=post,
+        pre_token_balances=_token_balances(meta.get("preTokenBalances"), keys),
+        post_token_balances=_token_balances(meta.get("postTokenBalances"), keys),
+    )
+
+
+def _keys_in_base64(msg: dict[str, Any]) -> bool:
+    """Whether a message renders keys (and so all bytes) in base64, as protobuf's JSON mapping does."""
+    keys = msg.get("accountKeys")
+    if not isinstance(keys, list) or not keys:
+        raise TransactionFormatError("`transaction.message.accountKeys` is missing or empty")
+    first = keys[0]
+    return isinstance(first, str) and len(first) == _B64_PUBKEY_LEN and first.endswith("=")
+
+
+def _key_text(key: Any, in_base64: bool) -> str:
+    if not isinstance(key, str):
+        raise TransactionFormatError(f"account key is not a string: {key!r}")
+    if in_base64:
+        raw = b64decode(key)
+        if len(raw) != PUBKEY_LEN:
+            raise TransactionFormatError(f"account key of {len(raw)} bytes, expected 32")
+        return pubkey_str(raw)
+    return key
+
+
+def _signature_text(sig: Any, in_base64: bool) -> str:
+    if not isinstance(sig, str) or not sig:
+        raise TransactionFormatError(f"signature is not a string: {sig!r}")
+    if in_base64 or (len(sig) == _B64_SIGNATURE_LEN and sig.endswith("==")):
+        raw = b64decode(sig)
+        if len(raw) != SIGNATURE_LEN:
+            raise TransactionFormatError(f"signature of {len(raw)} bytes, expected 64")
+        return signature_str(raw)
+    return sig
+
+
+def _json_keys(msg: dict[str, Any], in_base64: bool) -> tuple[list[str], list[str]]:
+    raw_keys = msg["accountKeys"]
+    if isinstance(raw_keys[0], dict):  # jsonParsed: {"pubkey", "signer", "writable", "source"}
+        keys = [k["pubkey"] for k in raw_keys]
+        signers = [k["pubkey"] for k in raw_keys if k.get("signer")]
+        return keys, signers
+    keys = [_key_text(k, in_base64) for k in raw_keys] if in_base64 else list(raw_keys)
+    if set(map(type, keys)) != {str}:
+        raise TransactionFormatError("an account key is not a string")
+    header = msg.get("header") or {}
+    num_signers = _int(header.get("numRequiredSignatures", 1), "header.numRequiredSignatures")
+    return keys, keys[:num_signers]
+
+
+def _instructions(
+    entries: Any, keys: list[str], in_base64: bool, default_height: int | None, what: str
+) -> list[Instruction]:
+    """Normalise a list of JSON instructions; the common `json` shape takes a fast path."""
+    if type(entries) is not list:
+        raise TransactionFormatError(f"{what} list is not a list")
+    if in_base64:
+        return [_json_instruction(ix, keys, in_base64, default_height, what) for ix in entries]
+    try:
+        # The `json` shape: indexes into the key list, range-checked in C (map/filter over the lists);
+        # data is checked when first used (see `Instruction`). One allocation per instruction.
+        index_lists = list(filter(None, map(_ACCOUNTS, entries)))
+        if index_lists and not (min(map(min, index_lists)) >= 0 and max(map(max, index_lists)) < len(keys)):
+            raise TransactionFormatError(f"{what} refers to an account index out of range ({len(keys)} keys)")
+        return [
+            Instruction(
+                keys[ix["programIdIndex"]],
+                None,
+                ix["data"],
+                None,
+                ix.get("stackHeight") or default_height,
+                None,
+                ix["accounts"],
+                keys,
+            )
+            for ix in entries
+        ]
+    except (KeyError, TypeError, IndexError):
+        pass
+    out: list[Instruction] = []
+    append = out.append
+    for ix in entries:
+        if type(ix) is not dict:
+            raise TransactionFormatError(f"{what} is not an object")
+        if "programIdIndex" in ix:
+            append(_json_instruction(ix, keys, in_base64, default_height, what))
+            continue
+        # jsonParsed: resolved program id, then either the RPC's parsed rendering or raw data.
+        height = ix.get("stackHeight") or default_height
+        program_id = ix.get("programId")
+        parsed = ix.get("parsed")
+        data = ix.get("data", "")
+        accounts = ix.get("accounts") or []
+        if type(program_id) is not str or type(data) is not str or type(accounts) is not list:
+            append(_json_instruction(ix, keys, in_base64, default_height, what))
+        elif parsed is not None:
+            append(Instruction(program_id, [], "", None, height, parsed if type(parsed) is dict else {"value": parsed}))
+        else:
+            append(Instruction(program_id, accounts, data, None, height))
+    return out
+
+
+def _json_instruction(ix: Any, keys: list[str], in_base64: bool, default_height: int | None, what: str) -> Instruction:
+    if type(ix) is not dict:
+        raise TransactionFormatError(f"{what} is not an object")
+    height = ix.get("stackHeight")
+    if height is None:
+        height = default_height
+    elif type(height) is not int:
+        height = _int(height, "stackHeight")
+    pid_index = ix.get("programIdIndex")
+    if pid_index is not None:
+        if type(pid_index) is not int:
+            pid_index = _int(pid_index, "programIdIndex")
+        indexes = ix.get("accounts") or []
+        if type(indexes) is str:  # protobuf JSON: a bytes field, in base64
+            indexes = list(b64decode(indexes))
+        nkeys = len(keys)
+        if not 0 <= pid_index < nkeys or (indexes and not 0 <= min(indexes) <= max(indexes) < nkeys):
+            raise TransactionFormatError(f"{what} refers to an account index out of range ({nkeys} keys)")
+        data = ix.get("data", "")
+        if type(data) is not str:
+            raise TransactionFormatError(f"{what} data is not a string")
+        if in_base64:
+            return Instruction(keys[pid_index], None, None, b64decode(data), height, None, indexes, keys)
+        return Instruction(keys[pid_index], None, data, None, height, None, indexes, keys)
+    program_id = ix["programId"]
+    if type(program_id) is not str:
+        raise TransactionFormatError(f"{what} program id is not a string")
+    parsed = ix.get("parsed")
+    if parsed is not None:
+        if type(parsed) is not dict:
+            parsed = {"value": parsed}
+        return Instruction(program_id, [], "", None, height, parsed)
+    accounts = ix.get("accounts") or []
+    data = ix.get("data", "")
+    if type(data) is not str or type(accounts) is not list:
+        raise TransactionFormatError(f"{what} data or accounts malformed")
+    return Instruction(program_id, accounts, data, None, height)
+
+
+def _token_balances(entries: Any, keys: list[str]) -> list[TokenBalance]:
+    if not entries:
+        return []
+    out = []
+    nkeys = len(keys)
+    for entry in entries:
+        index = entry.get("accountIndex", 0)
+        if type(index) is not int:
+            index = _int(index, "accountIndex")
+        if not 0 <= index < nkeys:
+            raise TransactionFormatError(f"token balance for account index {index} out of range ({nkeys} keys)")
+        ui = entry["uiTokenAmount"]
+        decimals = ui.get("decimals", 0)
+        mint = entry["mint"]
+        if type(mint) is not str:
+            raise TransactionFormatError("token balance mint is not a string")
+        try:
+            amount = int(ui["amount"])
+        except (TypeError, ValueError):
+            raise TransactionFormatError(f"token amount is not an integer: {ui['amount']!r}") from None
+        if type(decimals) is not int:
+            decimals = _opt_int(decimals, "decimals")
+        # tuple.__new__ skips the named tuple's Python-level constructor (this runs per balance entry).
+        out.append(_new_tuple(TokenBalance, (index, keys[index], mint, entry.get("owner") or None, amount, decimals)))
+    return out
+
+
+def _lamports(values: Any, what: str) -> list[int]:
+    if not values:
+        return []
+    try:
+        out = list(map(int, values))
+    except (TypeError, ValueError):
+        raise TransactionFormatError(f"`{what}` holds a non-integer") from None
+    if min(out) < 0:
+        raise TransactionFormatError(f"`{what}` holds a negative balance")
+    return out
+
+
+class _WireMessage:
+    __slots__ = ("instructions", "keys", "num_signers")
+
+    def __init__(self, keys: list[str], num_signers: int, instructions: list[tuple[int, bytes, bytes]]):
+        self.keys = keys
+        self.num_signers = num_signers
+        self.instructions = instructions
+
+
+def _decode_wire(wire: list[Any]) -> tuple[_WireMessage, list[str]]:
+    if len(wire) != 2 or not isinstance(wire[0], str):
+        raise TransactionFormatError("encoded transaction is not [data, encoding]")
+    text, encoding = wire
+    if encoding == "base64":
+        raw = b64decode(text)
+    elif encoding in ("base58", "binary"):
+        raw = b58decode(text)
+    else:
+        raise TransactionFormatError(f"unknown transaction encoding `{encoding}`")
+    try:
+        return _parse_wire(raw)
+    except IndexError:
+        raise TransactionFormatError("encoded transaction is truncated") from None
+
+
+def _compact_u16(raw: bytes, pos: int) -> tuple[int, int]:
+    value = 0
+    shift = 0
+    while True:
+        byte = raw[pos]
+        pos += 1
+        value |= (byte & _COMPACT_U16_VALUE) << shift
+        if not byte & _COMPACT_U16_MORE:
+            return value, pos
+        shift += _COMPACT_U16_BITS
+        if shift > 2 * _COMPACT_U16_BITS:
+            raise TransactionFormatError("compact-u16 length overflows")
+
+
+def _take(raw: bytes, pos: int, size: int) -> bytes:
+    end = pos + size
+    if end > len(raw):
+        raise TransactionFormatError("encoded transaction is truncated")
+    return raw[pos:end]
+
+
+def _parse_wire(raw: bytes) -> tuple[_WireMessage, list[str]]:
+    """Parse a serialized transaction (signatures, then a legacy or v0 message)."""
+    count, pos = _compact_u16(raw, 0)
+    signatures = [signature_str(_take(raw, pos + i * SIGNATURE_LEN, SIGNATURE_LEN)) for i in range(count)]
+    pos += count * SIGNATURE_LEN
+    if raw[pos] & _VERSION_PREFIX_BIT:
+        version = raw[pos] & ~_VERSION_PREFIX_BIT
+        if version != 0:
+            raise TransactionFormatError(f"unsupported message version {version}")
+        pos += 1
+    num_signers = raw[pos]
+    pos += 3  # header: required signatures, readonly signed, readonly unsigned
+    num_keys, pos = _compact_u16(raw, pos)
+    keys = [pubkey_str(_take(raw, pos + i * PUBKEY_LEN, PUBKEY_LEN)) for i in range(num_keys)]
+    pos += num_keys * PUBKEY_LEN + PUBKEY_LEN  # keys, then the recent blockhash
+    num_ix, pos = _compact_u16(raw, pos)
+    instructions = []
+    for _ in range(num_ix):
+        program_index = raw[pos]
+        n_accounts, pos = _compact_u16(raw, pos + 1)
+        accounts = _take(raw, pos, n_accounts)
+        pos += n_accounts
+        n_data, pos = _compact_u16(raw, pos)
+        data = _take(raw, pos, n_data)
+        pos += n_data
+        instructions.append((program_index, accounts, data))
+    return _WireMessage(keys, num_signers, instructions), signatures
+
+
+def _resolve_compiled(ix: tuple[int, bytes, bytes], keys: list[str]) -> Instruction:
+    program_index, accounts, data = ix
+    nkeys = len(keys)
+    if program_index >= nkeys or (accounts and max(accounts) >= nkeys):
+        raise TransactionFormatError(f"instruction refers to an account index out of range ({nkeys} keys)")
+    return Instruction(keys[program_index], None, None, data, 1, None, list(accounts), keys)

@@ -1,0 +1,159 @@
+"""Pump.fun bonding curves: trades and token launches, from the program's Anchor events.
+
+Encoding: `TradeEvent`, `CreateEvent` and friends, emitted both as CPI-event instructions and as
+`Program data:` logs (the CPI copy is preferred, the log copy counts only when the CPI copy is missing).
+`TradeEvent` grew over time (reserves, then fees and creator, then volume tracking, then `ix_name`);
+older events simply end earlier. Layouts: the program's published IDL (`pump.json`).
+"""
+
+from __future__ import annotations
+
+from quantbot.models import WSOL_MINT, Activity, ActivityKind, Hop, TokenAmount
+from quantbot.solana.borsh import Layout
+from quantbot.solana.context import Context, Invocation, account, activity
+from quantbot.solana.events import Event, EventSpec, ProgramEvents, anchor_event, event_discriminator
+from quantbot.solana.transaction import Instruction
+
+PROGRAM_ID = "6EF8rrecthR5Dkzon8Nwu78hRvfCKubJ14M5uBEwF6P"
+NAME = "pumpfun"
+BONDING_CURVE_ACCOUNT = 3
+"""`buy`/`sell` accounts: global, fee_recipient, mint, bonding_curve, ... (IDL order)."""
+PERCENT = 100
+
+TRADE_EVENT = Layout(
+    "TradeEvent",
+    [
+        ("mint", "pubkey"),
+        ("sol_amount", "u64"),
+        ("token_amount", "u64"),
+        ("is_buy", "bool"),
+        ("user", "pubkey"),
+        ("timestamp", "i64"),
+        ("virtual_sol_reserves", "u64"),
+        ("virtual_token_reserves", "u64"),
+    ],
+    optional=[
+        [("real_sol_reserves", "u64"), ("real_token_reserves", "u64")],
+        [
+            ("fee_recipient", "pubkey"),
+            ("fee_basis_points", "u64"),
+            ("fee", "u64"),
+            ("creator", "pubkey"),
+            ("creator_fee_basis_points", "u64"),
+            ("creator_fee", "u64"),
+        ],
+        [
+            ("track_volume", "bool"),
+            ("total_unclaimed_tokens", "u64"),
+            ("total_claimed_tokens", "u64"),
+            ("current_sol_volume", "u64"),
+            ("last_update_timestamp", "i64"),
+        ],
+        [("ix_name", "string")],
+    ],
+)
+CREATE_EVENT = Layout(
+    "CreateEvent",
+    [
+        ("name", "string"),
+        ("symbol", "string"),
+        ("uri", "string"),
+        ("mint", "pubkey"),
+        ("bonding_curve", "pubkey"),
+        ("user", "pubkey"),
+    ],
+    optional=[
+        [
+            ("creator", "pubkey"),
+            ("timestamp", "i64"),
+            ("virtual_token_reserves", "u64"),
+            ("virtual_sol_reserves", "u64"),
+            ("real_token_reserves", "u64"),
+            ("token_total_supply", "u64"),
+        ]
+    ],
+)
+COMPLETE_EVENT = Layout(
+    "CompleteEvent",
+    [("user", "pubkey"), ("mint", "pubkey"), ("bonding_curve", "pubkey"), ("timestamp", "i64")],
+)
+
+
+def _recognised(data: bytes, offset: int) -> dict[str, object]:
+    """Events recognised by name only: they mark a step, their fields are not needed."""
+    return {}
+
+
+MIGRATION_EVENT = EventSpec(
+    "CompletePumpAmmMigrationEvent", event_discriminator("CompletePumpAmmMigrationEvent"), _recognised
+)
+
+EVENTS = ProgramEvents(
+    PROGRAM_ID,
+    NAME,
+    (anchor_event(TRADE_EVENT), anchor_event(CREATE_EVENT), anchor_event(COMPLETE_EVENT), MIGRATION_EVENT),
+    emits_both=True,
+)
+
+
+def pool_of(ix: Instruction) -> str | None:
+    """The bonding curve a `buy`/`sell` instruction trades against."""
+    return account(ix, BONDING_CURVE_ACCOUNT)
+
+
+def price_impact_pct(sol_after: int, token_after: int, sol_moved: int, token_moved: int, is_buy: bool) -> float | None:
+    """Relative move of the curve price (SOL per token) caused by a trade, in percent.
+
+    The event's virtual reserves are those after the trade; the trade's amounts give those before.
+    """
+    if is_buy:
+        sol_before, token_before = sol_after - sol_moved, token_after + token_moved
+    else:
+        sol_before, token_before = sol_after + sol_moved, token_after - token_moved
+    if sol_before <= 0 or token_before <= 0 or token_after <= 0:
+        return None
+    before = sol_before / token_before
+    after = sol_after / token_after
+    return (after / before - 1.0) * PERCENT
+
+
+def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
+    """Trades and launches of one Pump.fun invocation."""
+    out: list[Activity] = []
+    for event in inv.events:
+        if event.program_id != PROGRAM_ID:
+            continue
+        if event.name == "TradeEvent":
+            found = _trade(event, ctx)
+            if found is not None:
+                out.append(found)
+        elif event.name == "CreateEvent":
+            fields = event.fields
+            out.append(
+                activity(ctx, ActivityKind.POOL_CREATE, (event.outer, event.inner), ctx.trader(fields["user"]), NAME)
+            )
+    return out or None
+
+
+def _trade(event: Event, ctx: Context) -> Activity | None:
+    f = event.fields
+    sol = f["sol_amount"]
+    tokens = f["token_amount"]
+    fees = f.get("fee", 0) + f.get("creator_fee", 0)
+    mint = f["mint"]
+    is_buy = f["is_buy"]
+    emitter = ctx.emitter_of(event)
+    pool = pool_of(emitter) if emitter is not None and emitter.program_id == PROGRAM_ID else None
+    impact = price_impact_pct(f["virtual_sol_reserves"], f["virtual_token_reserves"], sol, tokens, is_buy)
+    sol_leg = ctx.amount(WSOL_MINT, sol)
+    token_leg = ctx.amount(mint, tokens)
+    if is_buy:
+        hop = Hop(NAME, PROGRAM_ID, pool, sol_leg, token_leg, impact)
+        given: TokenAmount = ctx.amount(WSOL_MINT, sol + fees)
+        got = token_leg
+    else:
+        hop = Hop(NAME, PROGRAM_ID, pool, token_leg, sol_leg, impact)
+        given = token_leg
+        got = ctx.amount(WSOL_MINT, max(sol - fees, 0))
+    trader = ctx.trader(f["user"])
+    return activity(ctx, ActivityKind.SWAP, (event.outer, event.inner), trader, NAME, given=given, got=got, hops=(hop,))

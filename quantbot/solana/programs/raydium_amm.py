@@ -1,0 +1,218 @@
+"""Raydium AMM v4: swaps, deposits, withdrawals and pool initialisation, from `ray_log` lines.
+
+Encoding: `Program log: ray_log: <base64>` in the program's frame (a text log, no Anchor event). The
+first byte is the log type (0 init, 1 deposit, 2 withdraw, 3 swap base in, 4 swap base out), then
+fixed little-endian fields, as in the program's `log.rs`. The logs carry no mints: they come from the
+pool's vault accounts in the instruction, whose mints the token balances name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quantbot.models import Activity, ActivityKind, Hop, TokenAmount
+from quantbot.solana.borsh import Layout
+from quantbot.solana.codec import CodecError, b64decode
+from quantbot.solana.context import Context, Invocation, account, activity, hop_swap
+from quantbot.solana.events import Event, ProgramEvents
+from quantbot.solana.transaction import Instruction
+
+PROGRAM_ID = "675kPX9MHTjS2zt1qfr1NYHuzeLXfQM9H24wFSUt1Mp8"
+NAME = "raydium_amm_v4"
+RAY_LOG_PREFIX = "ray_log: "
+AMM_ACCOUNT = 1
+"""Swap accounts: token_program, amm, ... in every swap variant."""
+
+# Swap instruction account counts and where the pool's coin/pc vaults sit in each (program's
+# `instruction.rs`): with target orders (18), without (17), and the serum-less v2 swaps (8).
+_VAULTS_BY_ACCOUNT_COUNT = {18: (5, 6), 17: (4, 5), 8: (3, 4)}
+# Deposit/withdraw accounts: token_program, amm, authority, open_orders, target_orders, lp_mint,
+# coin_vault, pc_vault, ...; initialize2: ..., amm (4), ..., lp_mint (7), coin_mint (8), pc_mint (9).
+LIQUIDITY_LP_MINT, LIQUIDITY_COIN_VAULT, LIQUIDITY_PC_VAULT = 5, 6, 7
+INIT_COIN_MINT, INIT_PC_MINT = 8, 9
+PC_TO_COIN = 1
+"""`direction` of a swap paying pc for coin (2 is coin for pc)."""
+
+LOG_INIT, LOG_DEPOSIT, LOG_WITHDRAW, LOG_SWAP_BASE_IN, LOG_SWAP_BASE_OUT = 0, 1, 2, 3, 4
+RAY_LOGS: dict[int, Layout] = {
+    LOG_INIT: Layout(
+        "Init",
+        [
+            ("time", "u64"),
+            ("pc_decimals", "u8"),
+            ("coin_decimals", "u8"),
+            ("pc_lot_size", "u64"),
+            ("coin_lot_size", "u64"),
+            ("pc_amount", "u64"),
+            ("coin_amount", "u64"),
+            ("market", "pubkey"),
+        ],
+    ),
+    LOG_DEPOSIT: Layout(
+        "Deposit",
+        [
+            ("max_coin", "u64"),
+            ("max_pc", "u64"),
+            ("base", "u64"),
+            ("pool_coin", "u64"),
+            ("pool_pc", "u64"),
+            ("pool_lp", "u64"),
+            ("calc_pnl_x", "u128"),
+            ("calc_pnl_y", "u128"),
+            ("deduct_coin", "u64"),
+            ("deduct_pc", "u64"),
+            ("mint_lp", "u64"),
+        ],
+    ),
+    LOG_WITHDRAW: Layout(
+        "Withdraw",
+        [
+            ("withdraw_lp", "u64"),
+            ("user_lp", "u64"),
+            ("pool_coin", "u64"),
+            ("pool_pc", "u64"),
+            ("pool_lp", "u64"),
+            ("calc_pnl_x", "u128"),
+            ("calc_pnl_y", "u128"),
+            ("out_coin", "u64"),
+            ("out_pc", "u64"),
+        ],
+    ),
+    LOG_SWAP_BASE_IN: Layout(
+        "SwapBaseIn",
+        [
+            ("amount_in", "u64"),
+            ("minimum_out", "u64"),
+            ("direction", "u64"),
+            ("user_source", "u64"),
+            ("pool_coin", "u64"),
+            ("pool_pc", "u64"),
+            ("out_amount", "u64"),
+        ],
+    ),
+    LOG_SWAP_BASE_OUT: Layout(
+        "SwapBaseOut",
+        [
+            ("max_in", "u64"),
+            ("amount_out", "u64"),
+            ("direction", "u64"),
+            ("user_source", "u64"),
+            ("pool_coin", "u64"),
+            ("pool_pc", "u64"),
+            ("deduct_in", "u64"),
+        ],
+    ),
+}
+
+
+def parse_ray_log(text: str) -> tuple[str, bytes, dict[str, Any]] | None:
+    """Parse the text after `Program log: ` when it is a `ray_log` line: (name, type byte, fields)."""
+    if not text.startswith(RAY_LOG_PREFIX):
+        return None
+    try:
+        data = b64decode(text[len(RAY_LOG_PREFIX) :].strip())
+    except CodecError:
+        return None
+    if not data:
+        return None
+    layout = RAY_LOGS.get(data[0])
+    if layout is None:
+        return None
+    fields = layout.decode(data, 1)
+    if fields is None:
+        return None
+    return layout.name, data[:1], fields
+
+
+EVENTS = ProgramEvents(PROGRAM_ID, NAME, emits_logs=True, log_line_parser=parse_ray_log)
+
+
+def pool_of(ix: Instruction) -> str | None:
+    """The AMM account a swap instruction trades against."""
+    return account(ix, AMM_ACCOUNT)
+
+
+def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
+    """Swaps, liquidity changes and initialisations of one Raydium AMM v4 invocation."""
+    out: list[Activity] = []
+    for event in inv.events:
+        if event.program_id != PROGRAM_ID:
+            continue
+        ix = ctx.emitter_of(event)
+        if ix is None or ix.program_id != PROGRAM_ID:
+            continue
+        found = _from_log(event, ix, ctx)
+        if found is not None:
+            out.append(found)
+    return out or None
+
+
+def _from_log(event: Event, ix: Instruction, ctx: Context) -> Activity | None:
+    f = event.fields
+    name = event.name
+    trader = ctx.trader()
+    if name in ("SwapBaseIn", "SwapBaseOut"):
+        hop = swap_hop(event, ix, ctx)
+        if hop is None:
+            return None
+        return hop_swap(ctx, (event.outer, event.inner), trader, NAME, hop)
+    if name == "Deposit":
+        coin = ctx.mint_of(account(ix, LIQUIDITY_COIN_VAULT) or "")
+        lp_mint = account(ix, LIQUIDITY_LP_MINT)
+        if coin is None or lp_mint is None:
+            return None
+        return activity(
+            ctx,
+            ActivityKind.LIQUIDITY_ADD,
+            (event.outer, event.inner),
+            trader,
+            NAME,
+            given=ctx.amount(coin, f["deduct_coin"]),
+            got=ctx.amount(lp_mint, f["mint_lp"]),
+        )
+    if name == "Withdraw":
+        coin = ctx.mint_of(account(ix, LIQUIDITY_COIN_VAULT) or "")
+        lp_mint = account(ix, LIQUIDITY_LP_MINT)
+        if coin is None or lp_mint is None:
+            return None
+        return activity(
+            ctx,
+            ActivityKind.LIQUIDITY_REMOVE,
+            (event.outer, event.inner),
+            trader,
+            NAME,
+            given=ctx.amount(lp_mint, f["withdraw_lp"]),
+            got=ctx.amount(coin, f["out_coin"]),
+        )
+    if name == "Init":
+        coin_mint = account(ix, INIT_COIN_MINT)
+        if coin_mint is None:
+            return None
+        return activity(
+            ctx,
+            ActivityKind.POOL_CREATE,
+            (event.outer, event.inner),
+            trader,
+            NAME,
+            given=ctx.amount(coin_mint, f["coin_amount"]),
+        )
+    return None
+
+
+def swap_hop(event: Event, ix: Instruction, ctx: Context) -> Hop | None:
+    """The hop of a `SwapBaseIn`/`SwapBaseOut` log, with mints from the pool's vaults."""
+    vaults = _VAULTS_BY_ACCOUNT_COUNT.get(len(ix.accounts))
+    if vaults is None:
+        return None
+    coin = ctx.mint_of(ix.accounts[vaults[0]])
+    pc = ctx.mint_of(ix.accounts[vaults[1]])
+    if coin is None or pc is None:
+        return None
+    f = event.fields
+    if event.name == "SwapBaseIn":
+        amount_in, amount_out = f["amount_in"], f["out_amount"]
+    else:
+        amount_in, amount_out = f["deduct_in"], f["amount_out"]
+    mint_in, mint_out = (pc, coin) if f["direction"] == PC_TO_COIN else (coin, pc)
+    given: TokenAmount = ctx.amount(mint_in, amount_in)
+    return Hop(NAME, PROGRAM_ID, pool_of(ix), given, ctx.amount(mint_out, amount_out))

@@ -1,0 +1,116 @@
+"""Raydium CPMM (constant product, CP-Swap): swaps and liquidity changes, from its Anchor events.
+
+Encoding: `SwapEvent` and `LpChangeEvent` as `Program data:` logs (`emit!`). Newer `SwapEvent`s append
+the mints and fees; older ones take the mints from the swap instruction's accounts. Layouts: the
+program's IDL (`raydium_cp_swap.json`).
+"""
+
+from __future__ import annotations
+
+from quantbot.models import Activity, ActivityKind, Hop
+from quantbot.solana.borsh import Layout
+from quantbot.solana.context import Context, Invocation, account, activity, hop_swap
+from quantbot.solana.events import Event, ProgramEvents, anchor_event
+from quantbot.solana.transaction import Instruction
+
+PROGRAM_ID = "CPMMoo8L3F4NbTegBCKVNunggL7H1ZpdTHKxQB5qKP1C"
+NAME = "raydium_cpmm"
+# swap_base_input/output accounts: payer, authority, amm_config, pool_state, input_token_account,
+# output_token_account, input_vault, output_vault, input_token_program, output_token_program,
+# input_token_mint, output_token_mint, observation_state.
+POOL_ACCOUNT, SWAP_INPUT_MINT, SWAP_OUTPUT_MINT = 3, 10, 11
+# deposit/withdraw accounts: owner, authority, pool_state, owner_lp_token, token_0_account,
+# token_1_account, token_0_vault, token_1_vault, token_program, token_program_2022, vault_0_mint,
+# vault_1_mint, lp_mint, ...
+LIQUIDITY_MINT_0, LIQUIDITY_LP_MINT = 10, 12
+LP_DEPOSIT, LP_WITHDRAW = 0, 1
+"""`LpChangeEvent.change_type` values (the IDL's comment: 0 deposit, 1 withdraw, 2 initialise)."""
+
+SWAP_EVENT = Layout(
+    "SwapEvent",
+    [
+        ("pool_id", "pubkey"),
+        ("input_vault_before", "u64"),
+        ("output_vault_before", "u64"),
+        ("input_amount", "u64"),
+        ("output_amount", "u64"),
+        ("input_transfer_fee", "u64"),
+        ("output_transfer_fee", "u64"),
+        ("base_input", "bool"),
+    ],
+    optional=[
+        [
+            ("input_mint", "pubkey"),
+            ("output_mint", "pubkey"),
+            ("trade_fee", "u64"),
+            ("creator_fee", "u64"),
+            ("creator_fee_on_input", "bool"),
+        ]
+    ],
+)
+LP_CHANGE_EVENT = Layout(
+    "LpChangeEvent",
+    [
+        ("pool_id", "pubkey"),
+        ("lp_amount_before", "u64"),
+        ("token0_vault_before", "u64"),
+        ("token1_vault_before", "u64"),
+        ("token0_amount", "u64"),
+        ("token1_amount", "u64"),
+        ("token0_transfer_fee", "u64"),
+        ("token1_transfer_fee", "u64"),
+        ("change_type", "u8"),
+    ],
+)
+
+EVENTS = ProgramEvents(PROGRAM_ID, NAME, (anchor_event(SWAP_EVENT), anchor_event(LP_CHANGE_EVENT)), emits_logs=True)
+
+
+def pool_of(ix: Instruction) -> str | None:
+    """The pool state a swap instruction trades against."""
+    return account(ix, POOL_ACCOUNT)
+
+
+def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
+    """Swaps and liquidity changes of one CPMM invocation."""
+    out: list[Activity] = []
+    trader = ctx.trader()
+    for event in inv.events:
+        if event.program_id != PROGRAM_ID or not event.fields:
+            continue
+        ix = ctx.emitter_of(event)
+        if event.name == "SwapEvent":
+            hop = swap_hop(event, ix, ctx)
+            if hop is not None:
+                out.append(hop_swap(ctx, (event.outer, event.inner), trader, NAME, hop))
+        elif event.name == "LpChangeEvent":
+            found = _liquidity(event, ix, ctx, trader)
+            if found is not None:
+                out.append(found)
+    return out or None
+
+
+def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
+    """The hop of a `SwapEvent`, with mints from the event or the instruction."""
+    f = event.fields
+    mint_in = f.get("input_mint") or account(ix, SWAP_INPUT_MINT)
+    mint_out = f.get("output_mint") or account(ix, SWAP_OUTPUT_MINT)
+    if mint_in is None or mint_out is None:
+        return None
+    return Hop(
+        NAME, PROGRAM_ID, f["pool_id"], ctx.amount(mint_in, f["input_amount"]), ctx.amount(mint_out, f["output_amount"])
+    )
+
+
+def _liquidity(event: Event, ix: Instruction | None, ctx: Context, trader: str) -> Activity | None:
+    f = event.fields
+    mint_0 = account(ix, LIQUIDITY_MINT_0)
+    lp_mint = account(ix, LIQUIDITY_LP_MINT)
+    if mint_0 is None or lp_mint is None:
+        return None
+    leg = ctx.amount(mint_0, f["token0_amount"])
+    if f["change_type"] == LP_DEPOSIT:
+        return activity(ctx, ActivityKind.LIQUIDITY_ADD, (event.outer, event.inner), trader, NAME, given=leg)
+    if f["change_type"] == LP_WITHDRAW:
+        return activity(ctx, ActivityKind.LIQUIDITY_REMOVE, (event.outer, event.inner), trader, NAME, got=leg)
+    return activity(ctx, ActivityKind.POOL_CREATE, (event.outer, event.inner), trader, NAME, given=leg)

@@ -1,0 +1,111 @@
+"""Raydium Launchpad (LaunchLab, bonk.fun curves): trades and pool creation, from its Anchor events.
+
+Encoding: `TradeEvent` and `PoolCreateEvent` as CPI-event instructions (`emit_cpi!`). The trade event
+carries no mints; they come from the trade instruction's accounts. Later versions append the creator
+fee and `exact_in`. Layouts: the program's IDL (`raydium_launchpad.json`).
+"""
+
+from __future__ import annotations
+
+from quantbot.models import Activity, ActivityKind, Hop
+from quantbot.solana.borsh import Layout
+from quantbot.solana.context import Context, Invocation, account, activity, hop_swap
+from quantbot.solana.events import Event, EventSpec, ProgramEvents, event_discriminator
+from quantbot.solana.transaction import Instruction
+
+PROGRAM_ID = "LanMV9sAd7wArD4vJFi2qDdfnVhFxYSUg6eADduJ3uj"
+NAME = "raydium_launchpad"
+# buy_exact_in/buy_exact_out/sell_exact_in/sell_exact_out accounts: payer, authority, global_config,
+# platform_config, pool_state, user_base_token, user_quote_token, base_vault, quote_vault,
+# base_token_mint, quote_token_mint, ...
+POOL_ACCOUNT, BASE_MINT_ACCOUNT, QUOTE_MINT_ACCOUNT = 4, 9, 10
+DIRECTION_BUY = 0
+"""`TradeDirection::Buy` (quote in, base out); 1 is `Sell`."""
+
+_TRADE_FIELDS = [
+    ("pool_state", "pubkey"),
+    ("total_base_sell", "u64"),
+    ("virtual_base", "u64"),
+    ("virtual_quote", "u64"),
+    ("real_base_before", "u64"),
+    ("real_quote_before", "u64"),
+    ("real_base_after", "u64"),
+    ("real_quote_after", "u64"),
+    ("amount_in", "u64"),
+    ("amount_out", "u64"),
+    ("protocol_fee", "u64"),
+    ("platform_fee", "u64"),
+]
+TRADE_EVENT = Layout(
+    "TradeEvent",
+    [
+        *_TRADE_FIELDS,
+        ("creator_fee", "u64"),
+        ("share_fee", "u64"),
+        ("trade_direction", "enum"),
+        ("pool_status", "enum"),
+        ("exact_in", "bool"),
+    ],
+)
+TRADE_EVENT_V1 = Layout(
+    "TradeEvent",
+    [*_TRADE_FIELDS, ("share_fee", "u64"), ("trade_direction", "enum"), ("pool_status", "enum")],
+)
+_CURRENT_TRADE_SIZE = 32 + 13 * 8 + 3
+"""Payload size of the current `TradeEvent` (pool key, 13 u64s, two enums and a bool)."""
+
+
+def _decode_trade(data: bytes, offset: int) -> dict[str, object] | None:
+    """Decode either `TradeEvent` version: the current one is recognised by its payload size."""
+    if len(data) - offset >= _CURRENT_TRADE_SIZE:
+        return TRADE_EVENT.decode(data, offset)
+    return TRADE_EVENT_V1.decode(data, offset)
+
+
+def _recognised(data: bytes, offset: int) -> dict[str, object]:
+    """Pool creation is recognised by name; its nested curve parameters are not needed."""
+    return {}
+
+
+EVENTS = ProgramEvents(
+    PROGRAM_ID,
+    NAME,
+    (
+        EventSpec("TradeEvent", event_discriminator("TradeEvent"), _decode_trade),
+        EventSpec("PoolCreateEvent", event_discriminator("PoolCreateEvent"), _recognised),
+    ),
+)
+
+
+def pool_of(ix: Instruction) -> str | None:
+    """The pool state a trade instruction trades against."""
+    return account(ix, POOL_ACCOUNT)
+
+
+def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
+    """Trades and pool creations of one Launchpad invocation."""
+    out: list[Activity] = []
+    for event in inv.events:
+        if event.program_id != PROGRAM_ID:
+            continue
+        ix = ctx.emitter_of(event)
+        if event.name == "TradeEvent" and event.fields:
+            hop = trade_hop(event, ix, ctx)
+            if hop is not None:
+                out.append(hop_swap(ctx, (event.outer, event.inner), ctx.trader(), NAME, hop))
+        elif event.name == "PoolCreateEvent":
+            out.append(activity(ctx, ActivityKind.POOL_CREATE, (event.outer, event.inner), ctx.trader(), NAME))
+    return out or None
+
+
+def trade_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
+    """The hop of a `TradeEvent`, with mints from the trade instruction."""
+    base = account(ix, BASE_MINT_ACCOUNT)
+    quote = account(ix, QUOTE_MINT_ACCOUNT)
+    if base is None or quote is None:
+        return None
+    f = event.fields
+    mint_in, mint_out = (quote, base) if f["trade_direction"] == DIRECTION_BUY else (base, quote)
+    return Hop(
+        NAME, PROGRAM_ID, f["pool_state"], ctx.amount(mint_in, f["amount_in"]), ctx.amount(mint_out, f["amount_out"])
+    )

@@ -1,0 +1,103 @@
+"""Aggregator routes: one trade made of hops, from the aggregator's per-hop events or its pools' own.
+
+Jupiter and DFlow publish one `SwapEvent` per hop (the AMM's program id, mints and amounts); each hop's
+pool is read from the AMM instruction the event follows. Routers without such events (Raydium's
+router, OKX) are read from the events of the pools they call, and failing those from the trader's
+transfers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quantbot.models import Activity, ActivityKind, Hop
+from quantbot.solana.borsh import Layout
+from quantbot.solana.context import Context, Invocation, swap_from_hops
+from quantbot.solana.events import Event
+from quantbot.solana.programs import generic
+from quantbot.solana.programs.catalog import NAMES, POOL_OF
+from quantbot.solana.transaction import Instruction
+
+SWAP_EVENT = Layout(
+    "SwapEvent",
+    [
+        ("amm", "pubkey"),
+        ("input_mint", "pubkey"),
+        ("input_amount", "u64"),
+        ("output_mint", "pubkey"),
+        ("output_amount", "u64"),
+    ],
+)
+"""The per-hop event Jupiter v6 and DFlow share (same name, so the same discriminator)."""
+
+
+def event_hops(inv: Invocation, ctx: Context, program_id: str) -> tuple[list[Hop], Event | None]:
+    """Hops from an aggregator's own per-hop events inside one invocation, and the first such event."""
+    legs: list[dict[str, Any]] = []
+    first: Event | None = None
+    for event in inv.events:
+        if event.program_id != program_id:
+            continue
+        if event.name == "SwapEvent" and event.fields:
+            legs.append(event.fields)
+        elif event.name == "SwapsEvent" and event.fields:
+            legs.extend(event.fields["swap_events"])
+        else:
+            continue
+        if first is None:
+            first = event
+    if not legs:
+        return [], None
+    children = _pool_calls(inv, ctx)
+    hops = []
+    for leg in legs:
+        amm = leg["amm"]
+        pool = None
+        for position, child in enumerate(children):
+            if child is not None and child.program_id == amm:
+                pool_of = POOL_OF.get(amm)
+                pool = pool_of(child) if pool_of is not None else None
+                children[position] = None
+                break
+        hops.append(
+            Hop(
+                NAMES.get(amm, amm),
+                amm,
+                pool,
+                ctx.amount(leg["input_mint"], leg["input_amount"]),
+                ctx.amount(leg["output_mint"], leg["output_amount"]),
+            )
+        )
+    return hops, first
+
+
+def _pool_calls(inv: Invocation, ctx: Context) -> list[Instruction | None]:
+    """The instructions an aggregator invocation called directly, in order (its hops' pool calls)."""
+    own_height = inv.instruction.stack_height or 1
+    calls: list[Instruction | None] = []
+    for _, ix in ctx.inner_instructions(inv):
+        height = ix.stack_height
+        if height is None or height == own_height + 1:
+            calls.append(ix)
+    return calls
+
+
+def route(inv: Invocation, ctx: Context, name: str, program_id: str | None = None) -> list[Activity] | None:
+    """One route activity for an aggregator invocation.
+
+    With `program_id`, hops come from that aggregator's own per-hop events; otherwise (or without such
+    events) from the swaps of the pools it called; failing both, from the trader's transfers.
+    """
+    trader = ctx.trader()
+    if program_id is not None:
+        hops, first = event_hops(inv, ctx, program_id)
+        if hops and first is not None:
+            found = swap_from_hops(ctx, (inv.outer, first.inner), trader, name, hops)
+            return [found] if found is not None else None
+    nested = [a for a in ctx.nested(inv) if a.kind == ActivityKind.SWAP]
+    if nested:
+        hops = [hop for a in nested for hop in a.hops]
+        found = swap_from_hops(ctx, (inv.outer, nested[0].index.inner), trader, name, hops)
+        return [found] if found is not None else None
+    swap = generic.swap_from_transfers(ctx, inv, name, None)
+    return [swap] if swap is not None else None
