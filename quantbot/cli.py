@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -441,6 +442,7 @@ def feed_generate(txs: int, seed: int, out: Path, garbage: float, start_time: in
 # ------------------------------------------------------------------------------------------------ demo
 
 DEMO_DIR = Path(".quantbot/demo")
+SECONDS_PER_DAY = 86_400
 
 
 @cli.command()
@@ -483,7 +485,10 @@ def demo(ctx: _Context, txs: int, seed: int, garbage: float) -> None:
 
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     feed = DEMO_DIR / f"feed-seed{seed}.jsonl"
-    spec = FeedSpec(txs=txs, seed=seed, garbage_share=garbage)
+    # The feed starts at today's midnight (UTC): its signals are still active (they live 48 h), and
+    # a second demo on the same day writes the very same data, so the stores' counts stay as shown.
+    midnight = int(time.time()) // SECONDS_PER_DAY * SECONDS_PER_DAY
+    spec = FeedSpec(txs=txs, seed=seed, garbage_share=garbage, start_time=midnight)
     stats = generate_feed(spec, feed)
     console.print(f"3. feed {feed}: {stats.describe()}")
 
