@@ -128,7 +128,9 @@ class DeadLetter:
 class PriceTick:
     """A token's USD unit price implied by one trade (or given by a price feed).
 
-    `volume_usd` is the USD value of the trade that implied it (0 for a feed quote).
+    `volume_usd` is the USD value of the trade that implied it (0 for a feed quote). `sequence` numbers
+    the ticks of one token from one source within one block second, in stream order: block times have
+    one-second resolution, and the sequence keeps same-second ticks apart as distinct points in time.
     """
 
     token: str
@@ -139,6 +141,7 @@ class PriceTick:
     signature: str
     index: InstructionIndex
     symbol: str | None = None
+    sequence: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,8 +40,9 @@ from sinks.snapshot import store_snapshot, summarise
 SNAPSHOT_INTERVAL_S = "0.5"
 # Prices must outlive the comparison: the schema's 30 s TTL would expire them between the two runs.
 PRICE_TTL_S = "86400"
-# A replay is killed this long after it starts: long enough to get past start-up and a snapshot.
-KILL_AFTER_S = (2.5, 8.0)
+# A replay is killed between this long after it starts (past start-up, about a second, and a
+# snapshot) and the time the uninterrupted run took, so kills land anywhere in the replay.
+EARLIEST_KILL_S = 1.5
 RUN_DEADLINE_S = 1800
 
 
@@ -107,13 +108,15 @@ def run_to_end(command: list[str], env: dict[str, str], log: Path) -> None:
         raise SystemExit(f"replay failed with status {result.returncode}; see {log}")
 
 
-def run_with_kills(command: list[str], env: dict[str, str], log: Path, kills: int, rng: random.Random) -> int:
+def run_with_kills(  # noqa: PLR0917 - a script-local helper called once
+    command: list[str], env: dict[str, str], log: Path, kills: int, latest_s: float, rng: random.Random
+) -> int:
     """Start the replay, SIGKILL it `kills` times at random moments, then let it finish; kills done."""
     done = 0
     with log.open("ab") as out:
         while done < kills:
             process = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=out)
-            delay = rng.uniform(*KILL_AFTER_S)
+            delay = rng.uniform(EARLIEST_KILL_S, max(latest_s, EARLIEST_KILL_S + 1))
             try:
                 process.wait(timeout=delay)
                 break  # it finished before its kill: nothing left to interrupt
@@ -169,6 +172,7 @@ def main() -> int:
             stats = generate_feed(FeedSpec(txs=args.txs, seed=args.seed, garbage_share=0.01), recording)
             print(f"recording {recording}: {stats.describe()}", flush=True)
         results = {}
+        reference_s = 0.0
         for run, redis_db in (("reference", 0), ("crashed", 1)):
             env = run_environment(stores, run, redis_db)
             settings = settings_of(env)
@@ -177,10 +181,11 @@ def main() -> int:
             started = time.monotonic()
             if run == "reference":
                 run_to_end(replay_command(recording, None), env, work / f"{run}.log")
-                print(f"reference: uninterrupted replay in {time.monotonic() - started:.1f} s", flush=True)
+                reference_s = time.monotonic() - started
+                print(f"reference: uninterrupted replay in {reference_s:.1f} s", flush=True)
             else:
                 kills = run_with_kills(
-                    replay_command(recording, work / "recovery"), env, work / f"{run}.log", args.kills, rng
+                    replay_command(recording, work / "recovery"), env, work / f"{run}.log", args.kills, reference_s, rng
                 )
                 print(f"crashed: {kills} kill -9, then to the end, in {time.monotonic() - started:.1f} s", flush=True)
             results[run] = store_snapshot(settings)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -15,32 +14,34 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from quantbot.models import InstructionIndex, PriceTick, Signal
+from quantbot.models import PriceTick, Signal
 from quantbot.schema.influx import TokenPrice, TradingSignalEvent
 from sinks.retry import Retry
 
 log = logging.getLogger(__name__)
 
-# Block times have one-second resolution, and several trades of one token on one venue share a
-# second. Each trade's point gets a deterministic microsecond (the finest a datetime holds) inside
-# its second, from a hash of its natural key, so that they do not overwrite one another and a replay
-# lands on the very same point. (VictoriaMetrics keeps milliseconds only: there, about one in a
-# thousand same-second pairs of one token and venue share a point; InfluxDB keeps them apart.)
-US_PER_S = 1_000_000
+# A tick's point lies `sequence` milliseconds into its block second: same-second trades of one token
+# on one venue stay distinct points, and a replay, which numbers them the same, rewrites the same
+# points. Milliseconds, because VictoriaMetrics (the development store) keeps no finer time.
+MS_PER_S = 1000
+MAX_SEQUENCE = MS_PER_S - 1
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
-def point_time(block_time: int, signature: str, index: InstructionIndex) -> datetime:
-    """The deterministic time of a trade's point: its block second plus a microsecond from its key."""
-    key = f"{signature}:{index.outer}:{index.inner}".encode()
-    microsecond = zlib.crc32(key) % US_PER_S
-    return datetime.fromtimestamp(block_time, tz=UTC) + timedelta(microseconds=microsecond)
+def point_time(tick: PriceTick) -> datetime:
+    """The time of a tick's point: its block second plus `sequence` milliseconds.
+
+    A thousand ticks of one token on one venue in one second is beyond any pool's block rate; past
+    that, the last millisecond is reused and the later points replace earlier ones.
+    """
+    offset = min(tick.sequence, MAX_SEQUENCE)
+    return datetime.fromtimestamp(tick.block_time, tz=UTC) + timedelta(milliseconds=offset)
 
 
 def price_point(tick: PriceTick) -> TokenPrice:
     """The `token_prices` point of a price tick."""
     return TokenPrice(
-        time=point_time(tick.block_time, tick.signature, tick.index),
+        time=point_time(tick),
         token_address=tick.token,
         symbol=tick.symbol,
         source=tick.source,

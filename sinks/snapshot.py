@@ -57,7 +57,7 @@ def store_snapshot(settings: Settings) -> dict[str, Any]:
     cache = redis_client(settings, endpoints.redis)
     try:
         keys = sorted(k.decode() for pattern in ("price:*", "signal:*") for k in cache.scan_iter(match=pattern))
-        hashes = {key: dict(sorted(cache.hgetall(key).items())) for key in keys}
+        hashes = {key: {k.decode(): v.decode() for k, v in sorted(cache.hgetall(key).items())} for key in keys}
     finally:
         cache.close()
     series = influx_series(endpoints.influx) if endpoints.influx else []

@@ -144,9 +144,11 @@ def test_mongo_sink_upserts_whale_documents_by_signature(mongo_url: str, mongo_d
 
 
 def test_influx_sink_points_are_identical_on_replay(influx: InfluxEndpoint) -> None:
-    """Ticks of one token in one second get distinct deterministic times; rewriting adds no point."""
+    """Same-second ticks of one token are distinct points by their sequence; rewriting adds no point."""
     ticks = [
-        PriceTick(BONK, 0.00002 + i * 1e-7, 1_750_000_000, "raydium", 100.0 + i, f"sig{i}", InstructionIndex(i))
+        PriceTick(
+            BONK, 0.00002 + i * 1e-7, 1_750_000_000, "raydium", 100.0 + i, f"sig{i}", InstructionIndex(i), sequence=i
+        )
         for i in range(5)
     ]
     _, signal = whale_and_signal(1_750_000_000)
@@ -159,7 +161,7 @@ def test_influx_sink_points_are_identical_on_replay(influx: InfluxEndpoint) -> N
     (prices,) = influx.export(f'{{__name__="token_prices_price",token_address="{BONK}"}}')
     assert sorted(prices["values"]) == pytest.approx(sorted(t.price_usd for t in ticks))
     assert len(set(prices["timestamps"])) == 5
-    assert all(1_750_000_000_000 <= ts < 1_750_000_001_000 for ts in prices["timestamps"])
+    assert sorted(prices["timestamps"]) == [1_750_000_000_000 + i for i in range(5)]
     (confidence,) = influx.export(f'{{__name__="trading_signals_confidence",signal_id="{signal.signal_id}"}}')
     assert confidence["values"] == [signal.confidence]
 
