@@ -40,8 +40,7 @@ from sinks.snapshot import store_snapshot, summarise
 SNAPSHOT_INTERVAL_S = "0.5"
 # Prices must outlive the comparison: the schema's 30 s TTL would expire them between the two runs.
 PRICE_TTL_S = "86400"
-# A replay is killed between this long after it starts (past start-up, about a second, and a
-# snapshot) and the time the uninterrupted run took, so kills land anywhere in the replay.
+# A replay is killed no sooner than this after it starts: past start-up (about a second) and a snapshot.
 EARLIEST_KILL_S = 1.5
 RUN_DEADLINE_S = 1800
 
@@ -94,8 +93,10 @@ def settings_of(env: dict[str, str]) -> Settings:
     return load_settings(config_dir=REPO_ROOT / "config", environ=env)
 
 
-def replay_command(recording: Path, recovery: Path | None) -> list[str]:
+def replay_command(recording: Path, recovery: Path | None, speed: float | None) -> list[str]:
     command = [sys.executable, "-m", "quantbot", "replay", str(recording), "--no-progress"]
+    if speed is not None:
+        command += ["--speed", str(speed)]
     return [*command, "--recovery-dir", str(recovery)] if recovery else command
 
 
@@ -116,7 +117,9 @@ def run_with_kills(  # noqa: PLR0917 - a script-local helper called once
     with log.open("ab") as out:
         while done < kills:
             process = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=out)
-            delay = rng.uniform(EARLIEST_KILL_S, max(latest_s, EARLIEST_KILL_S + 1))
+            # Each restart resumes where the last snapshot was; spreading the kills over the first
+            # 2/(kills+1) of a whole run's time lets every kill land before the replay ends.
+            delay = rng.uniform(EARLIEST_KILL_S, max(2 * latest_s / (kills + 1), EARLIEST_KILL_S + 1))
             try:
                 process.wait(timeout=delay)
                 break  # it finished before its kill: nothing left to interrupt
@@ -159,6 +162,7 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=5, help="SIGKILLs of the replay before it may finish")
     parser.add_argument("--recording", type=Path, help="replay this recording instead of generating one")
     parser.add_argument("--workdir", type=Path, help="keep stores and logs here (default: a temporary directory)")
+    parser.add_argument("--speed", type=float, help="replay at recorded pace times this (default: as fast as possible)")
     args = parser.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="quantbot-crash-"))
@@ -180,12 +184,17 @@ def main() -> int:
             admin.ensure_demo_strategy(settings)
             started = time.monotonic()
             if run == "reference":
-                run_to_end(replay_command(recording, None), env, work / f"{run}.log")
+                run_to_end(replay_command(recording, None, args.speed), env, work / f"{run}.log")
                 reference_s = time.monotonic() - started
                 print(f"reference: uninterrupted replay in {reference_s:.1f} s", flush=True)
             else:
                 kills = run_with_kills(
-                    replay_command(recording, work / "recovery"), env, work / f"{run}.log", args.kills, reference_s, rng
+                    replay_command(recording, work / "recovery", args.speed),
+                    env,
+                    work / f"{run}.log",
+                    args.kills,
+                    reference_s,
+                    rng,
                 )
                 print(f"crashed: {kills} kill -9, then to the end, in {time.monotonic() - started:.1f} s", flush=True)
             results[run] = store_snapshot(settings)

@@ -20,10 +20,18 @@ from sinks.stores import mongo_client, postgres_connect, redis_client, resolve_e
 # Every measurement the flow writes; VictoriaMetrics names a series `<measurement>_<field>`.
 FLOW_SERIES = '{__name__=~"token_prices_.*|trading_signals_.*"}'
 HTTP_TIMEOUT_S = 30
+SIGNIFICANT_DIGITS = 12
 
 
 def _digest(rows: list[Any]) -> str:
     return hashlib.sha256(orjson.dumps(rows, default=str, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _significant(value: float) -> float:
+    """`value` to `SIGNIFICANT_DIGITS`: VictoriaMetrics stores a block of samples as decimals with a
+    shared exponent, so the same float written in differently cut batches can come back a few units
+    in the 16th digit apart. InfluxDB keeps float64 exactly; the comparison must not depend on that."""
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
 
 
 def influx_series(url: str) -> list[dict[str, Any]]:
@@ -35,7 +43,7 @@ def influx_series(url: str) -> list[dict[str, Any]]:
         lines = [orjson.loads(line) for line in response.read().splitlines() if line.strip()]
     series = []
     for line in lines:
-        samples = sorted(zip(line["timestamps"], line["values"], strict=True))
+        samples = sorted(zip(line["timestamps"], (_significant(v) for v in line["values"]), strict=True))
         series.append({"metric": line["metric"], "samples": samples})
     return sorted(series, key=lambda s: sorted(s["metric"].items()))
 
