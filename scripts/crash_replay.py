@@ -1,6 +1,7 @@
 """Kill -9 a replay at random moments, restart it until it finishes, compare with an uninterrupted run.
 
     .venv/bin/python scripts/crash_replay.py --txs 50000 --kills 5 --seed 1
+    .venv/bin/python scripts/crash_replay.py --txs 20000 --speed 2 --outage postgres --outage-s 10
 
 It starts its own stores under a temporary directory (PostgreSQL, Valkey, SecantusDB and two
 VictoriaMetrics, one per run), generates a synthetic recording (or takes --recording), replays it once
@@ -8,6 +9,10 @@ without interruption into one set of databases, and once into another set while 
 `quantbot replay --recovery-dir` process --kills times at random moments. Then it reads back
 everything the flow wrote to each store and prints a table of counts and digests. Exit status 0 when
 every store is identical, 1 when one differs (with the first difference).
+
+With --outage STORE, the second run is not killed: STORE (PostgreSQL or Redis) is stopped a third of
+the way into the replay and restarted on the same port --outage-s seconds later; the replay must wait
+the outage out (its sinks retry) and end with the same stores as the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from quantbot import stack
 from quantbot.feed import FeedSpec, generate_feed
 from quantbot.settings import Settings, load_settings
 from sinks import admin
-from sinks.snapshot import store_snapshot, summarise
+from sinks.snapshot import counts, first_difference, store_snapshot
 
 # Snapshots every half second: a kill loses at most that much work, and each restart, which takes a
 # couple of seconds to import and resume, still gets past a snapshot before the next kill.
@@ -43,6 +48,7 @@ PRICE_TTL_S = "86400"
 # A replay is killed no sooner than this after it starts: past start-up (about a second) and a snapshot.
 EARLIEST_KILL_S = 1.5
 RUN_DEADLINE_S = 1800
+SECONDS_PER_DAY = 86_400
 
 
 @dataclass
@@ -132,27 +138,26 @@ def run_with_kills(  # noqa: PLR0917 - a script-local helper called once
     return done
 
 
-def first_difference(a: object, b: object, path: str = "") -> str | None:
-    """Where two snapshots first differ, for the report."""
-    if type(a) is not type(b):
-        return f"{path}: {type(a).__name__} vs {type(b).__name__}"
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b), key=str):
-            if key not in a or key not in b:
-                return f"{path}.{key}: only in {'crashed' if key in b else 'reference'}"
-            found = first_difference(a[key], b[key], f"{path}.{key}")
-            if found:
-                return found
-        return None
-    if isinstance(a, list) and isinstance(b, list):
-        if len(a) != len(b):
-            return f"{path}: {len(a)} vs {len(b)} items"
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            found = first_difference(x, y, f"{path}[{i}]")
-            if found:
-                return found
-        return None
-    return None if a == b else f"{path}: {a!r} vs {b!r}"
+def run_with_outage(  # noqa: PLR0917 - a script-local helper called once
+    command: list[str], env: dict[str, str], log: Path, stores: Stores, store: str, outage_s: float, after_s: float
+) -> None:
+    """Start the replay, stop `store` after `after_s` for `outage_s`, restart it on its port, let the replay end."""
+    index = {"postgres": 0, "redis": 1}[store]
+    server = stores.servers[index]
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=out)
+        time.sleep(after_s)  # the replay is running; how far it got does not matter, only that it is mid-way
+        if process.poll() is not None:
+            raise SystemExit(f"the replay ended before the outage began; use more --txs or a lower --speed ({log})")
+        stack.stop(server)
+        print(f"  {store} stopped after {after_s:.1f} s", flush=True)
+        time.sleep(outage_s)  # the outage itself: the replay must wait it out, not lose or skip anything
+        start = stack.start_postgres if store == "postgres" else stack.start_valkey
+        stores.servers[index] = start(server.data_dir, server.port, server.log)
+        print(f"  {store} restarted on port {server.port} after {outage_s:.0f} s down", flush=True)
+        status = process.wait(timeout=RUN_DEADLINE_S)
+    if status != 0:
+        raise SystemExit(f"replay failed with status {status} after the outage; see {log}")
 
 
 def main() -> int:
@@ -163,6 +168,12 @@ def main() -> int:
     parser.add_argument("--recording", type=Path, help="replay this recording instead of generating one")
     parser.add_argument("--workdir", type=Path, help="keep stores and logs here (default: a temporary directory)")
     parser.add_argument("--speed", type=float, help="replay at recorded pace times this (default: as fast as possible)")
+    parser.add_argument(
+        "--outage",
+        choices=["postgres", "redis"],
+        help="instead of killing the replay, stop this store mid-replay and restart it --outage-s later",
+    )
+    parser.add_argument("--outage-s", type=float, default=10.0, help="how long the store stays down")
     args = parser.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="quantbot-crash-"))
@@ -173,7 +184,10 @@ def main() -> int:
         recording = args.recording
         if recording is None:
             recording = work / "feed.jsonl"
-            stats = generate_feed(FeedSpec(txs=args.txs, seed=args.seed, garbage_share=0.01), recording)
+            # From today's midnight (UTC): the same recording all day, and its signals still active.
+            midnight = int(time.time()) // SECONDS_PER_DAY * SECONDS_PER_DAY
+            spec = FeedSpec(txs=args.txs, seed=args.seed, garbage_share=0.01, start_time=midnight)
+            stats = generate_feed(spec, recording)
             print(f"recording {recording}: {stats.describe()}", flush=True)
         results = {}
         reference_s = 0.0
@@ -187,6 +201,19 @@ def main() -> int:
                 run_to_end(replay_command(recording, None, args.speed), env, work / f"{run}.log")
                 reference_s = time.monotonic() - started
                 print(f"reference: uninterrupted replay in {reference_s:.1f} s", flush=True)
+            elif args.outage:
+                run_with_outage(
+                    replay_command(recording, work / "recovery", args.speed),
+                    env,
+                    work / f"{run}.log",
+                    stores,
+                    args.outage,
+                    args.outage_s,
+                    after_s=max(EARLIEST_KILL_S, reference_s / 3),
+                )
+                print(
+                    f"crashed: replay through a {args.outage} outage, in {time.monotonic() - started:.1f} s", flush=True
+                )
             else:
                 kills = run_with_kills(
                     replay_command(recording, work / "recovery", args.speed),
@@ -198,11 +225,11 @@ def main() -> int:
                 )
                 print(f"crashed: {kills} kill -9, then to the end, in {time.monotonic() - started:.1f} s", flush=True)
             results[run] = store_snapshot(settings)
-        reference, crashed = (summarise(results[r]) for r in ("reference", "crashed"))
+        reference, crashed = (counts(results[r]) for r in ("reference", "crashed"))
         print(f"{'store':28} {'reference':>12} {'crashed':>12}  identical")
         for name in reference:
-            same = results["reference"][name] == results["crashed"][name]
-            print(f"{name:28} {reference[name][0]:>12} {crashed[name][0]:>12}  {'yes' if same else 'NO'}")
+            same = first_difference(results["reference"][name], results["crashed"][name]) is None
+            print(f"{name:28} {reference[name]:>12} {crashed[name]:>12}  {'yes' if same else 'NO'}")
         difference = first_difference(results["reference"], results["crashed"])
         if difference:
             print(f"DIFFERENT: first difference at {difference}")

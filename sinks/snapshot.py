@@ -6,7 +6,7 @@ what the flow determines is read: server-side clocks (`dead_letters.recorded_at`
 
 from __future__ import annotations
 
-import hashlib
+import math
 import urllib.parse
 import urllib.request
 from typing import Any
@@ -20,18 +20,11 @@ from sinks.stores import mongo_client, postgres_connect, redis_client, resolve_e
 # Every measurement the flow writes; VictoriaMetrics names a series `<measurement>_<field>`.
 FLOW_SERIES = '{__name__=~"token_prices_.*|trading_signals_.*"}'
 HTTP_TIMEOUT_S = 30
-SIGNIFICANT_DIGITS = 12
-
-
-def _digest(rows: list[Any]) -> str:
-    return hashlib.sha256(orjson.dumps(rows, default=str, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-
-def _significant(value: float) -> float:
-    """`value` to `SIGNIFICANT_DIGITS`: VictoriaMetrics stores a block of samples as decimals with a
-    shared exponent, so the same float written in differently cut batches can come back a few units
-    in the 16th digit apart. InfluxDB keeps float64 exactly; the comparison must not depend on that."""
-    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+FLOAT_REL_TOLERANCE = 1e-9
+"""How far two stored floats may be apart and still be the same value. VictoriaMetrics stores a block of
+samples as integers with a shared decimal exponent, so one float written in differently cut batches can
+come back a few units apart in its 12th to 16th digit. InfluxDB and the other stores keep float64
+exactly; a real difference in the flow's output is many orders of magnitude larger."""
 
 
 def influx_series(url: str) -> list[dict[str, Any]]:
@@ -43,9 +36,14 @@ def influx_series(url: str) -> list[dict[str, Any]]:
         lines = [orjson.loads(line) for line in response.read().splitlines() if line.strip()]
     series = []
     for line in lines:
-        samples = sorted(zip(line["timestamps"], (_significant(v) for v in line["values"]), strict=True))
+        samples = sorted(zip(line["timestamps"], line["values"], strict=True))
         series.append({"metric": line["metric"], "samples": samples})
     return sorted(series, key=lambda s: sorted(s["metric"].items()))
+
+
+def _text_hash(fields: Any) -> dict[str, str]:
+    """A Redis hash as text, sorted by field name."""
+    return {k.decode(): v.decode() for k, v in sorted(fields.items())}
 
 
 def store_snapshot(settings: Settings) -> dict[str, Any]:
@@ -65,7 +63,7 @@ def store_snapshot(settings: Settings) -> dict[str, Any]:
     cache = redis_client(settings, endpoints.redis)
     try:
         keys = sorted(k.decode() for pattern in ("price:*", "signal:*") for k in cache.scan_iter(match=pattern))
-        hashes = {key: {k.decode(): v.decode() for k, v in sorted(cache.hgetall(key).items())} for key in keys}
+        hashes = {key: _text_hash(cache.hgetall(key)) for key in keys}
     finally:
         cache.close()
     series = influx_series(endpoints.influx) if endpoints.influx else []
@@ -78,9 +76,31 @@ def store_snapshot(settings: Settings) -> dict[str, Any]:
     }
 
 
-def summarise(snapshot: dict[str, Any]) -> dict[str, tuple[int, str]]:
-    """(item count, sha256) per store part: short enough to print, exact enough to compare."""
-    return {
-        name: (len(part), _digest(part if isinstance(part, list) else sorted(part.items())))
-        for name, part in snapshot.items()
-    }
+def first_difference(a: object, b: object, path: str = "") -> str | None:
+    """Where two snapshots first differ (floats within `FLOAT_REL_TOLERANCE` are equal), or None."""
+    if (isinstance(a, float) and isinstance(b, float | int)) or (isinstance(b, float) and isinstance(a, int)):
+        return None if math.isclose(a, b, rel_tol=FLOAT_REL_TOLERANCE) else f"{path}: {a!r} vs {b!r}"
+    if type(a) is not type(b):
+        return f"{path}: {type(a).__name__} vs {type(b).__name__}"
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b), key=str):
+            if key not in a or key not in b:
+                return f"{path}.{key}: only in {'the second' if key in b else 'the first'}"
+            found = first_difference(a[key], b[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        if len(a) != len(b):
+            return f"{path}: {len(a)} vs {len(b)} items"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = first_difference(x, y, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if a == b else f"{path}: {a!r} vs {b!r}"
+
+
+def counts(snapshot: dict[str, Any]) -> dict[str, int]:
+    """Items per store part (rows, documents, keys, series), for the report."""
+    return {name: len(part) for name, part in snapshot.items()}
