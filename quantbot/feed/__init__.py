@@ -1,0 +1,331 @@
+"""Synthetic feeds: realistic recordings of DEX traffic that the real decoders decode (`quantbot feed generate`).
+
+A feed is a recording (`quantbot.recordings` line format, source `synthetic`) of:
+
+- `transaction` frames: JSON-RPC `getTransaction` responses, mostly in the `json` encoding and some in
+  `jsonParsed` and `base64`, of Jupiter routes, Pump.fun, PumpSwap, Raydium, Orca and Meteora swaps,
+  plain transfers and failed swaps, built by `quantbot.feed.venues` against `quantbot.feed.market`;
+- `price` frames: SOL/USD every `price_every_s` seconds of feed time;
+- malformed lines, `garbage_share` of all lines, interleaved evenly: noise, truncated frame lines, frames
+  whose payload is a truncated transaction, an RPC error or no transaction at all, frames of an unknown
+  kind, price frames without a price. Every one of them must end as a dead letter.
+
+Everything is drawn from `random.Random(seed)`: the same spec (with `start_time` set) gives the same
+bytes. `iter_feed` yields the stream in memory with what the decoder must find in each transaction
+(`Expected`); `generate_feed` writes it to a file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+import zstandard
+from solders.signature import Signature
+
+from quantbot.feed.b58 import b58encode
+from quantbot.feed.market import Market
+from quantbot.feed.spec import Expected, FeedSpec, FeedStats
+from quantbot.feed.venues import LEGACY_SHARE, PUMPFUN_MAX_USD, PUMPSWAP_MAX_USD, VENUE_NAMES, Outcome, Venues
+from quantbot.models import Frame, FrameKind
+from quantbot.recordings import ZSTD_LEVEL, encode_frame
+
+__all__ = ["Expected", "FeedSpec", "FeedStats", "generate_feed", "iter_feed"]
+
+SOURCE = "synthetic"
+SIGNATURE_SIZE = 64
+HASH_SIZE = 32
+NS = 1_000_000_000
+SLOT_SECONDS = 0.4
+"""Solana's target slot time."""
+SLOT_ORIGIN = (1_731_000_000, 300_000_000)
+"""(Unix seconds, slot) of a mainnet reference point; slots advance from it at `SLOT_SECONDS`."""
+TX_LATENCY_NS = 800_000_000
+"""How long after its block a transaction arrives (a logs notification, then `getTransaction`)."""
+PRICE_LATENCY_NS = 50_000_000
+"""How long after its timestamp a price-feed quote arrives."""
+PRICE_DIGITS = 4
+"""Decimals of SOL/USD in price frames."""
+
+VENUE_WEIGHTS = {"jupiter": 0.30, "pumpfun": 0.25, "pumpswap": 0.18, "raydium": 0.11, "orca": 0.08, "meteora": 0.08}
+"""Share of swaps per venue, roughly mainnet's mix of DEX transactions."""
+SIZE_MEDIAN_USD = 30.0
+SIZE_SIGMA = 2.6
+"""Trade sizes are lognormal in USD: median $30, and with this sigma ~0.2% of trades are $50k+ and a few
+in 100,000 are $1M+, so whales are rare."""
+SIZE_MIN_USD, SIZE_MAX_USD = 0.01, 10_000_000.0
+ENCODING_BASE64_SHARE = 0.1
+ENCODING_PARSED_SHARE = 0.15
+"""Shares of transactions rendered in the `base64` and `jsonParsed` encodings (the rest in `json`)."""
+PARSED_CUTOFF = ENCODING_BASE64_SHARE + ENCODING_PARSED_SHARE
+MALFORMED_KINDS = 8
+"""Kinds of malformed line `_malformed` draws from, evenly."""
+NOISE_MAX_BYTES = 200
+SLOT_RANGE = (300_000_000, 400_000_000)
+"""Slots that RPC errors and unknown frames name: mainnet's of 2024-2026."""
+GZIP_LEVEL = 6
+"""zlib's default: most of the ratio at a fraction of level 9's time."""
+WRITE_CHUNK_BYTES = 1 << 20
+"""Lines are written in chunks of about this many bytes."""
+
+
+def _venue(rng: random.Random, usd: float) -> str:
+    """The venue of a swap worth `usd`: drawn by `VENUE_WEIGHTS`, big trades moved off shallow venues."""
+    draw = rng.random()
+    venue = "meteora"  # the last weight's, should rounding leave a sliver of the draw
+    for name, weight in VENUE_WEIGHTS.items():
+        if draw < weight:
+            venue = name
+            break
+        draw -= weight
+    # Bonding curves hold ~85 SOL at most and PumpSwap pools are shallow: big trades go elsewhere.
+    if venue == "pumpfun" and usd > PUMPFUN_MAX_USD:
+        venue = "pumpswap"
+    if venue == "pumpswap" and usd > PUMPSWAP_MAX_USD:
+        venue = "jupiter"
+    return venue
+
+
+class _Stream:
+    """The feed's state while it is generated: market, venues, the current slot and the price clock."""
+
+    def __init__(self, spec: FeedSpec, now: float) -> None:
+        self.spec = spec
+        duration = spec.txs / spec.tx_per_s
+        self.start = spec.start_time if spec.start_time is not None else int(now - duration)
+        self.rng = random.Random(spec.seed)  # noqa: S311 - a seeded simulation, not cryptography
+        self.market = Market(self.rng, spec.tokens, spec.wallets, self.start)
+        self.venues = Venues(self.market, self.rng)
+        self.slot = -1
+        self.blockhash = ("", b"")
+        self.next_price_ns = self.start * NS
+        self.price_every_ns = int(spec.price_every_s * NS)
+
+    def size_usd(self) -> float:
+        """A trade size in USD (lognormal, clipped)."""
+        usd = self.rng.lognormvariate(math.log(SIZE_MEDIAN_USD), SIZE_SIGMA)
+        return min(max(usd, SIZE_MIN_USD), SIZE_MAX_USD)
+
+    def transaction(self, number: int, at_ns: int) -> tuple[Frame, Expected]:
+        """The `number`-th transaction, in a block at `at_ns` (Unix nanoseconds)."""
+        at_s = at_ns / NS
+        rng = self.rng
+        spec = self.spec
+        self.market.advance(at_s)
+        usd = self.size_usd()
+        draw = rng.random()
+        venues = self.venues
+        outcome: Outcome
+        if draw < spec.transfer_share:
+            tx, outcome = venues.transfer(usd)
+        else:
+            fail = draw < spec.transfer_share + spec.failed_share
+            venue = _venue(rng, usd)
+            if venue == "jupiter":
+                tx, outcome = venues.jupiter(usd, fail)
+            elif venue == "pumpfun":
+                tx, outcome = venues.pumpfun(usd, fail)
+            elif venue == "pumpswap":
+                tx, outcome = venues.pumpswap(usd, fail)
+            else:
+                tx, outcome = venues.amm_swap(venue, usd, fail)
+        slot = SLOT_ORIGIN[1] + int((at_s - SLOT_ORIGIN[0]) / SLOT_SECONDS)
+        if slot != self.slot:
+            raw_hash = rng.randbytes(HASH_SIZE)
+            self.slot, self.blockhash = slot, (b58encode(raw_hash), raw_hash)
+        signature_raw = rng.randbytes(SIGNATURE_SIZE)
+        signature = str(Signature.from_bytes(signature_raw))
+        draw = rng.random()
+        encoding = "base64" if draw < ENCODING_BASE64_SHARE else "jsonParsed" if draw < PARSED_CUTOFF else "json"
+        pump = outcome.venue in (VENUE_NAMES["pumpfun"], VENUE_NAMES["pumpswap"])
+        legacy = pump and not tx.loaded and rng.random() < LEGACY_SHARE
+        envelope = tx.finish(
+            signature,
+            slot=slot,
+            block_time=at_ns // NS,
+            blockhash=self.blockhash[0],
+            request_id=number + 1,
+            encoding=encoding,
+            version="legacy" if legacy else 0,
+            signature_raw=signature_raw,
+            blockhash_raw=self.blockhash[1],
+            key_bytes=self.market.keys.raw,
+            default_lamports=self.market.keys.lamports,
+        )
+        received_ns = at_ns + TX_LATENCY_NS
+        frame = Frame(received_ns, SOURCE, FrameKind.TRANSACTION.value, orjson.dumps(envelope).decode())
+        expected = Expected(
+            signature, outcome.kind, outcome.trader, outcome.venue, outcome.input, outcome.output, outcome.hop_count
+        )
+        return frame, expected
+
+    def prices_until(self, received_ns: int) -> Iterator[Frame]:
+        """Price frames received before `received_ns`."""
+        while self.next_price_ns + PRICE_LATENCY_NS <= received_ns:
+            at_ns = self.next_price_ns
+            price = round(self.market.sol.at(at_ns // NS), PRICE_DIGITS)
+            payload = orjson.dumps({"symbol": "SOL/USD", "price": price, "ts": at_ns // NS}).decode()
+            yield Frame(at_ns + PRICE_LATENCY_NS, SOURCE, FrameKind.PRICE.value, payload)
+            self.next_price_ns += self.price_every_ns
+
+
+def _malformed(rng: random.Random, last: Frame, received_ns: int) -> bytes:
+    """One malformed line (without its newline), of a kind drawn at random."""
+    kind = rng.randrange(MALFORMED_KINDS)
+    if kind == 0:  # binary noise, as a corrupted write leaves
+        noise = bytearray(rng.randbytes(rng.randrange(1, NOISE_MAX_BYTES)))
+        noise = noise.replace(b"\n", b"\x00").replace(b"\r", b"\x00")
+        return b"\x00" + bytes(noise)
+    if kind == 1:  # text that is not JSON: a proxy's error page, a log line
+        return rng.choice(
+            (
+                b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+                b"upstream connect error or disconnect/reset",
+                b"ERROR websocket closed: 1006",
+                b"null",
+                b"[]",
+                b'"transaction"',
+            )
+        )
+    if kind == 2:  # a frame line cut short (a recorder killed mid-write)
+        line = encode_frame(last).rstrip(b"\n")
+        return line[: rng.randrange(1, len(line) - 1)]
+    if kind == 3 and last.kind == FrameKind.TRANSACTION.value:  # a transaction cut short
+        payload = last.payload[: rng.randrange(1, len(last.payload) - 1)]
+        return _line(received_ns, FrameKind.TRANSACTION.value, payload)
+    if kind == 4:  # an RPC error, or a transaction the node no longer has
+        slot = rng.randrange(*SLOT_RANGE)
+        response = rng.choice(
+            (
+                {
+                    "jsonrpc": "2.0",
+                    "error": {"code": -32009, "message": f"Slot {slot} was skipped, or missing in long-term storage"},
+                    "id": slot,
+                },
+                {"jsonrpc": "2.0", "error": {"code": -32429, "message": "rate limit exceeded"}, "id": slot},
+                {"jsonrpc": "2.0", "result": None, "id": slot},
+            )
+        )
+        return _line(received_ns, FrameKind.TRANSACTION.value, orjson.dumps(response).decode())
+    if kind == 5:  # a frame of a kind the flow does not know
+        unknown = rng.choice(("slot", "account", "block", "vote", "logs"))
+        return _line(received_ns, unknown, orjson.dumps({"slot": rng.randrange(*SLOT_RANGE)}).decode())
+    if kind == 6:  # a price quote without a price
+        price = rng.choice(("n/a", None, -1, 0, "151.2", True))
+        payload = orjson.dumps({"symbol": "SOL/USD", "price": price, "ts": received_ns // NS}).decode()
+        return _line(received_ns, FrameKind.PRICE.value, payload)
+    # a transaction frame that carries something else
+    payload = orjson.dumps({"symbol": "SOL/USD", "price": 150.0, "ts": received_ns // NS}).decode()
+    return _line(received_ns, FrameKind.TRANSACTION.value, payload)
+
+
+def _line(received_ns: int, kind: str, payload: str) -> bytes:
+    return encode_frame(Frame(received_ns, SOURCE, kind, payload)).rstrip(b"\n")
+
+
+def iter_feed(spec: FeedSpec, now: float | None = None) -> Iterator[tuple[Frame | bytes, Expected | None]]:
+    """The feed as a stream, in file order.
+
+    Args:
+        spec: the feed's shape.
+        now: Unix seconds taken as "now" when `spec.start_time` is None (default: the clock).
+
+    Yields:
+        `(frame, expected)` for each transaction, `(frame, None)` for each price frame, and
+        `(line, None)` for each malformed line (its bytes, without the newline).
+    """
+    stream = _Stream(spec, time.time() if now is None else now)
+    # Malformed lines draw from their own stream, so the rest of the feed does not depend on garbage_share.
+    rng = random.Random(stream.rng.getrandbits(64))  # noqa: S311 - a seeded simulation, not cryptography
+    garbage_per_line = spec.garbage_share / (1.0 - spec.garbage_share)
+    owed = 0.0
+    start_ns = stream.start * NS
+    for number in range(spec.txs):
+        frame, expected = stream.transaction(number, start_ns + round(number * NS / spec.tx_per_s))
+        if stream.next_price_ns + PRICE_LATENCY_NS <= frame.received_ns:
+            for price in stream.prices_until(frame.received_ns):
+                yield price, None
+                owed += garbage_per_line
+                while owed >= 1.0:
+                    owed -= 1.0
+                    yield _malformed(rng, price, price.received_ns), None
+        yield frame, expected
+        owed += garbage_per_line
+        while owed >= 1.0:
+            owed -= 1.0
+            yield _malformed(rng, frame, frame.received_ns), None
+
+
+def _open(path: Path, name: str) -> tuple[IO[bytes], IO[bytes]]:
+    """The file at `path`, and the stream to write through: compressed as the recording `name` says."""
+    raw: Any = path.open("wb")
+    if name.endswith(".gz"):
+        return raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL, mtime=0)  # type: ignore[return-value]
+    if name.endswith(".zst"):
+        return raw, zstandard.ZstdCompressor(level=ZSTD_LEVEL).stream_writer(raw, closefd=False)
+    return raw, raw
+
+
+def generate_feed(spec: FeedSpec, out: Path) -> FeedStats:
+    """Write the feed to `out` (`.jsonl`, `.jsonl.gz` or `.jsonl.zst`), atomically: a temporary file, renamed.
+
+    Args:
+        spec: the feed's shape.
+        out: the recording to write; its suffix chooses the compression.
+
+    Returns:
+        What the feed holds, with the file's size and the time it took.
+    """
+    began = time.perf_counter()
+    counts = {"swap": 0, "transfer": 0, "failed": 0}
+    prices = garbage = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    raw, stream = _open(temporary, out.name)
+    try:
+        chunk: list[bytes] = []
+        size = 0
+        for item, expected in iter_feed(spec):
+            if isinstance(item, bytes):
+                line = item + b"\n"
+                garbage += 1
+            else:
+                line = encode_frame(item)
+                if expected is not None:
+                    counts[expected.kind] += 1
+                else:
+                    prices += 1
+            chunk.append(line)
+            size += len(line)
+            if size >= WRITE_CHUNK_BYTES:
+                stream.write(b"".join(chunk))
+                chunk.clear()
+                size = 0
+        stream.write(b"".join(chunk))
+        if stream is not raw:
+            stream.close()
+        raw.close()
+        os.replace(temporary, out)
+    except BaseException:
+        raw.close()
+        temporary.unlink(missing_ok=True)
+        raise
+    transactions = sum(counts.values())
+    return FeedStats(
+        frames=transactions + prices + garbage,
+        transactions=transactions,
+        swaps=counts["swap"],
+        transfers=counts["transfer"],
+        failed=counts["failed"],
+        price_frames=prices,
+        garbage_lines=garbage,
+        bytes=out.stat().st_size,
+        elapsed_s=time.perf_counter() - began,
+    )
