@@ -192,3 +192,22 @@ def test_redis_sink_retries_through_a_server_restart(tmp_path: Path) -> None:
         assert redis.Redis.from_url(url).hget(f"price:{BONK}", "source") == b"raydium"
     finally:
         stack.stop(restarted)
+
+
+def test_redis_sink_keeps_the_newest_tick_of_a_batch(redis_url: str) -> None:
+    """Within one batch, the newest block time wins whatever its place; equal times go to the later tick."""
+    now = int(time.time())
+    ticks = [
+        PriceTick(BONK, 1.0, now - 5, "a", 1.0, "s1", InstructionIndex(0)),
+        PriceTick(BONK, 2.0, now, "b", 1.0, "s2", InstructionIndex(0)),
+        PriceTick(BONK, 3.0, now - 9, "c", 1.0, "s3", InstructionIndex(0)),
+        PriceTick(WSOL_MINT, 4.0, now, "d", 1.0, "s4", InstructionIndex(0)),
+        PriceTick(WSOL_MINT, 5.0, now, "e", 1.0, "s5", InstructionIndex(1)),
+    ]
+    partition = RedisSink(lambda: redis.Redis.from_url(redis_url), FAST_RETRY).build("redis", 0, 1)
+
+    partition.write_batch(ticks)
+
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert client.hget(f"price:{BONK}", "source") == "b"
+    assert client.hget(f"price:{WSOL_MINT}", "source") == "e"

@@ -32,6 +32,7 @@ Exceptions::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -108,6 +109,11 @@ class SignalExpiredError(CacheSchemaError):
     """A signal whose expiry has passed; the active-signals cache must not receive it."""
 
 
+# Validated addresses, remembered: the flow builds a key for the same few thousand tokens again and
+# again, and base58 decoding is most of the cost of a key. Bounded, as the set of tokens is not.
+ADDRESS_CACHE_SIZE = 1 << 16
+
+
 def validate_solana_address(value: str) -> str:
     """Return `value` if it is a Solana address: base58 for exactly 32 bytes, canonically encoded.
 
@@ -116,6 +122,11 @@ def validate_solana_address(value: str) -> str:
     """
     if not isinstance(value, str):
         raise InvalidKeyPartError(f"solana address must be a string, got {value!r}")
+    return _checked_address(value)
+
+
+@functools.lru_cache(maxsize=ADDRESS_CACHE_SIZE)
+def _checked_address(value: str) -> str:
     try:
         raw = base58.b58decode(value)
     except ValueError as exc:
