@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,6 @@ from quantbot.schema import mongo as mongo_schema
 from quantbot.schema import postgres as pg_schema
 from quantbot.settings import Settings
 from sinks.stores import (
-    Endpoints,
     describe,
     influx_client,
     mongo_client,
@@ -58,138 +58,121 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
+Outcome = tuple[str | None, str | None, str]
+"""What one store's check found: (server version, schema state, detail)."""
+
+
+def _checked(store: str, url: str | None, check: Callable[[], Outcome]) -> StoreReport:
+    """Run one store's check; any failure becomes an unreachable report carrying its first line."""
+    try:
+        version, schema, detail = check()
+    except Exception as exc:
+        return StoreReport(store, describe(url), False, None, None, _first_line(exc))
+    return StoreReport(store, describe(url), True, version, schema, detail)
+
+
+def _listed(verb: str, items: list[Any], otherwise: str) -> str:
+    return f"{verb} {', '.join(map(str, items))}" if items else otherwise
+
+
+def _redis_check(settings: Settings, url: str | None, note: str) -> Outcome:
+    client = redis_client(settings, url)
+    try:
+        info: dict[str, Any] = client.info("server")
+    finally:
+        client.close()
+    return str(info.get("valkey_version") or info.get("redis_version")), "key patterns v1", note
+
+
 def migrate_up(settings: Settings) -> list[StoreReport]:
     """Bring every configured store's schema to the latest version; idempotent."""
     endpoints = resolve_endpoints(settings)
-    reports: list[StoreReport] = []
 
-    url = endpoints.postgres
-    try:
-        with postgres_connect(settings, url, autocommit=True) as conn:
+    def postgres() -> Outcome:
+        with postgres_connect(settings, endpoints.postgres, autocommit=True) as conn:
             applied = pg_schema.migrate_up(conn)
             version = pg_schema.current_version(conn)
-        detail = f"applied {', '.join(map(str, applied))}" if applied else "already up to date"
-        reports.append(
-            StoreReport("postgres", describe(url), True, None, f"{version}/{pg_schema.latest_version()}", detail)
-        )
-    except Exception as exc:
-        reports.append(StoreReport("postgres", describe(url), False, None, None, _first_line(exc)))
+        return None, f"{version}/{pg_schema.latest_version()}", _listed("applied", applied, "already up to date")
 
-    url = endpoints.mongo
-    try:
-        with mongo_client(settings, url) as client:
+    def mongo() -> Outcome:
+        with mongo_client(settings, endpoints.mongo) as client:
             results = mongo_schema.apply(client[settings.mongo.db])
         changed = [r.name for r in results if r.changed]
-        detail = f"changed {', '.join(changed)}" if changed else "already up to date"
-        reports.append(StoreReport("mongo", describe(url), True, None, f"{len(results)} collections", detail))
-    except Exception as exc:
-        reports.append(StoreReport("mongo", describe(url), False, None, None, _first_line(exc)))
+        return None, f"{len(results)} collections", _listed("changed", changed, "already up to date")
 
-    url = endpoints.influx
-    try:
-        with influx_client(settings, url) as client:
+    def influx() -> Outcome:
+        with influx_client(settings, endpoints.influx) as client:
             retention = settings.influx.retention_days * SECONDS_PER_DAY
             note = influx_schema.ensure_bucket(client, settings.influx.bucket, settings.influx.org, retention)
-        reports.append(StoreReport("influx", describe(url), True, None, f"bucket {settings.influx.bucket}", note))
-    except Exception as exc:
-        reports.append(StoreReport("influx", describe(url), False, None, None, _first_line(exc)))
+        return None, f"bucket {settings.influx.bucket}", note
 
-    reports.append(_redis_report(settings, endpoints, "no server-side schema: key patterns are built in code"))
-    return reports
+    redis_note = "no server-side schema: key patterns are built in code"
+    return [
+        _checked("postgres", endpoints.postgres, postgres),
+        _checked("mongo", endpoints.mongo, mongo),
+        _checked("influx", endpoints.influx, influx),
+        _checked("redis", endpoints.redis, lambda: _redis_check(settings, endpoints.redis, redis_note)),
+    ]
 
 
 def migrate_down(settings: Settings, target: int) -> list[StoreReport]:
     """Step PostgreSQL down to `target`; at 0 also drop quantbot's MongoDB collections."""
     endpoints = resolve_endpoints(settings)
-    reports: list[StoreReport] = []
-    url = endpoints.postgres
-    try:
-        with postgres_connect(settings, url, autocommit=True) as conn:
+
+    def postgres() -> Outcome:
+        with postgres_connect(settings, endpoints.postgres, autocommit=True) as conn:
             reverted = pg_schema.migrate_down(conn, target)
             version = pg_schema.current_version(conn)
-        detail = f"reverted {', '.join(map(str, reverted))}" if reverted else "nothing to revert"
-        reports.append(
-            StoreReport("postgres", describe(url), True, None, f"{version}/{pg_schema.latest_version()}", detail)
-        )
-    except Exception as exc:
-        reports.append(StoreReport("postgres", describe(url), False, None, None, _first_line(exc)))
+        return None, f"{version}/{pg_schema.latest_version()}", _listed("reverted", reverted, "nothing to revert")
+
+    def mongo() -> Outcome:
+        with mongo_client(settings, endpoints.mongo) as client:
+            db = client[settings.mongo.db]
+            present = set(db.list_collection_names())
+            dropped = [spec.name for spec in mongo_schema.COLLECTIONS if spec.name in present]
+            for name in dropped:
+                db.drop_collection(name)
+        return None, "0 collections", _listed("dropped", dropped, "nothing to drop")
+
+    reports = [_checked("postgres", endpoints.postgres, postgres)]
     if target == 0:
-        url = endpoints.mongo
-        try:
-            with mongo_client(settings, url) as client:
-                db = client[settings.mongo.db]
-                present = set(db.list_collection_names())
-                dropped = [spec.name for spec in mongo_schema.COLLECTIONS if spec.name in present]
-                for name in dropped:
-                    db.drop_collection(name)
-            detail = f"dropped {', '.join(dropped)}" if dropped else "nothing to drop"
-            reports.append(StoreReport("mongo", describe(url), True, None, "0 collections", detail))
-        except Exception as exc:
-            reports.append(StoreReport("mongo", describe(url), False, None, None, _first_line(exc)))
+        reports.append(_checked("mongo", endpoints.mongo, mongo))
     return reports
-
-
-def _redis_report(settings: Settings, endpoints: Endpoints, schema_note: str) -> StoreReport:
-    url = endpoints.redis
-    try:
-        client = redis_client(settings, url)
-        try:
-            info: dict[str, Any] = client.info("server")
-        finally:
-            client.close()
-        version = str(info.get("valkey_version") or info.get("redis_version"))
-        return StoreReport("redis", describe(url), True, version, "key patterns v1", schema_note)
-    except Exception as exc:
-        return StoreReport("redis", describe(url), False, None, None, _first_line(exc))
 
 
 def doctor(settings: Settings) -> list[StoreReport]:
     """Reachability, server version and schema version of each store; reads only."""
     endpoints = resolve_endpoints(settings)
-    reports: list[StoreReport] = []
+    to_migrate = "run `quantbot migrate up`"
 
-    url = endpoints.postgres
-    try:
-        with postgres_connect(settings, url, autocommit=True) as conn:
+    def postgres() -> Outcome:
+        with postgres_connect(settings, endpoints.postgres, autocommit=True) as conn:
             row = conn.execute("SHOW server_version").fetchone()
             version = pg_schema.current_version(conn)
         latest = pg_schema.latest_version()
-        detail = "up to date" if version == latest else "run `quantbot migrate up`"
-        reports.append(
-            StoreReport("postgres", describe(url), True, row[0] if row else None, f"{version}/{latest}", detail)
-        )
-    except Exception as exc:
-        reports.append(StoreReport("postgres", describe(url), False, None, None, _first_line(exc)))
+        return row[0] if row else None, f"{version}/{latest}", "up to date" if version == latest else to_migrate
 
-    url = endpoints.mongo
-    try:
-        with mongo_client(settings, url) as client:
+    def mongo() -> Outcome:
+        with mongo_client(settings, endpoints.mongo) as client:
             server = client.server_info()
             present = set(client[settings.mongo.db].list_collection_names())
         have = sum(1 for spec in mongo_schema.COLLECTIONS if spec.name in present)
         total = len(mongo_schema.COLLECTIONS)
-        detail = "up to date" if have == total else "run `quantbot migrate up`"
-        reports.append(
-            StoreReport("mongo", describe(url), True, str(server.get("version")), f"{have}/{total} collections", detail)
-        )
-    except Exception as exc:
-        reports.append(StoreReport("mongo", describe(url), False, None, None, _first_line(exc)))
+        detail = "up to date" if have == total else to_migrate
+        return str(server.get("version")), f"{have}/{total} collections", detail
 
-    url = endpoints.influx
-    try:
-        with influx_client(settings, url) as client:
-            healthy = client.ping()
-            server_version = client.version() if healthy else None
-        if not healthy:
-            raise ConnectionError(f"no answer to ping at {describe(url)}")
-        reports.append(
-            StoreReport("influx", describe(url), True, server_version, f"bucket {settings.influx.bucket}", "write API")
-        )
-    except Exception as exc:
-        reports.append(StoreReport("influx", describe(url), False, None, None, _first_line(exc)))
+    def influx() -> Outcome:
+        with influx_client(settings, endpoints.influx) as client:
+            if not client.ping():
+                raise ConnectionError(f"no answer to ping at {describe(endpoints.influx)}")
+            return client.version(), f"bucket {settings.influx.bucket}", "write API"
 
-    reports.append(_redis_report(settings, endpoints, "ok"))
-    return reports
+    return [
+        _checked("postgres", endpoints.postgres, postgres),
+        _checked("mongo", endpoints.mongo, mongo),
+        _checked("influx", endpoints.influx, influx),
+        _checked("redis", endpoints.redis, lambda: _redis_check(settings, endpoints.redis, "ok")),
+    ]
 
 
 # The look-back of a point count: 30 years covers every Solana block time (the chain began in 2020);
