@@ -378,9 +378,19 @@ def _print_summary(summary: Any, counts: Any) -> None:
     help="Replay at recorded pace times this; default: as fast as possible.",
 )
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stdout is a terminal).")
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics while the replay runs.",
+)
 @pass_context
-def replay(
-    ctx: _Context, paths: tuple[Path, ...], recovery_dir: Path | None, speed: float | None, progress: bool | None
+def replay(  # noqa: PLR0917 - click passes each option
+    ctx: _Context,
+    paths: tuple[Path, ...],
+    recovery_dir: Path | None,
+    speed: float | None,
+    progress: bool | None,
+    metrics_port: int | None,
 ) -> None:
     """Replay recordings (.jsonl, .jsonl.gz, .jsonl.zst; files or directories) into the four stores.
 
@@ -394,6 +404,10 @@ def replay(
     from sinks.admin import store_counts
 
     settings = ctx.settings
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr="127.0.0.1")
     show = sys.stdout.isatty() if progress is None else progress
     summary = run_replay(
         settings, list(paths), recovery_dir=recovery_dir, speed=speed, console=console if show else None

@@ -1,7 +1,7 @@
 """The pipeline's Prometheus metrics, counted as items pass the flow's steps.
 
-Exposed by `quantbot replay --metrics-port` (and the live flow) for scraping; the demo's summary
-reads them too. Counters only count; what a number means is in its help text.
+Served by `quantbot replay --metrics-port PORT` for scraping; the replay and demo summaries
+read them too. Counters only count; what a number means is in its help text.
 """
 
 from __future__ import annotations

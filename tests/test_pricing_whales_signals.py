@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from quantbot.models import WSOL_MINT, Activity, ActivityKind, Hop, InstructionIndex, TokenAmount
@@ -271,3 +273,17 @@ def test_same_second_ticks_are_numbered_per_token_and_source() -> None:
     assert [(t.token, t.sequence) for t in first.ticks] == [(BONK, 0), (WSOL_MINT, 0)]
     assert [(t.token, t.sequence) for t in second.ticks] == [(BONK, 1), (WSOL_MINT, 1)]
     assert [(t.token, t.sequence) for t in later.ticks] == [(BONK, 0), (WSOL_MINT, 0)]
+
+
+def test_labels_file_names_known_wallets(tmp_path: Path) -> None:
+    """A labels file gives a wallet its name and type; a malformed entry is an error naming it."""
+    from quantbot.whales import load_labels
+
+    path = tmp_path / "labels.toml"
+    path.write_text(f'[labels.{WALLET}]\nname = "Big Exchange"\ntype = "exchange"\n')
+
+    assert load_labels(path) == {WALLET: WalletLabel("Big Exchange", "exchange")}
+
+    path.write_text("[labels.Somebody]\ntype = 3\n")
+    with pytest.raises(ValueError, match="Somebody"):
+        load_labels(path)
