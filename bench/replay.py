@@ -30,8 +30,6 @@ from typing import Any, ClassVar
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-import orjson  # noqa: E402
-
 from connectors.replay import ReplaySource, _ReplayPartition  # noqa: E402
 from flows import pipeline, runtime  # noqa: E402
 from flows.replay import replay  # noqa: E402
@@ -40,6 +38,7 @@ from quantbot.feed import FeedSpec, generate_feed  # noqa: E402
 from quantbot.models import Frame, PriceTick  # noqa: E402
 from quantbot.recordings import decode_frame, read_lines  # noqa: E402
 from quantbot.settings import Settings, load_settings  # noqa: E402
+from quantbot.solana.normalise import parse_transactions  # noqa: E402
 from sinks import admin  # noqa: E402
 
 # RSS is sampled this often during the long replay.
@@ -109,8 +108,8 @@ def latency(settings: Settings, work: Path, txs: int, rate: float) -> None:
     for line in read_lines(feed):
         frame = decode_frame(line.data, f"{feed.name}@{line.offset}")
         if frame.kind == "transaction":
-            signature = orjson.loads(frame.payload)["result"]["transaction"]["signatures"][0]
-            position_of[signature] = frame.position
+            for tx in parse_transactions(frame.payload):
+                position_of[tx.signature] = frame.position
     written: dict[str, float] = {}
     sinks = runtime.store_sinks(settings)
     redis_sink = sinks.redis
