@@ -1080,6 +1080,10 @@ class Venues:
             budget = int(usd / market.usd(quote) * 10**quote_decimals)
             net = budget * BPS // (BPS + PUMPSWAP_LP_FEE_BPS + PUMPSWAP_PROTOCOL_FEE_BPS + PUMPSWAP_CREATOR_FEE_BPS)
             base = max(1, base_reserve * net // (quote_reserve + net))
+            # A pool that long feeds have bought nearly empty of its token gets sellers instead, as
+            # real ones do: a buy of half the pool or more would drain it to zero (or below).
+            is_buy = base * 2 <= base_reserve
+        if is_buy:
             quote_amount = -(-quote_reserve * base // (base_reserve - base))
         else:
             base = max(1, int(usd / market.usd(token.mint, token) * 10**token.decimals))
