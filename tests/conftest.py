@@ -11,9 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
-import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -28,6 +25,8 @@ import pytest
 import redis
 from pymongo.database import Database
 
+from quantbot import stack
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
 CORPUS_DIR = SHARED_DIR / "fixtures" / "mainnet"
@@ -38,28 +37,6 @@ REDIS_BASE_URL = os.environ.get("QUANTBOT_TEST_REDIS_URL", "redis://127.0.0.1:63
 # Redis database 15 is the last of the 16 a default server has: the one least likely to hold
 # anything of a developer's own, and it is flushed before every test that asks for it.
 REDIS_TEST_DB = 15
-VICTORIA_METRICS_BIN = shutil.which("victoria-metrics") or "/usr/bin/victoria-metrics"
-# Starting a server is a matter of a second or two here; ten times that is a hung server, not a slow one.
-SERVER_START_DEADLINE_S = 20.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_until(check: Any, what: str, deadline_s: float = SERVER_START_DEADLINE_S) -> None:
-    deadline = time.monotonic() + deadline_s
-    last: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception as exc:  # any failure means "not yet"; the last one is reported
-            last = exc
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not come up within {deadline_s} s (last error: {last!r})")
 
 
 @pytest.fixture
@@ -131,45 +108,14 @@ class InfluxEndpoint:
 @pytest.fixture(scope="session")
 def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxEndpoint]:
     """A VictoriaMetrics server accepting the InfluxDB v2 write API, for the whole session."""
-    if not Path(VICTORIA_METRICS_BIN).exists():
+    if shutil.which("victoria-metrics") is None and not Path("/usr/bin/victoria-metrics").exists():
         pytest.fail(
             "victoria-metrics is not installed: run the README's test command, which installs it",
             pytrace=False,
         )
-    data_dir = tmp_path_factory.mktemp("victoria-metrics")
-    port = _free_port()
-    log = (data_dir / "server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            VICTORIA_METRICS_BIN,
-            f"-httpListenAddr=127.0.0.1:{port}",
-            f"-storageDataPath={data_dir / 'data'}",
-            # Tests write points with timestamps from any era; VictoriaMetrics drops samples older
-            # than its retention, so keep the longest one it allows.
-            "-retentionPeriod=100y",
-            "-loggerLevel=ERROR",
-            # Read-back right after a write: do not hide the newest 30 s of samples from queries.
-            "-search.latencyOffset=0s",
-            # InfluxDB identifies a point by series and time: a rewrite replaces it. VictoriaMetrics
-            # keeps duplicates unless told to deduplicate samples closer than this (its finest step).
-            "-dedup.minScrapeInterval=1ms",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-            return bool(response.status == 200)
-
+    directory = tmp_path_factory.mktemp("victoria-metrics")
+    server = stack.start_victoria_metrics(directory / "data", stack.free_port(), directory / "server.log")
     try:
-        _wait_until(healthy, "victoria-metrics")
-        yield InfluxEndpoint(url=url, token="test-token", org="quantbot", bucket="quantbot")
+        yield InfluxEndpoint(url=server.url, token="test-token", org="quantbot", bucket="quantbot")
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        stack.stop(server)
