@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -37,6 +39,23 @@ REDIS_BASE_URL = os.environ.get("QUANTBOT_TEST_REDIS_URL", "redis://127.0.0.1:63
 # Redis database 15 is the last of the 16 a default server has: the one least likely to hold
 # anything of a developer's own, and it is flushed before every test that asks for it.
 REDIS_TEST_DB = 15
+
+
+# A CLI command against test stores: start-up, a few round trips, and at most a schema migration.
+CLI_TIMEOUT_S = 120
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real `quantbot` entry point in a child process, as a user would, with only `env` set."""
+    return subprocess.run(
+        [sys.executable, "-m", "quantbot", *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        cwd=REPO_ROOT,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
 
 
 @pytest.fixture

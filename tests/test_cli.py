@@ -5,8 +5,6 @@ from __future__ import annotations
 import re
 import secrets
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
@@ -14,22 +12,9 @@ import pymongo
 import pytest
 
 from quantbot.schema import mongo as mongo_schema
-from tests.conftest import REPO_ROOT, InfluxEndpoint
+from tests.conftest import InfluxEndpoint, run_cli
 
 EX_UNAVAILABLE = 69
-
-
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run the real entry point in a child process."""
-    return subprocess.run(
-        [sys.executable, "-m", "quantbot", *args],
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", **env},
-        cwd=REPO_ROOT,
-        timeout=120,
-        check=False,
-    )
 
 
 def closed_port() -> int:

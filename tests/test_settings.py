@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
@@ -11,22 +9,9 @@ import pytest
 
 from quantbot.errors import EX_CONFIG, ConfigError
 from quantbot.settings import load_settings, redact_url
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_cli
 
 CONFIG_DIR = REPO_ROOT / "config"
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real `quantbot` entry point in a child process, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "quantbot", *args],
-        capture_output=True,
-        text=True,
-        env={"PATH": "/usr/bin:/bin", **(env or {})},
-        cwd=REPO_ROOT,
-        timeout=60,
-        check=False,
-    )
 
 
 def test_local_is_the_default_profile_and_marks_every_store_embedded() -> None:
