@@ -66,6 +66,16 @@ class _Segment:
         self.item = item
         self.converters: list[tuple[int, Callable[[Any], Any]]] = []
 
+    def store(self, values: tuple[Any, ...], out: dict[str, Any]) -> None:
+        """Put a fixed-size run's unpacked values into `out`, converted (keys to base58, u128 to int)."""
+        if self.converters:
+            converted = list(values)
+            for index, convert in self.converters:
+                converted[index] = convert(converted[index])
+            values = tuple(converted)
+        # Same length by construction; `strict=True` would make this a keyword call (twice the cost).
+        out.update(zip(self.names, values))  # noqa: B905
+
 
 def _compile(fields: Sequence[FieldSpec]) -> list[_Segment]:
     segments: list[_Segment] = []
@@ -105,48 +115,36 @@ def _compile(fields: Sequence[FieldSpec]) -> list[_Segment]:
 class Layout:
     """A compiled Borsh layout: required fields, then optional groups appended by later versions."""
 
-    __slots__ = ("fields", "fixed", "groups", "name")
+    __slots__ = ("fields", "groups", "name", "plan")
 
     def __init__(self, name: str, fields: Sequence[FieldSpec], optional: Sequence[Sequence[FieldSpec]] = ()) -> None:
         self.name = name
         self.fields: tuple[FieldSpec, ...] = tuple(fields) + tuple(f for group in optional for f in group)
         self.groups = [_compile(fields)] + [_compile(group) for group in optional]
-        # The common case, every group one run of fixed-size fields, decodes without the general loop.
-        self.fixed = all(len(g) == 1 and g[0].kind == "fixed" for g in self.groups)
+        # Per group: its one fixed-size run when it is only that (the common case, decoded with a single
+        # unpack), else None for the general segment loop; and its segments.
+        self.plan: list[tuple[_Segment | None, list[_Segment]]] = [
+            (g[0] if len(g) == 1 and g[0].kind == "fixed" else None, g) for g in self.groups
+        ]
 
     def decode(self, data: bytes, offset: int = 0) -> dict[str, Any] | None:
         """Decode the payload at `offset`; None if the required fields do not fit or are malformed."""
-        if self.fixed:
-            return self._decode_fixed(data, offset)
-        out: dict[str, Any] = {}
-        pos = offset
-        for number, segments in enumerate(self.groups):
-            end = _decode_segments(segments, data, pos, out)
-            if end < 0:
-                if number == 0:
-                    return None
-                break
-            pos = end
-        return out
-
-    def _decode_fixed(self, data: bytes, offset: int) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
         size = len(data)
         pos = offset
-        for number, (segment,) in enumerate(self.groups):
+        for number, (segment, segments) in enumerate(self.plan):
+            if segment is None:
+                end = _decode_segments(segments, data, pos, out)
+                if end < 0:
+                    return None if number == 0 else out
+                pos = end
+                continue
             reader = segment.struct
             assert reader is not None
             end = pos + reader.size
             if end > size:
                 return None if number == 0 else out
-            values = reader.unpack_from(data, pos)
-            if segment.converters:
-                converted = list(values)
-                for index, convert in segment.converters:
-                    converted[index] = convert(converted[index])
-                out.update(zip(segment.names, converted, strict=True))
-            else:
-                out.update(zip(segment.names, values, strict=True))
+            segment.store(reader.unpack_from(data, pos), out)
             pos = end
         return out
 
@@ -172,14 +170,8 @@ def _decode_segments(segments: list[_Segment], data: bytes, pos: int, out: dict[
             assert reader is not None
             if pos + reader.size > size:
                 return -1
-            values = reader.unpack_from(data, pos)
+            segment.store(reader.unpack_from(data, pos), out)
             pos += reader.size
-            if segment.converters:
-                values_list = list(values)
-                for index, convert in segment.converters:
-                    values_list[index] = convert(values_list[index])
-                values = tuple(values_list)
-            out.update(zip(segment.names, values, strict=True))
         elif kind == "string":
             if pos + _U32.size > size:
                 return -1

@@ -9,6 +9,7 @@ transaction, because most event-derived trades never need them.
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ from typing import NamedTuple
 
 from quantbot.models import WSOL_MINT, Activity, ActivityKind, Hop, InstructionIndex, TokenAmount
 from quantbot.solana.codec import pubkey_str
-from quantbot.solana.events import Event, LogTwins
-from quantbot.solana.transaction import Instruction, Transaction
+from quantbot.solana.events import Event, LogTwins, inner_program_ids
+from quantbot.solana.transaction import Instruction, TokenBalance, Transaction, program_ids_of, stack_heights_of
 
 SYSTEM_PROGRAM = "11111111111111111111111111111111"
 # Program ids, not secrets (bandit's S105 matches "token" in the names).
@@ -48,6 +49,10 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _U32_U64 = struct.Struct("<IQ")
 _PUBKEY_SIZE = 32
+_MINT_AND_DECIMALS = operator.itemgetter(2, 5)
+"""(mint, decimals) of a `TokenBalance`."""
+_OWNER = TokenBalance._fields.index("owner")
+_new_tuple = tuple.__new__
 
 
 class TokenAccount(NamedTuple):
@@ -99,19 +104,37 @@ class Invocation:
 class Context:
     """Per-transaction facts shared by the decoders, computed on first use."""
 
-    __slots__ = ("_accounts", "_decimals", "_deltas", "_init_accounts", "log_events", "log_twins", "nested", "tx")
+    __slots__ = (
+        "_accounts",
+        "_beneath",
+        "_decimals",
+        "_deltas",
+        "_init_accounts",
+        "inner_program_ids",
+        "log_events",
+        "log_twins",
+        "outer_program_ids",
+        "tx",
+    )
 
-    def __init__(self, tx: Transaction, nested: Callable[[Invocation], list[Activity]] | None = None) -> None:
+    def __init__(self, tx: Transaction, beneath: Callable[[Context, Invocation], list[Activity]] | None = None) -> None:
         self.tx = tx
         self.log_events: list[Event] | None = None
         """The transaction's log events, once some invocation needed them."""
         self.log_twins: LogTwins | None = None
         """Log copies of dual-published CPI events, once some invocation looked for one."""
-        self.nested: Callable[[Invocation], list[Activity]] = nested or _no_nested
+        # Takes the context as an argument rather than closing over it: a closure stored here would be a
+        # reference cycle, keeping every transaction's objects alive until the cyclic GC found them.
+        self._beneath: Callable[[Context, Invocation], list[Activity]] = beneath or _no_nested
         self._accounts: dict[str, TokenAccount] | None = None
         self._decimals: dict[str, int | None] | None = None
         self._init_accounts: dict[str, TokenAccount] | None = None
         self._deltas: dict[str, dict[str, int]] = {}
+        self.outer_program_ids: list[str] = program_ids_of(tx.instructions)
+        """The program id of each outer instruction."""
+        self.inner_program_ids: list[list[str]] = inner_program_ids(tx)
+        """Per outer instruction, the program ids of its inner instructions: read once here, then scanned
+        by every step (which programs ran, invocations, events, logs) as plain lists."""
 
     @property
     def token_accounts(self) -> dict[str, TokenAccount]:
@@ -119,8 +142,13 @@ class Context:
         accounts = self._accounts
         if accounts is None:
             tx = self.tx
-            accounts = {b.account: TokenAccount(b.mint, b.decimals, b.owner) for b in tx.pre_token_balances}
-            accounts.update((b.account, TokenAccount(b.mint, b.decimals, b.owner)) for b in tx.post_token_balances)
+            # Unpacking the balances and `tuple.__new__` skip the named tuples' Python-level accessors and
+            # constructor (once per balance entry); a post balance overrides the pre one of its account.
+            accounts = {
+                account: _new_tuple(TokenAccount, (mint, decimals, owner))
+                for balances in (tx.pre_token_balances, tx.post_token_balances)
+                for _, account, mint, owner, _, decimals in balances
+            }
             self._accounts = accounts
         return accounts
 
@@ -143,8 +171,8 @@ class Context:
         table = self._decimals
         if table is None:
             tx = self.tx
-            table = {b.mint: b.decimals for b in tx.pre_token_balances}
-            table.update((b.mint, b.decimals) for b in tx.post_token_balances)
+            table = dict(map(_MINT_AND_DECIMALS, tx.pre_token_balances))
+            table.update(map(_MINT_AND_DECIMALS, tx.post_token_balances))
             table[WSOL_MINT] = WSOL_DECIMALS
             self._decimals = table
         return table.get(mint)
@@ -164,12 +192,12 @@ class Context:
             return cached
         tx = self.tx
         out: dict[str, int] = {}
-        for balance in tx.pre_token_balances:
-            if balance.owner == owner:
-                out[balance.mint] = out.get(balance.mint, 0) - balance.amount
-        for balance in tx.post_token_balances:
-            if balance.owner == owner:
-                out[balance.mint] = out.get(balance.mint, 0) + balance.amount
+        # Most balances are other owners' (pools, fees): pick the owner's first, by tuple index (cheaper
+        # than the named tuple's attribute access, once per balance).
+        for _, _, mint, _, amount, _ in [b for b in tx.pre_token_balances if b[_OWNER] == owner]:
+            out[mint] = out.get(mint, 0) - amount
+        for _, _, mint, _, amount, _ in [b for b in tx.post_token_balances if b[_OWNER] == owner]:
+            out[mint] = out.get(mint, 0) + amount
         try:
             index = tx.account_keys.index(owner)
         except ValueError:
@@ -188,6 +216,14 @@ class Context:
         if user is not None and user in self.tx.signers:
             return user
         return self.tx.fee_payer
+
+    def heights(self, outer: int) -> list[int | None]:
+        """The stack heights of outer instruction `outer`'s inner instructions."""
+        return stack_heights_of(self.tx.inner[outer])
+
+    def nested(self, inv: Invocation) -> list[Activity]:
+        """Activities of the known programs an invocation called (what `beneath` decodes; none by default)."""
+        return self._beneath(self, inv)
 
     def inner_instructions(self, inv: Invocation) -> Iterator[tuple[int, Instruction]]:
         """The inner instructions an invocation ran, with their inner indexes."""
@@ -225,7 +261,7 @@ class Context:
         return out
 
 
-def _no_nested(inv: Invocation) -> list[Activity]:
+def _no_nested(ctx: Context, inv: Invocation) -> list[Activity]:
     """Default for `Context.nested`: decode nothing beneath an invocation."""
     return []
 
@@ -359,10 +395,7 @@ def _ata_create(ix: Instruction, found: dict[str, TokenAccount]) -> None:
 
 def account(ix: Instruction | None, position: int) -> str | None:
     """The instruction's account at `position`, or None when absent."""
-    if ix is None:
-        return None
-    accounts = ix.accounts
-    return accounts[position] if 0 <= position < len(accounts) else None
+    return None if ix is None else ix.account(position)
 
 
 Position = tuple[int, int | None]

@@ -29,7 +29,6 @@ from quantbot.solana.events import (
     cpi_events_between,
     log_events,
     merge_events,
-    programs_present,
 )
 from quantbot.solana.normalise import TransactionFormatError, parse_transactions
 from quantbot.solana.programs import catalog, dflow, generic, jupiter, okx, raydium_route, transfer
@@ -47,6 +46,8 @@ AGGREGATOR_DECODERS: dict[str, Decoder] = {
 DECODERS: dict[str, Decoder] = {**catalog.DEX_DECODERS, **AGGREGATOR_DECODERS}
 KNOWN_PROGRAMS = frozenset(DECODERS)
 DEX_PROGRAMS = frozenset(catalog.DEX_DECODERS)
+_OTHER_DEX_PROGRAMS = {program_id: DEX_PROGRAMS - {program_id} for program_id in DEX_PROGRAMS}
+"""Per DEX program, the other DEX programs (those it may call)."""
 PROGRAM_NAMES: dict[str, str] = {
     **catalog.NAMES,
     jupiter.PROGRAM_ID: jupiter.NAME,
@@ -89,28 +90,42 @@ def decode_transaction(tx: Transaction, *, strict: bool = False) -> list[Activit
 
 EVENT_AGGREGATORS = frozenset({jupiter.PROGRAM_ID, dflow.PROGRAM_ID})
 """Aggregators that publish one event per hop, so their pools' own events are not needed."""
+_ONLY = {program_id: frozenset({program_id}) for program_id in EVENT_AGGREGATORS}
+"""Each event aggregator's id as the one-program set `cpi_events_between` takes."""
 
 
 def _decode(tx: Transaction, strict: bool) -> list[Activity]:
     if tx.err is not None:
         return []
-    ctx = Context(tx)
-    ctx.nested = lambda inv: _decode_beneath(ctx, inv, strict)
-    present = programs_present(tx, REGISTRY)
+    ctx = Context(tx, _strict_beneath if strict else _decode_beneath)
+    invoked = set(ctx.outer_program_ids).union(*ctx.inner_program_ids)
+    activities = _decode_known(ctx, invoked, strict) if not KNOWN_PROGRAMS.isdisjoint(invoked) else []
+    if not activities:
+        activities = generic.decode_balances(ctx) or transfer.decode(ctx)
+    return _settle_legs(activities)
+
+
+def _decode_known(ctx: Context, invoked: set[str], strict: bool) -> list[Activity]:
+    """Activities of the known programs' invocations, outer instruction by outer instruction."""
+    tx = ctx.tx
+    inner_ids = ctx.inner_program_ids
+    present = REGISTRY.ids.intersection(invoked)  # the registry's programs that ran: whose events to read
     activities: list[Activity] = []
-    inner = tx.inner
-    for outer, instruction in enumerate(tx.instructions):
-        if not inner[outer] and instruction.program_id not in KNOWN_PROGRAMS:
-            continue  # a lone instruction of another program (compute budget, memo, ...)
-        for inv in _invocations(ctx, outer, -1, len(inner[outer]) - 1, KNOWN_PROGRAMS):
+    for outer, program_id in enumerate(ctx.outer_program_ids):
+        inner = tx.inner[outer]
+        if program_id in KNOWN_PROGRAMS:
+            invocations = [Invocation(program_id, outer, None, tx.instructions[outer], len(inner) - 1)]
+        elif not inner or KNOWN_PROGRAMS.isdisjoint(inner_ids[outer]):
+            continue  # no known program ran here (compute budget, memo, token plumbing, ...)
+        else:
+            invocations = _invocations(ctx, outer, 0, len(inner) - 1, KNOWN_PROGRAMS)
+        for inv in invocations:
             inv.events = _events_of(ctx, inv, present)
             activities.extend(_run(DECODERS[inv.program_id], inv, ctx, strict))
             if inv.program_id not in AGGREGATOR_DECODERS:
                 # A pool program calling another (a curve migrating into an AMM): decode the callee too.
                 activities.extend(_decode_beneath(ctx, inv, strict, exclude=inv.program_id))
-    if not activities:
-        activities = generic.decode_balances(ctx) or transfer.decode(ctx)
-    return _settle_legs(ctx, activities)
+    return activities
 
 
 def _events_of(ctx: Context, inv: Invocation, present: frozenset[str]) -> list[Event]:
@@ -121,28 +136,33 @@ def _events_of(ctx: Context, inv: Invocation, present: frozenset[str]) -> list[E
     publishes in logs, or publishes CPI events but left none (an old version).
     """
     tx = ctx.tx
-    first, last = inv.start + 1, inv.end
+    outer, first, last = inv.outer, inv.start + 1, inv.end
+    pids = ctx.inner_program_ids[outer]
     if inv.program_id in EVENT_AGGREGATORS:
-        own = cpi_events_between(tx, REGISTRY, frozenset({inv.program_id}), inv.outer, first=first, last=last)
+        own = cpi_events_between(
+            tx, REGISTRY, _ONLY[inv.program_id], outer, first=first, last=last, inner_program_ids=pids
+        )
         if own:
             return own
+    if not present:
+        return []
     twins = None
     if tx.logs and not present.isdisjoint(REGISTRY.dual_programs):
         twins = ctx.log_twins
         if twins is None:
-            twins = ctx.log_twins = LogTwins(tx, REGISTRY)
-    events = (
-        cpi_events_between(tx, REGISTRY, present, inv.outer, first=first, last=last, twins=twins) if present else []
+            twins = ctx.log_twins = LogTwins(tx, REGISTRY, ctx.inner_program_ids)
+    events = cpi_events_between(
+        tx, REGISTRY, present, outer, first=first, last=last, twins=twins, inner_program_ids=pids
     )
-    if tx.logs and present and _needs_logs(ctx, inv, present, events):
+    if tx.logs and _needs_logs(inv, present, events, pids):
         if ctx.log_events is None:
-            ctx.log_events = log_events(tx, REGISTRY, present)
-        logged = [e for e in ctx.log_events if e.outer == inv.outer and inv.covers(_position(e))]
+            ctx.log_events = log_events(tx, REGISTRY, present, ctx.inner_program_ids)
+        logged = [e for e in ctx.log_events if e.outer == outer and inv.covers(_position(e))]
         events = merge_events(events, logged)
     return events
 
 
-def _needs_logs(ctx: Context, inv: Invocation, present: frozenset[str], events: list[Event]) -> bool:
+def _needs_logs(inv: Invocation, present: frozenset[str], events: list[Event], pids: list[str]) -> bool:
     """Whether a program beneath an invocation publishes events only in logs (or left no CPI copy)."""
     with_cpi = {e.program_id for e in events}
     suspects = (present - with_cpi) | (present & REGISTRY.log_programs)
@@ -150,7 +170,7 @@ def _needs_logs(ctx: Context, inv: Invocation, present: frozenset[str], events: 
         return False
     if inv.program_id in suspects:
         return True
-    return any(ix.program_id in suspects for _, ix in ctx.inner_instructions(inv))
+    return not suspects.isdisjoint(pids[inv.start + 1 : inv.end + 1])
 
 
 def _position(event: Event) -> int:
@@ -174,95 +194,100 @@ def _run(decoder: Decoder, inv: Invocation, ctx: Context, strict: bool) -> list[
         return []
 
 
-def _decode_beneath(ctx: Context, parent: Invocation, strict: bool, exclude: str | None = None) -> list[Activity]:
+def _decode_beneath(
+    ctx: Context, parent: Invocation, strict: bool = False, exclude: str | None = None
+) -> list[Activity]:
     """Activities of the DEX programs an invocation called (but `exclude`, the caller's own program)."""
+    first, last = parent.start + 1, parent.end
+    callees = DEX_PROGRAMS if exclude is None else _OTHER_DEX_PROGRAMS.get(exclude, DEX_PROGRAMS)
+    if first > last or callees.isdisjoint(ctx.inner_program_ids[parent.outer][first : last + 1]):
+        return []  # (a program's own event instructions beneath it are no call to decode)
     out: list[Activity] = []
-    for inv in _invocations(ctx, parent.outer, parent.start + 1, parent.end, DEX_PROGRAMS):
+    for inv in _invocations(ctx, parent.outer, first, last, DEX_PROGRAMS):
         if inv.program_id != exclude:
             inv.events = [e for e in parent.events if inv.covers(_position(e))]
             out.extend(_run(DECODERS[inv.program_id], inv, ctx, strict))
     return out
 
 
-def _invocations(ctx: Context, outer: int, start: int, end: int, known: frozenset[str]) -> list[Invocation]:
-    """Instructions of known programs between inner positions `start..end` that no known program called.
+def _strict_beneath(ctx: Context, parent: Invocation) -> list[Activity]:
+    """`_decode_beneath` in strict mode (a module-level function: the context must not hold a closure)."""
+    return _decode_beneath(ctx, parent, strict=True)
 
-    Position -1 is the outer instruction itself, which covers everything beneath it.
+
+def _invocations(ctx: Context, outer: int, start: int, end: int, known: frozenset[str]) -> list[Invocation]:
+    """Inner instructions of known programs between positions `start..end` that no known program called.
+
+    Each one covers the instructions after it that ran deeper (a higher stack height); without stack
+    heights, only its own event instructions (same program, one account).
     """
-    tx = ctx.tx
-    inner = tx.inner[outer]
-    if start < 0:
-        ix = tx.instructions[outer]
-        if ix.program_id in known:
-            return [Invocation(ix.program_id, outer, None, ix, end)]
-        start = 0
+    inner = ctx.tx.inner[outer]
+    pids = ctx.inner_program_ids[outer]
+    heights = ctx.heights(outer)
     found: list[Invocation] = []
-    current: Invocation | None = None
-    height: int | None = None
-    for index in range(start, end + 1):
-        ix = inner[index]
-        if current is not None:
-            child_height = ix.stack_height
+    index = start
+    while index <= end:
+        pid = pids[index]
+        if pid not in known:
+            index += 1
+            continue
+        height = heights[index]
+        last = index + 1
+        while last <= end:
+            child_height = heights[last]
             if child_height is not None and height is not None:
-                if child_height > height:
-                    current.end = index
-                    continue
-            elif ix.program_id == current.program_id and ix.num_accounts == 1:
-                current.end = index  # without stack heights, a program's own event instruction
-                continue
-            current = None
-        if ix.program_id in known:
-            current = Invocation(ix.program_id, outer, index, ix, index)
-            height = ix.stack_height
-            found.append(current)
+                if child_height <= height:
+                    break
+            elif pids[last] != pid or inner[last].num_accounts != 1:
+                break
+            last += 1
+        found.append(Invocation(pid, outer, index, inner[index], last - 1))
+        index = last
     return found
 
 
-def _settle_legs(ctx: Context, activities: list[Activity]) -> list[Activity]:
+def _settle_legs(activities: list[Activity]) -> list[Activity]:
     """Set each swap's non-SOL legs to the trader's net change where only that swap moves the mint."""
-    swaps = [a for a in activities if a.kind == ActivityKind.SWAP]
-    if not swaps:
+    swap = ActivityKind.SWAP
+    legs = [
+        (item.trader, leg.mint)
+        for item in activities
+        if item.kind is swap
+        for leg in (item.input, item.output)
+        if leg is not None and leg.mint != WSOL_MINT
+    ]
+    if not legs:
         return activities
     uses: dict[tuple[str, str], int] = {}
-    for swap in swaps:
-        for leg in (swap.input, swap.output):
-            if leg is not None:
-                key = (swap.trader, leg.mint)
-                uses[key] = uses.get(key, 0) + 1
-    settled: list[Activity] = []
-    for item in activities:
-        if item.kind != ActivityKind.SWAP:
-            settled.append(item)
-            continue
-        deltas = item.trader_deltas
-        given, got = item.input, item.output
-        if given is not None and _settles(uses, item.trader, given) and 0 < -deltas.get(given.mint, 0) != given.amount:
-            given = TokenAmount(given.mint, -deltas[given.mint], given.decimals)
-        if got is not None and _settles(uses, item.trader, got) and 0 < deltas.get(got.mint, 0) != got.amount:
-            got = TokenAmount(got.mint, deltas[got.mint], got.decimals)
-        if given is item.input and got is item.output:
-            settled.append(item)
-        else:
-            settled.append(
-                Activity(
-                    item.signature,
-                    item.slot,
-                    item.block_time,
-                    item.kind,
-                    item.index,
-                    item.trader,
-                    item.venue,
-                    given,
-                    got,
-                    item.hops,
-                    item.trader_deltas,
-                )
-            )
-    return settled
+    for key in legs:
+        uses[key] = uses.get(key, 0) + 1
+    return [_settled(item, uses) if item.kind is swap else item for item in activities]
 
 
-def _settles(uses: dict[tuple[str, str], int], trader: str, leg: TokenAmount) -> bool:
-    return leg.mint != WSOL_MINT and uses.get((trader, leg.mint), 0) == 1
+def _settled(item: Activity, uses: dict[tuple[str, str], int]) -> Activity:
+    """A swap with each non-SOL leg that only it moves set to the trader's net change of that mint."""
+    deltas = item.trader_deltas
+    trader = item.trader
+    given, got = item.input, item.output
+    if given is not None and uses.get((trader, given.mint)) == 1 and 0 < -deltas.get(given.mint, 0) != given.amount:
+        given = TokenAmount(given.mint, -deltas[given.mint], given.decimals)
+    if got is not None and uses.get((trader, got.mint)) == 1 and 0 < deltas.get(got.mint, 0) != got.amount:
+        got = TokenAmount(got.mint, deltas[got.mint], got.decimals)
+    if given is item.input and got is item.output:
+        return item
+    return Activity(
+        item.signature,
+        item.slot,
+        item.block_time,
+        item.kind,
+        item.index,
+        item.trader,
+        item.venue,
+        given,
+        got,
+        item.hops,
+        item.trader_deltas,
+    )
 
 
 def _amount_json(amount: TokenAmount | None) -> dict[str, Any] | None:

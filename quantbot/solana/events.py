@@ -19,7 +19,9 @@ count once, keeping the CPI copy, which survives log truncation.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -27,7 +29,7 @@ from typing import Any, NamedTuple
 
 from quantbot.solana.borsh import Layout
 from quantbot.solana.codec import CodecError, b64decode
-from quantbot.solana.transaction import Instruction, Transaction
+from quantbot.solana.transaction import Instruction, Transaction, program_ids_of, stack_heights_of
 
 EVENT_IX_TAG = bytes.fromhex("e445a52e51cb9a1d")
 """First 8 bytes of an Anchor CPI-event instruction: `sha256("anchor:event")[:8]` reversed into LE."""
@@ -36,14 +38,26 @@ CPI_EVENT_HEADER = len(EVENT_IX_TAG) + DISCRIMINATOR_SIZE
 _DATA_PREFIX = "data: "
 _LOG_PREFIX = "log: "
 _PROGRAM_PREFIX = "Program "
+_DATA_LINE = _PROGRAM_PREFIX + _DATA_PREFIX
+_LOG_LINE = _PROGRAM_PREFIX + _LOG_PREFIX
 _INVOKE_MARK = " invoke ["
 _OUTER_POSITION = -1
+"""Position of the outer instruction itself among its inner instructions (which count from 0)."""
 _FIRST_CPI_HEIGHT = 2
 """Stack height of instructions an outer instruction invokes directly."""
 _ORDER_STEP = 2
 """Events sort by `order`: 2*(position+1) for a CPI event instruction, one more for a log line printed
 after the instruction at `position` ran, so log lines fall between the instructions around them."""
-"""Position of the outer instruction itself among its inner instructions (which count from 0)."""
+
+
+_new_tuple = tuple.__new__
+"""`tuple.__new__`, to build `Event`s without the named tuple's Python-level constructor (hot path)."""
+
+
+def inner_program_ids(tx: Transaction) -> list[list[str]]:
+    """Per outer instruction, the program ids of its inner instructions (scanned many times per
+    transaction: which programs ran, invocations, events, logs)."""
+    return list(map(program_ids_of, tx.inner))
 
 
 def event_discriminator(name: str) -> bytes:
@@ -79,6 +93,8 @@ class ProgramEvents:
     whenever it takes part; programs that publish CPI copies are read from logs only as a fallback.
     `emits_both` says that every event is published twice, as a log line right before the CPI-event
     instruction (Pump.fun, PumpSwap): the log copy, base64, then stands in for decoding the base58 one.
+    `log_line_parser` reads the program's text-log events; it accepts only lines whose text (after
+    `Program log: `) starts with `log_line_prefix`, so other lines need not be looked at.
     """
 
     program_id: str
@@ -87,6 +103,7 @@ class ProgramEvents:
     emits_logs: bool = False
     emits_both: bool = False
     log_line_parser: LogLineParser | None = None
+    log_line_prefix: str = ""
     by_discriminator: dict[bytes, EventSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -216,19 +233,30 @@ def cpi_events_between(
     first: int,
     last: int,
     twins: LogTwins | None = None,
+    inner_program_ids: list[str] | None = None,
 ) -> list[Event]:
     """CPI events of `programs` among inner instructions `first..last` of one outer instruction.
 
     Only instructions that can be events (a known program, exactly one account) have their data decoded;
     with `twins`, a dual-publishing program's event is read from its base64 log copy where one is found.
+    `inner_program_ids` (the outer instruction's inner program ids, if the caller has them) saves
+    reading them again.
     """
+    inner_list = tx.inner[outer]
+    # Conditional expressions rather than min/max: those builtins parse keyword arguments on every call.
+    first = first if first > 0 else 0
+    last = last if last < len(inner_list) else len(inner_list) - 1
+    if last < first:
+        return []
+    pids = program_ids_of(inner_list) if inner_program_ids is None else inner_program_ids
     events: list[Event] = []
     by_program = registry.by_program
-    inner_list = tx.inner[outer]
-    for index in range(max(first, 0), min(last, len(inner_list) - 1) + 1):
+    for index in range(first, last + 1):
+        pid = pids[index]
+        if pid not in programs:
+            continue
         ix = inner_list[index]
-        pid = ix.program_id
-        if pid not in programs or ix.num_accounts != 1:
+        if ix.num_accounts != 1:
             continue
         if twins is not None and ix.raw is None and pid in registry.dual_programs:
             twin = twins.payload(pid, outer, index, ix.data_b58)
@@ -237,21 +265,11 @@ def cpi_events_between(
         data = ix.data
         if len(data) < CPI_EVENT_HEADER or not data.startswith(EVENT_IX_TAG):
             continue
-        program = by_program[pid]
-        disc = data[len(EVENT_IX_TAG) : CPI_EVENT_HEADER]
-        events.append(
-            _make_event(
-                program,
-                disc,
-                data=data,
-                offset=CPI_EVENT_HEADER,
-                source="cpi",
-                outer=outer,
-                inner=index,
-                emitter=_cpi_emitter(tx, outer, index, ix),
-                order=_ORDER_STEP * (index + 1),
-            )
+        emitter = _cpi_emitter(tx, outer, index, ix, pids)
+        event = _make_event(
+            by_program[pid], data, CPI_EVENT_HEADER, "cpi", outer, index, emitter, _ORDER_STEP * (index + 1)
         )
+        events.append(event)
     return events
 
 
@@ -269,24 +287,25 @@ class LogTwins:
     base58 length; otherwise (truncated logs, other patterns) the instruction's own data is decoded.
     """
 
-    __slots__ = ("_lines", "_ordinals", "_registry", "_text", "_tx")
+    __slots__ = ("_inner_program_ids", "_registry", "_text", "_tx")
 
-    def __init__(self, tx: Transaction, registry: EventRegistry) -> None:
+    def __init__(
+        self,
+        tx: Transaction,
+        registry: EventRegistry,
+        inner_program_ids: list[list[str]] | None = None,
+    ) -> None:
         self._tx = tx
         self._registry = registry
+        self._inner_program_ids = inner_program_ids
+        """Per outer instruction, its inner instructions' program ids (the decoder passes the ones it has)."""
         self._text: str | None = None
-        self._lines: dict[str, list[str | None]] = {}
-        self._ordinals: dict[str, dict[tuple[int, int | None], int]] = {}
 
     def payload(self, program_id: str, outer: int, inner: int, data_b58: str | None) -> bytes | None:
         """The event bytes (discriminator and payload) logged for one CPI-event instruction, if found."""
         if not data_b58:
             return None
-        ordinal = self._ordinal(program_id, outer, inner)
-        lines = self._data_lines(program_id)
-        if ordinal is None or ordinal >= len(lines):
-            return None
-        text = lines[ordinal]
+        text = self._data_line(program_id, self._ordinal(program_id, outer, inner))
         if text is None:
             return None
         try:
@@ -301,65 +320,57 @@ class LogTwins:
             return None
         return payload
 
-    def _ordinal(self, program_id: str, outer: int, inner: int) -> int | None:
-        ordinals = self._ordinals.get(program_id)
-        if ordinals is None:
-            ordinals = {}
-            tx = self._tx
-            for position, ix in enumerate(tx.instructions):
-                if ix.program_id == program_id:
-                    ordinals[(position, None)] = len(ordinals)
-                for index, inner_ix in enumerate(tx.inner[position]):
-                    if inner_ix.program_id == program_id:
-                        ordinals[(position, index)] = len(ordinals)
-            self._ordinals[program_id] = ordinals
-        return ordinals.get((outer, inner))
+    def _ordinal(self, program_id: str, outer: int, inner: int) -> int:
+        """How many instructions of the program ran before inner instruction `inner` of `outer`."""
+        inner_ids = self._inner_program_ids
+        if inner_ids is None:
+            inner_ids = self._inner_program_ids = inner_program_ids(self._tx)
+        # In execution order: the program's outer instructions up to this one, its inner ones under the
+        # earlier outer instructions, and those before this one under the same outer instruction.
+        count = program_ids_of(self._tx.instructions)[: outer + 1].count(program_id)
+        for earlier in inner_ids[:outer]:
+            count += earlier.count(program_id)
+        return count + inner_ids[outer][:inner].count(program_id)
 
-    def _data_lines(self, program_id: str) -> list[str | None]:
-        lines = self._lines.get(program_id)
-        if lines is None:
-            text = self._text
-            if text is None:
-                text = self._text = "\n" + "\n".join(self._tx.logs or ())
-            lines = []
-            needle = f"\n{_PROGRAM_PREFIX}{program_id}{_INVOKE_MARK}"
-            data_mark = _PROGRAM_PREFIX + _DATA_PREFIX
-            position = text.find(needle)
-            while position >= 0:
-                start = text.rfind("\n", 0, position)
-                line = text[start + 1 : position]
-                before = text[text.rfind("\n", 0, max(start, 0)) + 1 : start] if start > 0 else ""
-                if line.startswith(data_mark) and not before.startswith(data_mark):
-                    lines.append(line[len(data_mark) :])
-                else:
-                    lines.append(None)
-                position = text.find(needle, position + 1)
-            self._lines[program_id] = lines
-        return lines
+    def _data_line(self, program_id: str, ordinal: int) -> str | None:
+        """The base64 of the lone `Program data:` line right before the program's `ordinal`-th invoke line."""
+        text = self._text
+        if text is None:
+            text = self._text = "\n".join(("", *(self._tx.logs or ())))  # each line after a newline
+        needle = f"\n{_PROGRAM_PREFIX}{program_id}{_INVOKE_MARK}"
+        position = -1
+        for _ in range(ordinal + 1):
+            position = text.find(needle, position + 1)
+            if position < 0:
+                return None
+        start = text.rfind("\n", 0, position)  # the line before the invoke line starts after it
+        if start < 0 or not text.startswith(_DATA_LINE, start + 1):
+            return None
+        previous = text.rfind("\n", 0, start) if start > 0 else -1
+        if previous >= 0 and text.startswith(_DATA_LINE, previous + 1):
+            return None  # two data lines in a row: not a lone copy
+        return text[start + 1 + len(_DATA_LINE) : position]
 
 
-def _cpi_emitter(tx: Transaction, outer: int, index: int, event_ix: Instruction) -> int | None:
+def _cpi_emitter(tx: Transaction, outer: int, index: int, event_ix: Instruction, pids: list[str]) -> int | None:
     """The program instruction that emitted a CPI event: the nearest enclosing one of the same program."""
     pid = event_ix.program_id
     height = event_ix.stack_height
-    if height == _FIRST_CPI_HEIGHT and tx.instructions[outer].program_id == pid:
+    by_outer = program_ids_of(tx.instructions)[outer] == pid
+    if height == _FIRST_CPI_HEIGHT and by_outer:
         return None  # emitted by the outer instruction itself: nothing to search for
     inner_list = tx.inner[outer]
     for back in range(index - 1, -1, -1):
-        candidate = inner_list[back]
-        if candidate.program_id != pid:
+        if pids[back] != pid:
             continue
-        if height is None or candidate.stack_height is None or candidate.stack_height == height - 1:
+        candidate_height = inner_list[back].stack_height
+        if height is None or candidate_height is None or candidate_height == height - 1:
             return back
-    if tx.instructions[outer].program_id == pid:
-        return None
-    return UNKNOWN_EMITTER
+    return None if by_outer else UNKNOWN_EMITTER
 
 
-def _make_event(
+def _make_event(  # noqa: PLR0917 - positional on purpose: this runs once per event
     program: ProgramEvents,
-    disc: bytes,
-    *,
     data: bytes,
     offset: int,
     source: str,
@@ -368,6 +379,9 @@ def _make_event(
     emitter: int | None,
     order: int,
 ) -> Event:
+    """The event whose discriminator ends at `offset` in `data` and whose payload follows it."""
+    payload = data[offset - DISCRIMINATOR_SIZE :]
+    disc = payload[:DISCRIMINATOR_SIZE]
     spec = program.by_discriminator.get(disc)
     fields: dict[str, Any] | None = None
     if spec is not None:
@@ -376,93 +390,135 @@ def _make_event(
         except (ValueError, TypeError, IndexError, OverflowError):
             fields = None
     if spec is None or fields is None:
-        label = "cpi_event" if source == "cpi" else "log_event"
-        return Event(
-            program.program_id,
-            program.program,
-            f"{label}:{disc.hex()}",
-            disc,
-            {},
-            source,
-            outer,
-            inner,
-            emitter,
-            order,
-            data[offset - DISCRIMINATOR_SIZE :],
-        )
-    return Event(
-        program.program_id,
-        program.program,
-        spec.name,
-        disc,
-        fields,
-        source,
-        outer,
-        inner,
-        emitter,
-        order,
-        data[offset - DISCRIMINATOR_SIZE :],
+        name = f"{'cpi_event' if source == 'cpi' else 'log_event'}:{disc.hex()}"
+        fields = {}
+    else:
+        name = spec.name
+    return _new_tuple(
+        Event, (program.program_id, program.program, name, disc, fields, source, outer, inner, emitter, order, payload)
     )
 
 
-def _execution_order(tx: Transaction) -> list[tuple[int, int, str, int | None]]:
-    """Every instruction as (outer, inner position, program id, stack height), in execution order."""
-    flat: list[tuple[int, int, str, int | None]] = []
-    for outer, ix in enumerate(tx.instructions):
-        flat.append((outer, _OUTER_POSITION, ix.program_id, 1))
-        for index, inner_ix in enumerate(tx.inner[outer]):
-            flat.append((outer, index, inner_ix.program_id, inner_ix.stack_height))
-    return flat
+class _ExecutionOrder:
+    """Every instruction in execution order (each outer instruction, then its inner ones), as parallel
+    lists of program ids and stack heights; `place` turns a position in them back into (outer, inner)."""
+
+    __slots__ = ("heights", "program_ids", "starts")
+
+    def __init__(self, tx: Transaction, inner_ids: list[list[str]]) -> None:
+        program_ids: list[str] = []
+        heights: list[int | None] = []
+        starts: list[int] = []
+        for outer, program_id in enumerate(program_ids_of(tx.instructions)):
+            starts.append(len(program_ids))
+            program_ids.append(program_id)
+            heights.append(1)
+            inner = tx.inner[outer]
+            if inner:
+                program_ids += inner_ids[outer]
+                heights += stack_heights_of(inner)
+        self.program_ids = program_ids
+        self.heights = heights
+        self.starts = starts
+        """Position of each outer instruction."""
+
+    def find(self, program_id: str, depth: int | None, start: int) -> int:
+        """The first instruction from `start` on of `program_id` at stack height `depth` (-1: none)."""
+        program_ids = self.program_ids
+        heights = self.heights
+        while True:
+            try:
+                found = program_ids.index(program_id, start)
+            except ValueError:
+                return -1
+            height = heights[found]
+            if depth is None or height is None or height == depth:
+                return found
+            start = found + 1
+
+    def place(self, position: int) -> tuple[int, int]:
+        """(outer index, inner position) of the instruction at `position` (-1: the outer one itself)."""
+        outer = bisect.bisect_right(self.starts, position) - 1
+        return outer, position - self.starts[outer] - 1
 
 
-def log_events(tx: Transaction, registry: EventRegistry, present: frozenset[str]) -> list[Event]:
-    """Events published in log lines (`Program data:` or text) by the `present` programs, in order."""
+def log_events(
+    tx: Transaction,
+    registry: EventRegistry,
+    present: frozenset[str],
+    inner_ids: list[list[str]] | None = None,
+) -> list[Event]:
+    """Events published in log lines (`Program data:` or text) by the `present` programs, in order.
+
+    Each `Program <id> invoke [n]` line is matched to the next instruction of that program (at that
+    stack height) in execution order, so a data or log line belongs to the innermost invocation still
+    running. `inner_ids` are the inner instructions' program ids per outer instruction, if known.
+    """
     logs = tx.logs
     if not logs:
         return []
     by_program = registry.by_program
-    flat = _execution_order(tx)
+    # Only data lines, and log lines a text-log parser of a program here accepts, can be events: the
+    # lines after the last of them change nothing, so the walk below stops there.
+    text_lines = tuple(
+        _LOG_LINE + program.log_line_prefix
+        for program in map(by_program.get, present)
+        if program is not None and program.log_line_parser is not None
+    )
+    candidates = (_DATA_LINE, *text_lines)
+    end = len(logs)
+    while end and not logs[end - 1].startswith(candidates):
+        end -= 1
+    if not end:
+        return []
+    flat = _ExecutionOrder(tx, inner_program_ids(tx) if inner_ids is None else inner_ids)
+    pids, heights = flat.program_ids, flat.heights
     cursor = 0
-    stack: list[int] = []  # indexes into `flat`, -1 for an invocation that could not be matched
-    last = -1  # index into `flat` of the most recently invoked instruction
+    stack: list[int] = []  # positions in `flat`, -1 for an invocation that could not be matched
+    last = -1  # position in `flat` of the most recently invoked instruction
     events: list[Event] = []
-    for line in logs:
-        if not line.startswith(_PROGRAM_PREFIX):
-            if line.startswith("Log truncated"):
-                break
-            continue
-        rest = line[len(_PROGRAM_PREFIX) :]
-        is_data = rest.startswith(_DATA_PREFIX)
-        if is_data or rest.startswith(_LOG_PREFIX):
+    prefix = len(_PROGRAM_PREFIX)
+    for line in itertools.islice(logs, end):
+        # The commonest lines first; `startswith`/`find` from an offset skip `Program ` without a copy.
+        is_log = line.startswith(_LOG_LINE)
+        if (is_log and line.startswith(text_lines)) or line.startswith(_DATA_LINE):
             frame = stack[-1] if stack else -1
-            if frame < 0 or flat[frame][2] not in present:
+            if frame < 0 or pids[frame] not in present:
                 continue
-            outer, position, pid, _ = flat[frame]
+            outer, position = flat.place(frame)
             inner = None if position == _OUTER_POSITION else position
-            last_position = flat[last][1] if last >= 0 and flat[last][0] == outer else position
+            last_position = position
+            if last >= 0:
+                last_outer, invoked = flat.place(last)
+                if last_outer == outer:
+                    last_position = invoked
             # A log line comes after the instructions invoked so far: odd orders sort between them.
             order = _ORDER_STEP * (last_position + 1) + 1
-            if is_data:
-                event = _data_event(rest[len(_DATA_PREFIX) :], by_program[pid], outer, inner, order)
+            program = by_program[pids[frame]]
+            if is_log:
+                event = _text_event(line[len(_LOG_LINE) :], program, outer, inner, order)
             else:
-                event = _text_event(rest[len(_LOG_PREFIX) :], by_program[pid], outer, inner, order)
+                event = _data_event(line[len(_DATA_LINE) :], program, outer, inner, order)
             if event is not None:
                 events.append(event)
-        elif rest.endswith("]") and _INVOKE_MARK in rest:
-            pid = rest[: rest.find(" ")]
-            depth_text = rest[rest.rfind("[") + 1 : -1]
+        elif is_log:
+            continue  # a text log line no parser here accepts
+        elif not line.startswith(_PROGRAM_PREFIX):
+            if line.startswith("Log truncated"):
+                break
+        elif line.endswith("]") and line.find(_INVOKE_MARK, prefix) >= 0:
+            pid = line[prefix : line.find(" ", prefix)]
+            depth_text = line[line.rfind("[") + 1 : -1]
             depth = int(depth_text) if depth_text.isdigit() else None
-            found = -1
-            for k in range(cursor, len(flat)):
-                entry = flat[k]
-                if entry[2] == pid and (depth is None or entry[3] is None or entry[3] == depth):
-                    found = k
-                    break
+            if cursor < len(pids) and pids[cursor] == pid and (depth is None or heights[cursor] in (None, depth)):
+                found = cursor  # the usual case: the log invokes exactly the next instruction
+            else:
+                found = flat.find(pid, depth, cursor)
             if found >= 0:
                 cursor = found + 1
                 last = found
             stack.append(found)
-        elif (rest.endswith(" success") or " failed" in rest) and stack:
+        elif (line.endswith(" success", prefix) or line.find(" failed", prefix) >= 0) and stack:
             stack.pop()
     return events
 
@@ -475,17 +531,7 @@ def _data_event(text: str, program: ProgramEvents, outer: int, inner: int | None
         return None
     if len(data) < DISCRIMINATOR_SIZE:
         return None
-    return _make_event(
-        program,
-        data[:DISCRIMINATOR_SIZE],
-        data=data,
-        offset=DISCRIMINATOR_SIZE,
-        source="log",
-        outer=outer,
-        inner=inner,
-        emitter=inner,
-        order=order,
-    )
+    return _make_event(program, data, DISCRIMINATOR_SIZE, "log", outer, inner, inner, order)
 
 
 def _text_event(text: str, program: ProgramEvents, outer: int, inner: int | None, order: int) -> Event | None:

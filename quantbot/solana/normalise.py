@@ -17,13 +17,17 @@ wrong (`missing field \\`meta\\``, `account index 57 out of range (33 keys)`, ..
 
 from __future__ import annotations
 
+import array
+import functools
+import itertools
 import operator
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from quantbot.solana.codec import CodecError, b58decode, b64decode, pubkey_str, signature_str
-from quantbot.solana.transaction import Instruction, TokenBalance, Transaction
+from quantbot.solana.transaction import Instruction, InstructionList, TokenBalance, Transaction
 
 PUBKEY_LEN = 32
 SIGNATURE_LEN = 64
@@ -42,6 +46,14 @@ _COMPACT_U16_BITS = 7
 _ACCOUNTS = operator.itemgetter("accounts")
 _new_tuple = tuple.__new__
 """`tuple.__new__`, to build named tuples without their Python-level constructor on the hot path."""
+_MAX_KEYS = 256
+"""A message names at most 256 keys (its account indexes are one byte)."""
+
+
+@functools.lru_cache(maxsize=_MAX_KEYS + 1)
+def _valid_indexes(count: int) -> frozenset[int]:
+    """The account indexes valid among `count` keys (kept for the key counts seen: few, at most 256)."""
+    return frozenset(range(count))
 
 
 class TransactionFormatError(ValueError):
@@ -54,7 +66,8 @@ def parse_transactions(raw: bytes | str) -> list[Transaction]:
     Raises:
         TransactionFormatError: empty input, invalid JSON, or a document that is not a transaction.
     """
-    if not raw or not raw.strip():
+    # Only input that starts with whitespace can be blank: don't copy a 40 kB document to find out.
+    if not raw or (raw[:1].isspace() and not raw.strip()):
         raise TransactionFormatError("empty input")
     try:
         document = orjson.loads(raw)
@@ -205,30 +218,32 @@ def _from_result(
     # recorder already merged them into `accountKeys`, as some SDKs do).
     parsed_keys = isinstance(wire, dict) and isinstance(msg["accountKeys"][0], dict)
     if (writable or readonly) and not parsed_keys:
-        loaded = [_key_text(k, bytes_in_base64) for k in writable]
-        loaded += [_key_text(k, bytes_in_base64) for k in readonly]
+        loaded = _key_texts([*writable, *readonly], bytes_in_base64)
         if keys[-len(loaded) :] != loaded or len(keys) + len(loaded) == len(meta.get("preBalances") or ()):
             keys = keys + loaded
     if geyser:
         keys = list(keys)
         _canonical_zero_keys(keys)
 
+    instructions: Sequence[Instruction]
     if isinstance(wire, dict):
-        instructions = _instructions(msg["instructions"], keys, bytes_in_base64, 1, "instruction")
+        instructions = _instructions(msg["instructions"], keys, bytes_in_base64, outer=True)
     else:
         instructions = [_resolve_compiled(ix, keys) for ix in compiled]
 
-    inner: list[list[Instruction]] = [[] for _ in instructions]
+    inner: list[Sequence[Instruction]] = [[] for _ in instructions]
     groups = meta.get("innerInstructions") or []
     if type(groups) is not list:
         raise TransactionFormatError("`meta.innerInstructions` is not a list")
     for group in groups:
-        index = _int(group.get("index", 0), "innerInstructions.index")
+        index = group.get("index", 0)
+        if type(index) is not int:
+            index = _int(index, "innerInstructions.index")
         if index >= len(inner):
             raise TransactionFormatError(
                 f"inner instructions for outer instruction {index}, but there are {len(inner)}"
             )
-        inner[index] = _instructions(group["instructions"], keys, bytes_in_base64, None, "inner instruction")
+        inner[index] = _instructions(group["instructions"], keys, bytes_in_base64, outer=False)
 
     if not signatures:
         if signature is None:
@@ -244,21 +259,23 @@ def _from_result(
     fee = _int(meta.get("fee", 0), "meta.fee")
     pre = _lamports(meta.get("preBalances"), "meta.preBalances")
     post = _lamports(meta.get("postBalances"), "meta.postBalances")
+    # Positional, in the fields' order (signature, slot, block_time, err, fee, account_keys, signers,
+    # instructions, inner, logs, pre/post lamports, pre/post token balances): keywords cost twice as much.
     return Transaction(
-        signature=signatures[0],
-        slot=_opt_int(slot, "slot"),
-        block_time=_opt_int(block_time, "blockTime"),
-        err=err,
-        fee=fee,
-        account_keys=keys,
-        signers=signers,
-        instructions=instructions,
-        inner=inner,
-        logs=logs if isinstance(logs, list) else None,
-        pre_balances=pre,
-        post_balances=post,
-        pre_token_balances=_token_balances(meta.get("preTokenBalances"), keys),
-        post_token_balances=_token_balances(meta.get("postTokenBalances"), keys),
+        signatures[0],
+        _opt_int(slot, "slot"),
+        _opt_int(block_time, "blockTime"),
+        err,
+        fee,
+        keys,
+        signers,
+        instructions,
+        inner,
+        logs if isinstance(logs, list) else None,
+        pre,
+        post,
+        _token_balances(meta.get("preTokenBalances"), keys),
+        _token_balances(meta.get("postTokenBalances"), keys),
     )
 
 
@@ -282,6 +299,17 @@ def _key_text(key: Any, in_base64: bool) -> str:
     return key
 
 
+def _key_texts(keys: list[Any], in_base64: bool) -> list[str]:
+    """`_key_text` of each key; base58 keys (the usual case) are only checked to be strings, at once."""
+    if not in_base64:
+        try:
+            "".join(keys)  # checks, in C, that every key is a string
+            return keys
+        except TypeError:
+            pass  # `_key_text` names the first that is not
+    return [_key_text(k, in_base64) for k in keys]
+
+
 def _signature_text(sig: Any, in_base64: bool) -> str:
     if not isinstance(sig, str) or not sig:
         raise TransactionFormatError(f"signature is not a string: {sig!r}")
@@ -300,63 +328,97 @@ def _json_keys(msg: dict[str, Any], in_base64: bool) -> tuple[list[str], list[st
         signers = [k["pubkey"] for k in raw_keys if k.get("signer")]
         return keys, signers
     keys = [_key_text(k, in_base64) for k in raw_keys] if in_base64 else list(raw_keys)
-    if set(map(type, keys)) != {str}:
-        raise TransactionFormatError("an account key is not a string")
+    try:
+        "".join(keys)  # checks, in C, that every key is a string
+    except TypeError:
+        raise TransactionFormatError("an account key is not a string") from None
     header = msg.get("header") or {}
     num_signers = _int(header.get("numRequiredSignatures", 1), "header.numRequiredSignatures")
     return keys, keys[:num_signers]
 
 
-def _instructions(
-    entries: Any, keys: list[str], in_base64: bool, default_height: int | None, what: str
-) -> list[Instruction]:
-    """Normalise a list of JSON instructions; the common `json` shape takes a fast path."""
+def _instructions(entries: Any, keys: list[str], in_base64: bool, outer: bool) -> Sequence[Instruction]:
+    """Normalise a list of JSON instructions (the outer ones, or those under one outer instruction).
+
+    In the usual `json` and `jsonParsed` shapes every entry is checked now and the instructions come as
+    an `InstructionList`, built one by one as the decoder reads them; other shapes are read entry by
+    entry, each checked field by field.
+    """
+    what, default_height = ("instruction", 1) if outer else ("inner instruction", None)
     if type(entries) is not list:
         raise TransactionFormatError(f"{what} list is not a list")
     if in_base64:
         return [_json_instruction(ix, keys, in_base64, default_height, what) for ix in entries]
-    try:
-        # The `json` shape: indexes into the key list, range-checked in C (map/filter over the lists);
-        # data is checked when first used (see `Instruction`). One allocation per instruction.
-        index_lists = list(filter(None, map(_ACCOUNTS, entries)))
-        if index_lists and not (min(map(min, index_lists)) >= 0 and max(map(max, index_lists)) < len(keys)):
-            raise TransactionFormatError(f"{what} refers to an account index out of range ({len(keys)} keys)")
-        return [
-            Instruction(
-                keys[ix["programIdIndex"]],
-                None,
-                ix["data"],
-                None,
-                ix.get("stackHeight") or default_height,
-                None,
-                ix["accounts"],
-                keys,
-            )
-            for ix in entries
-        ]
-    except (KeyError, TypeError, IndexError):
-        pass
-    out: list[Instruction] = []
-    append = out.append
-    for ix in entries:
-        if type(ix) is not dict:
-            raise TransactionFormatError(f"{what} is not an object")
-        if "programIdIndex" in ix:
-            append(_json_instruction(ix, keys, in_base64, default_height, what))
-            continue
-        # jsonParsed: resolved program id, then either the RPC's parsed rendering or raw data.
-        height = ix.get("stackHeight") or default_height
+    if _json_indexes_valid(entries, len(keys)):
+        try:
+            # Only entries with data (a missing one is read by the slow path, which checks it).
+            program_ids = [keys[ix["programIdIndex"]] for ix in entries if "data" in ix]
+            if len(program_ids) == len(entries):
+                build = functools.partial(_indexed_instruction, keys, default_height)
+                return InstructionList(entries, program_ids, build, default_height)
+        except (KeyError, TypeError, IndexError):
+            pass
+    program_ids = []
+    for ix in entries:  # `jsonParsed`: resolved program ids; as `_any_instruction` checks them
+        if type(ix) is not dict or "programIdIndex" in ix:
+            break
         program_id = ix.get("programId")
-        parsed = ix.get("parsed")
-        data = ix.get("data", "")
-        accounts = ix.get("accounts") or []
+        data, accounts = ix.get("data", ""), ix.get("accounts") or []
         if type(program_id) is not str or type(data) is not str or type(accounts) is not list:
-            append(_json_instruction(ix, keys, in_base64, default_height, what))
-        elif parsed is not None:
-            append(Instruction(program_id, [], "", None, height, parsed if type(parsed) is dict else {"value": parsed}))
-        else:
-            append(Instruction(program_id, accounts, data, None, height))
-    return out
+            break
+        program_ids.append(program_id)
+    else:
+        build = functools.partial(_resolved_instruction, default_height)
+        return InstructionList(entries, program_ids, build, default_height)
+    return [_any_instruction(ix, keys, default_height, what) for ix in entries]
+
+
+def _indexed_instruction(
+    keys: list[str], default_height: int | None, ix: dict[str, Any], program_id: str
+) -> Instruction:
+    """A checked `json`-shaped instruction (see `_instructions`)."""
+    height = ix.get("stackHeight") or default_height
+    return Instruction(program_id, None, ix["data"], None, height, None, ix["accounts"], keys)
+
+
+def _resolved_instruction(default_height: int | None, ix: dict[str, Any], program_id: str) -> Instruction:
+    """A checked `jsonParsed`-shaped instruction: the RPC's parsed rendering or raw data."""
+    height = ix.get("stackHeight") or default_height
+    parsed = ix.get("parsed")
+    if parsed is not None:
+        return Instruction(program_id, [], "", None, height, parsed if type(parsed) is dict else {"value": parsed})
+    return Instruction(program_id, ix.get("accounts") or [], ix.get("data", ""), None, height)
+
+
+def _any_instruction(ix: Any, keys: list[str], default_height: int | None, what: str) -> Instruction:
+    """One instruction of any JSON shape, checked field by field."""
+    if type(ix) is not dict:
+        raise TransactionFormatError(f"{what} is not an object")
+    if "programIdIndex" in ix:
+        return _json_instruction(ix, keys, False, default_height, what)
+    # jsonParsed: resolved program id, then either the RPC's parsed rendering or raw data.
+    height = ix.get("stackHeight") or default_height
+    program_id = ix.get("programId")
+    parsed = ix.get("parsed")
+    data = ix.get("data", "")
+    accounts = ix.get("accounts") or []
+    if type(program_id) is not str or type(data) is not str or type(accounts) is not list:
+        return _json_instruction(ix, keys, False, default_height, what)
+    if parsed is not None:
+        return Instruction(program_id, [], "", None, height, parsed if type(parsed) is dict else {"value": parsed})
+    return Instruction(program_id, accounts, data, None, height)
+
+
+def _json_indexes_valid(entries: list[Any], nkeys: int) -> bool:
+    """Whether `json`-shaped instructions name only valid account indexes, all checked at once in C.
+
+    False for anything else (a bad index, another shape): the instruction-by-instruction path then says
+    what is wrong, or reads the shape.
+    """
+    try:
+        return _valid_indexes(nkeys).issuperset(itertools.chain.from_iterable(filter(None, map(_ACCOUNTS, entries))))
+    except (KeyError, TypeError):
+        return False
 
 
 def _json_instruction(ix: Any, keys: list[str], in_base64: bool, default_height: int | None, what: str) -> Instruction:
@@ -373,7 +435,7 @@ def _json_instruction(ix: Any, keys: list[str], in_base64: bool, default_height:
             pid_index = _int(pid_index, "programIdIndex")
         indexes = ix.get("accounts") or []
         if type(indexes) is str:  # protobuf JSON: a bytes field, in base64
-            indexes = list(b64decode(indexes))
+            indexes = b64decode(indexes)
         nkeys = len(keys)
         if not 0 <= pid_index < nkeys or (indexes and not 0 <= min(indexes) <= max(indexes) < nkeys):
             raise TransactionFormatError(f"{what} refers to an account index out of range ({nkeys} keys)")
@@ -428,6 +490,13 @@ def _token_balances(entries: Any, keys: list[str]) -> list[TokenBalance]:
 def _lamports(values: Any, what: str) -> list[int]:
     if not values:
         return []
+    if type(values) is list:
+        try:
+            # Lamports are u64: building an unsigned 64-bit array checks, in C, that every value is one.
+            array.array("Q", values)
+            return values
+        except (TypeError, ValueError, OverflowError):
+            pass  # not all of them: convert one by one, saying what is wrong
     try:
         out = list(map(int, values))
     except (TypeError, ValueError):
@@ -517,4 +586,4 @@ def _resolve_compiled(ix: tuple[int, bytes, bytes], keys: list[str]) -> Instruct
     nkeys = len(keys)
     if program_index >= nkeys or (accounts and max(accounts) >= nkeys):
         raise TransactionFormatError(f"instruction refers to an account index out of range ({nkeys} keys)")
-    return Instruction(keys[program_index], None, None, data, 1, None, list(accounts), keys)
+    return Instruction(keys[program_index], None, None, data, 1, None, accounts, keys)

@@ -3,15 +3,21 @@
 `normalise.py` builds it from `json`, `jsonParsed`, `base64` and Geyser-shaped input; decoders read only
 this. Account indexes are resolved to base58 keys (loaded lookup-table addresses included), instruction
 data is kept in its wire text and decoded to bytes only when a decoder asks (most instructions are never
-looked at), inner instructions carry their stack height.
+looked at), inner instructions carry their stack height and, in the usual JSON shapes, are checked at
+once but built one by one as they are read (`InstructionList`).
 """
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 from quantbot.solana.codec import b58decode
+
+_PROGRAM_ID = operator.attrgetter("program_id")
+_STACK_HEIGHT = operator.attrgetter("stack_height")
 
 
 class Instruction:
@@ -20,7 +26,8 @@ class Instruction:
     `data` is decoded on first access from `data_b58` (JSON encodings) unless the encoding carried raw
     bytes (base64 messages). `parsed` holds the RPC's `jsonParsed` rendering when it replaced the raw
     data (System, SPL Token and similar programs); `data` is then empty. Normalisation checks account
-    indexes against the key list, so resolving them later cannot fail.
+    indexes (a list, or `bytes` from binary encodings) against the key list, so resolving them later
+    cannot fail; `account(position)` resolves a single one.
     """
 
     __slots__ = ("_accounts", "_indexes", "_keys", "data_b58", "parsed", "program_id", "raw", "stack_height")
@@ -33,7 +40,7 @@ class Instruction:
         raw: bytes | None = None,
         stack_height: int | None = None,
         parsed: dict[str, Any] | None = None,
-        indexes: list[int] | None = None,
+        indexes: list[int] | bytes | None = None,
         keys: list[str] | None = None,
     ) -> None:
         self.program_id = program_id
@@ -65,7 +72,24 @@ class Instruction:
         if self._accounts is not None:
             return len(self._accounts)
         indexes = self._indexes
-        return len(indexes) if type(indexes) is list else len(self.accounts)
+        return len(indexes) if type(indexes) is bytes or type(indexes) is list else len(self.accounts)
+
+    def account(self, position: int) -> str | None:
+        """The account at `position`, or None when the instruction names fewer.
+
+        Decoders read two or three accounts of instructions that name twenty: this resolves only the one
+        asked for (the whole list is resolved, and kept, only when it already was or an index is bad).
+        """
+        accounts = self._accounts
+        if accounts is None:
+            indexes, keys = self._indexes, self._keys
+            if indexes is not None and keys is not None and 0 <= position < len(indexes):
+                try:
+                    return keys[indexes[position]]
+                except (IndexError, TypeError):
+                    pass  # malformed: let `accounts` decide, as it does for the whole list
+            accounts = self.accounts
+        return accounts[position] if 0 <= position < len(accounts) else None
 
     @property
     def data(self) -> bytes:
@@ -84,6 +108,85 @@ class Instruction:
         return f"Instruction({self.program_id!r}, accounts={self.num_accounts}, height={self.stack_height})"
 
 
+class InstructionList(Sequence[Instruction]):
+    """Instructions (a transaction's outer ones, or those under one of them) built when first read.
+
+    Normalisation checks every JSON entry and reads their program ids (`program_ids`, which the decoder
+    scans); the decoder then reads only a few instructions (a known program's, its events), so most are
+    never built. An instruction, once built, is kept: it is the same object on every read. `build`
+    makes one from its entry and program id; `default_height` is the stack height of an entry without
+    one (1 for outer instructions, unknown for inner ones), as `build` reads it.
+    """
+
+    __slots__ = ("_build", "_built", "_default_height", "_entries", "_heights", "program_ids")
+
+    def __init__(
+        self,
+        entries: list[Any],
+        program_ids: list[str],
+        build: Callable[[Any, str], Instruction],
+        default_height: int | None = None,
+    ) -> None:
+        self._entries = entries
+        self.program_ids = program_ids
+        """The program id of each instruction, in order."""
+        self._build = build
+        self._default_height = default_height
+        self._built: list[Instruction | None] = [None] * len(entries)
+        self._heights: list[int | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @overload
+    def __getitem__(self, index: int) -> Instruction: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Instruction]: ...
+
+    def __getitem__(self, index: int | slice) -> Instruction | list[Instruction]:
+        if isinstance(index, slice):
+            return [self[position] for position in range(*index.indices(len(self._entries)))]
+        found = self._built[index]
+        if found is None:
+            found = self._built[index] = self._build(self._entries[index], self.program_ids[index])
+        return found
+
+    def __iter__(self) -> Iterator[Instruction]:
+        for position in range(len(self._entries)):
+            yield self[position]
+
+    @property
+    def stack_heights(self) -> list[int | None]:
+        """Each instruction's stack height (None when unknown), read from the entries without building them."""
+        heights = self._heights
+        if heights is None:
+            # As `Instruction` reads it: a missing or zero height is the default, a non-integer unknown.
+            default = self._default_height
+            heights = self._heights = [
+                height if type(height) is int else None
+                for height in (entry.get("stackHeight") or default for entry in self._entries)
+            ]
+        return heights
+
+    def __repr__(self) -> str:
+        return f"InstructionList({len(self._entries)} instructions, {self._built.count(None)} not built)"
+
+
+def program_ids_of(instructions: Sequence[Instruction]) -> list[str]:
+    """The program ids of a list of instructions (an `InstructionList` has them without building any)."""
+    if type(instructions) is InstructionList:
+        return instructions.program_ids
+    return list(map(_PROGRAM_ID, instructions)) if instructions else []
+
+
+def stack_heights_of(instructions: Sequence[Instruction]) -> list[int | None]:
+    """The stack heights of a list of instructions (an `InstructionList` has them without building any)."""
+    if type(instructions) is InstructionList:
+        return instructions.stack_heights
+    return list(map(_STACK_HEIGHT, instructions))
+
+
 class TokenBalance(NamedTuple):
     """One token account's balance before or after the transaction."""
 
@@ -100,6 +203,8 @@ class Transaction:
     """A confirmed transaction with its status metadata, in one shape whatever the source encoding.
 
     `inner[i]` lists the inner instructions run under outer instruction `i`, in execution order.
+    `instructions` and each `inner[i]` are lists or, from normalisation, `InstructionList`s, which
+    build each instruction when first read.
     `pre_balances`/`post_balances` are lamports per entry of `account_keys`.
     """
 
@@ -110,8 +215,8 @@ class Transaction:
     fee: int
     account_keys: list[str]
     signers: list[str]
-    instructions: list[Instruction]
-    inner: list[list[Instruction]]
+    instructions: Sequence[Instruction]
+    inner: list[Sequence[Instruction]]
     logs: list[str] | None
     pre_balances: list[int]
     post_balances: list[int]

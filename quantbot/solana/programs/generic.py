@@ -20,6 +20,7 @@ from quantbot.solana.context import (
     activity,
     hop_swap,
 )
+from quantbot.solana.transaction import program_ids_of
 
 COMPUTE_BUDGET_PROGRAM = "ComputeBudget111111111111111111111111111111"
 MEMO_PROGRAMS = frozenset(
@@ -66,7 +67,7 @@ def swap_from_transfers(ctx: Context, inv: Invocation, venue: str, pool: str | N
 def decode_balances(ctx: Context) -> list[Activity]:
     """A swap by the fee payer through an unknown program, read from the fee payer's net balance changes."""
     tx = ctx.tx
-    outer = next((i for i, ix in enumerate(tx.instructions) if ix.program_id not in PLUMBING), None)
+    outer = next((i for i, pid in enumerate(program_ids_of(tx.instructions)) if pid not in PLUMBING), None)
     if outer is None:
         return []
     trader = ctx.trader()
@@ -82,7 +83,7 @@ def decode_balances(ctx: Context) -> list[Activity]:
         mint_in, mint_out = WSOL_MINT, up[0]
     else:
         return []
-    program_id = tx.instructions[outer].program_id
+    program_id = program_ids_of(tx.instructions)[outer]
     given = ctx.amount(mint_in, -deltas[mint_in])
     got = ctx.amount(mint_out, deltas[mint_out])
     hop = Hop(NAME, program_id, None, given, got)

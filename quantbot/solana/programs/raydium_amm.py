@@ -124,7 +124,7 @@ def parse_ray_log(text: str) -> tuple[str, bytes, dict[str, Any]] | None:
     return layout.name, data[:1], fields
 
 
-EVENTS = ProgramEvents(PROGRAM_ID, NAME, emits_logs=True, log_line_parser=parse_ray_log)
+EVENTS = ProgramEvents(PROGRAM_ID, NAME, emits_logs=True, log_line_parser=parse_ray_log, log_line_prefix=RAY_LOG_PREFIX)
 
 
 def pool_of(ix: Instruction) -> str | None:

@@ -72,14 +72,19 @@ def event_hops(inv: Invocation, ctx: Context, program_id: str) -> tuple[list[Hop
 
 
 def _pool_calls(inv: Invocation, ctx: Context) -> list[Instruction | None]:
-    """The instructions an aggregator invocation called directly, in order (its hops' pool calls)."""
-    own_height = inv.instruction.stack_height or 1
-    calls: list[Instruction | None] = []
-    for _, ix in ctx.inner_instructions(inv):
-        height = ix.stack_height
-        if height is None or height == own_height + 1:
-            calls.append(ix)
-    return calls
+    """The instructions of known pools an aggregator invocation called directly, in order (its hops).
+
+    Calls of other programs (token transfers, unknown AMMs, whose pool no decoder can name) are left out.
+    """
+    child_height = (inv.instruction.stack_height or 1) + 1
+    inner = ctx.tx.inner[inv.outer]
+    heights = ctx.heights(inv.outer)
+    pids = ctx.inner_program_ids[inv.outer]
+    return [
+        inner[index]
+        for index in range(inv.start + 1, inv.end + 1)
+        if pids[index] in POOL_OF and (heights[index] is None or heights[index] == child_height)
+    ]
 
 
 def route(inv: Invocation, ctx: Context, name: str, program_id: str | None = None) -> list[Activity] | None:
