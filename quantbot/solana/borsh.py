@@ -15,6 +15,8 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from solders.pubkey import Pubkey
+
 from quantbot.solana.codec import b58decode, pubkey_str
 
 FieldSpec = tuple[str, str]
@@ -56,7 +58,7 @@ FIXED: dict[str, tuple[str, Callable[[Any], Any] | None]] = {
 class _Segment:
     """A run of fixed-size fields (one struct) or a single variable-size field."""
 
-    __slots__ = ("converters", "item", "kind", "kinds", "names", "struct")
+    __slots__ = ("converters", "item", "kind", "kinds", "names", "pubkeys", "struct")
 
     def __init__(self, kind: str, names: list[str], fmt: str = "", item: str = "", kinds: Sequence[str] = ()) -> None:
         self.kind = kind
@@ -64,17 +66,24 @@ class _Segment:
         self.kinds = list(kinds)
         self.struct = struct.Struct("<" + fmt) if fmt else None
         self.item = item
+        self.pubkeys: list[int] = []
+        """Positions of the public-key fields (unpacked as 32 bytes, stored as base58 text)."""
         self.converters: list[tuple[int, Callable[[Any], Any]]] = []
+        """(position, converter) of the other fields that are not stored as unpacked (128-bit integers)."""
 
     def store(self, values: tuple[Any, ...], out: dict[str, Any]) -> None:
         """Put a fixed-size run's unpacked values into `out`, converted (keys to base58, u128 to int)."""
-        if self.converters:
+        # Same lengths by construction; `strict=True` would make each zip a keyword call (twice the cost).
+        if self.pubkeys or self.converters:
             converted = list(values)
+            for index in self.pubkeys:
+                # `pubkey_str` inline: events carry up to eight keys, this is the commonest conversion.
+                converted[index] = str(Pubkey.from_bytes(converted[index]))
             for index, convert in self.converters:
                 converted[index] = convert(converted[index])
-            values = tuple(converted)
-        # Same length by construction; `strict=True` would make this a keyword call (twice the cost).
-        out.update(zip(self.names, values))  # noqa: B905
+            out.update(zip(self.names, converted))  # noqa: B905
+        else:
+            out.update(zip(self.names, values))  # noqa: B905
 
 
 def _compile(fields: Sequence[FieldSpec]) -> list[_Segment]:
@@ -88,7 +97,8 @@ def _compile(fields: Sequence[FieldSpec]) -> list[_Segment]:
         nonlocal fmt, names, kinds, converters
         if names:
             segment = _Segment("fixed", names, fmt, kinds=kinds)
-            segment.converters = converters
+            segment.pubkeys = [index for index, kind in enumerate(kinds) if kind == "pubkey"]
+            segment.converters = [(index, convert) for index, convert in converters if kinds[index] != "pubkey"]
             segments.append(segment)
         fmt, names, kinds, converters = "", [], [], []
 

@@ -49,10 +49,12 @@ _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _U32_U64 = struct.Struct("<IQ")
 _PUBKEY_SIZE = 32
-_MINT_AND_DECIMALS = operator.itemgetter(2, 5)
-"""(mint, decimals) of a `TokenBalance`."""
 _OWNER = TokenBalance._fields.index("owner")
+"""Position of the owner in a `TokenBalance` (indexing a tuple is cheaper than a named field)."""
+_MINT_AND_DECIMALS = operator.itemgetter(TokenBalance._fields.index("mint"), TokenBalance._fields.index("decimals"))
+"""(mint, decimals) of a `TokenBalance`."""
 _new_tuple = tuple.__new__
+"""`tuple.__new__`, to build `TokenAccount`s without the named tuple's Python-level constructor."""
 
 
 class TokenAccount(NamedTuple):

@@ -8,6 +8,11 @@ nothing. After decoding, a swap's non-SOL leg whose mint no other swap of the tr
 to the trader's net change of that mint: what the trader really gave or got, fees taken outside the
 pools included (SOL legs keep the event's amount: the trader's SOL change also pays rent and tips).
 
+Cost (DESIGN §7 asks 10,000 transactions/s per core, parsing included): every instruction's program id
+is read once into plain lists (`Context`), which all the scans use; an instruction is built, and its
+data decoded, only when a decoder reads it; and the context holds no closure, since a reference cycle
+would keep each transaction's objects alive until the cyclic garbage collector ran.
+
 `decode_files` is what `quantbot decode PATH...` runs; `activity_to_json` is the JSON shape it prints.
 """
 
@@ -112,13 +117,13 @@ def _decode_known(ctx: Context, invoked: set[str], strict: bool) -> list[Activit
     present = REGISTRY.ids.intersection(invoked)  # the registry's programs that ran: whose events to read
     activities: list[Activity] = []
     for outer, program_id in enumerate(ctx.outer_program_ids):
-        inner = tx.inner[outer]
         if program_id in KNOWN_PROGRAMS:
-            invocations = [Invocation(program_id, outer, None, tx.instructions[outer], len(inner) - 1)]
-        elif not inner or KNOWN_PROGRAMS.isdisjoint(inner_ids[outer]):
+            last = len(inner_ids[outer]) - 1
+            invocations = [Invocation(program_id, outer, None, tx.instructions[outer], last)]
+        elif KNOWN_PROGRAMS.isdisjoint(inner_ids[outer]):
             continue  # no known program ran here (compute budget, memo, token plumbing, ...)
         else:
-            invocations = _invocations(ctx, outer, 0, len(inner) - 1, KNOWN_PROGRAMS)
+            invocations = _invocations(ctx, outer, 0, len(inner_ids[outer]) - 1, KNOWN_PROGRAMS)
         for inv in invocations:
             inv.events = _events_of(ctx, inv, present)
             activities.extend(_run(DECODERS[inv.program_id], inv, ctx, strict))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, overload
+from typing import Any, NamedTuple, cast, overload
 
 from quantbot.solana.codec import b58decode
 
@@ -153,8 +153,12 @@ class InstructionList(Sequence[Instruction]):
         return found
 
     def __iter__(self) -> Iterator[Instruction]:
-        for position in range(len(self._entries)):
-            yield self[position]
+        built = self._built
+        if None in built:  # build the rest at once, then iterate the list itself (in C)
+            for position, instruction in enumerate(built):
+                if instruction is None:
+                    built[position] = self._build(self._entries[position], self.program_ids[position])
+        return iter(cast("list[Instruction]", built))
 
     @property
     def stack_heights(self) -> list[int | None]:
@@ -163,10 +167,10 @@ class InstructionList(Sequence[Instruction]):
         if heights is None:
             # As `Instruction` reads it: a missing or zero height is the default, a non-integer unknown.
             default = self._default_height
-            heights = self._heights = [
-                height if type(height) is int else None
-                for height in (entry.get("stackHeight") or default for entry in self._entries)
-            ]
+            heights = self._heights = []
+            for entry in self._entries:
+                height = entry.get("stackHeight") or default
+                heights.append(height if type(height) is int else None)
         return heights
 
     def __repr__(self) -> str:
