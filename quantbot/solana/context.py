@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import operator
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -440,6 +440,74 @@ def activity(
 def hop_swap(ctx: Context, at: Position, trader: str, venue: str, hop: Hop) -> Activity:
     """A swap through one pool, which gives and gets what the hop does."""
     return activity(ctx, ActivityKind.SWAP, at, trader, venue, given=hop.input, got=hop.output, hops=(hop,))
+
+
+EventHandler = Callable[[Event, Context], Activity | None]
+"""Reads one named event of a program into an activity; None when the event's instruction lacks what it
+needs (an account the mints are read from, say)."""
+
+HopReader = Callable[[Event, Instruction | None, Context], Hop | None]
+"""Reads a pool's swap event, and the instruction that emitted it, into the hop it describes."""
+
+
+def event_activities(
+    inv: Invocation, ctx: Context, program_id: str, handlers: Mapping[str, EventHandler]
+) -> list[Activity] | None:
+    """What an event-publishing program's decoder returns: its events beneath the invocation that have a
+    handler, each read by the handler of its name, in order; None when none gave an activity.
+
+    A known event name means its layout decoded, so handlers can read every field it declares.
+    """
+    out: list[Activity] = []
+    for event in inv.events:
+        if event.program_id == program_id:
+            handle = handlers.get(event.name)
+            if handle is not None:
+                found = handle(event, ctx)
+                if found is not None:
+                    out.append(found)
+    return out or None
+
+
+def event_activity(
+    ctx: Context,
+    kind: ActivityKind,
+    event: Event,
+    trader: str,
+    venue: str,
+    *,
+    given: TokenAmount | None = None,
+    got: TokenAmount | None = None,
+) -> Activity:
+    """An activity at the event's own position (its natural key)."""
+    return activity(ctx, kind, (event.outer, event.inner), trader, venue, given=given, got=got)
+
+
+def swap_handler(venue: str, hop_of: HopReader, trader_field: str | None = None) -> EventHandler:
+    """The handler of a pool's swap event: the hop `hop_of` reads, as a swap through that one pool.
+
+    The trader is the event's `trader_field` account when it signed the transaction, else the fee payer.
+    """
+
+    def handle(event: Event, ctx: Context) -> Activity | None:
+        hop = hop_of(event, ctx.emitter_of(event), ctx)
+        if hop is None:
+            return None
+        trader = ctx.trader(event.fields.get(trader_field) if trader_field is not None else None)
+        return hop_swap(ctx, (event.outer, event.inner), trader, venue, hop)
+
+    return handle
+
+
+def pool_create_handler(venue: str, creator_field: str | None = None) -> EventHandler:
+    """The handler of a pool-creation event (recognised by name, no legs): created by the event's
+    `creator_field` account when it signed the transaction, else by the fee payer."""
+
+    def handle(event: Event, ctx: Context) -> Activity:
+        trader = ctx.trader(event.fields.get(creator_field) if creator_field is not None else None)
+        return event_activity(ctx, ActivityKind.POOL_CREATE, event, trader, venue)
+
+    return handle
 
 
 def swap_from_hops(ctx: Context, at: Position, trader: str, venue: str, hops: list[Hop]) -> Activity | None:

@@ -12,7 +12,16 @@ from typing import Any
 
 from quantbot.models import Activity, ActivityKind, Hop
 from quantbot.solana.borsh import Layout
-from quantbot.solana.context import Context, Invocation, account, activity, hop_swap
+from quantbot.solana.context import (
+    Context,
+    EventHandler,
+    Invocation,
+    account,
+    event_activities,
+    event_activity,
+    pool_create_handler,
+    swap_handler,
+)
 from quantbot.solana.events import Event, EventSpec, ProgramEvents, anchor_event, event_discriminator
 from quantbot.solana.transaction import Instruction
 
@@ -97,25 +106,7 @@ def pool_of(ix: Instruction) -> str | None:
 
 def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
     """Swaps, liquidity changes and pool creations of one DAMM v2 invocation."""
-    out: list[Activity] = []
-    trader = ctx.trader()
-    for event in inv.events:
-        if event.program_id != PROGRAM_ID:
-            continue
-        ix = ctx.emitter_of(event)
-        f = event.fields
-        found: Activity | None = None
-        if event.name in ("EvtSwap", "EvtSwap2") and f:
-            hop = swap_hop(event, ix, ctx)
-            if hop is not None:
-                found = hop_swap(ctx, (event.outer, event.inner), trader, NAME, hop)
-        elif event.name in ("EvtAddLiquidity", "EvtRemoveLiquidity") and f:
-            found = _liquidity(event, ix, ctx, ctx.trader(f["owner"]))
-        elif event.name == "EvtInitializePool":
-            found = activity(ctx, ActivityKind.POOL_CREATE, (event.outer, event.inner), trader, NAME)
-        if found is not None:
-            out.append(found)
-    return out or None
+    return event_activities(inv, ctx, PROGRAM_ID, HANDLERS)
 
 
 def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
@@ -130,13 +121,25 @@ def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
     return Hop(NAME, PROGRAM_ID, f["pool"], ctx.amount(mint_in, amount_in), ctx.amount(mint_out, f["output_amount"]))
 
 
-def _liquidity(event: Event, ix: Instruction | None, ctx: Context, trader: str) -> Activity | None:
+def _liquidity(event: Event, ctx: Context) -> Activity | None:
+    """A position's liquidity change by its owner, valued by its token-A leg (else token B)."""
+    ix = ctx.emitter_of(event)
     f = event.fields
     mint_a = account(ix, LIQUIDITY_MINT_A)
     mint_b = account(ix, LIQUIDITY_MINT_B)
     if mint_a is None or mint_b is None:
         return None
     leg = ctx.amount(mint_a, f["token_a_amount"]) if f["token_a_amount"] else ctx.amount(mint_b, f["token_b_amount"])
+    trader = ctx.trader(f["owner"])
     if event.name == "EvtAddLiquidity":
-        return activity(ctx, ActivityKind.LIQUIDITY_ADD, (event.outer, event.inner), trader, NAME, given=leg)
-    return activity(ctx, ActivityKind.LIQUIDITY_REMOVE, (event.outer, event.inner), trader, NAME, got=leg)
+        return event_activity(ctx, ActivityKind.LIQUIDITY_ADD, event, trader, NAME, given=leg)
+    return event_activity(ctx, ActivityKind.LIQUIDITY_REMOVE, event, trader, NAME, got=leg)
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "EvtSwap": swap_handler(NAME, swap_hop),
+    "EvtSwap2": swap_handler(NAME, swap_hop),
+    "EvtAddLiquidity": _liquidity,
+    "EvtRemoveLiquidity": _liquidity,
+    "EvtInitializePool": pool_create_handler(NAME),
+}

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from quantbot.models import Activity, ActivityKind, Hop
+from quantbot.models import Activity, Hop
 from quantbot.solana.borsh import Layout
-from quantbot.solana.context import Context, Invocation, account, activity, hop_swap
+from quantbot.solana.context import (
+    Context,
+    EventHandler,
+    Invocation,
+    account,
+    event_activities,
+    pool_create_handler,
+    swap_handler,
+)
 from quantbot.solana.events import Event, EventSpec, ProgramEvents, anchor_event, event_discriminator
 from quantbot.solana.transaction import Instruction
 
@@ -84,18 +92,7 @@ def pool_of(ix: Instruction) -> str | None:
 
 def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
     """Trades and pool creations of one DBC invocation."""
-    out: list[Activity] = []
-    trader = ctx.trader()
-    for event in inv.events:
-        if event.program_id != PROGRAM_ID:
-            continue
-        if event.name in ("EvtSwap", "EvtSwap2") and event.fields:
-            hop = swap_hop(event, ctx.emitter_of(event), ctx)
-            if hop is not None:
-                out.append(hop_swap(ctx, (event.outer, event.inner), trader, NAME, hop))
-        elif event.name == "EvtInitializePool":
-            out.append(activity(ctx, ActivityKind.POOL_CREATE, (event.outer, event.inner), trader, NAME))
-    return out or None
+    return event_activities(inv, ctx, PROGRAM_ID, HANDLERS)
 
 
 def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
@@ -108,3 +105,10 @@ def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
     mint_in, mint_out = (base, quote) if f["trade_direction"] == BASE_TO_QUOTE else (quote, base)
     amount_in = f["amount_in"] if event.name == "EvtSwap" else f["included_fee_input_amount"]
     return Hop(NAME, PROGRAM_ID, f["pool"], ctx.amount(mint_in, amount_in), ctx.amount(mint_out, f["output_amount"]))
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "EvtSwap": swap_handler(NAME, swap_hop),
+    "EvtSwap2": swap_handler(NAME, swap_hop),
+    "EvtInitializePool": pool_create_handler(NAME),
+}

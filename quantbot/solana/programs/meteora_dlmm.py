@@ -12,7 +12,16 @@ from typing import Any
 
 from quantbot.models import Activity, ActivityKind, Hop, TokenAmount
 from quantbot.solana.borsh import Layout
-from quantbot.solana.context import Context, Invocation, account, activity, hop_swap
+from quantbot.solana.context import (
+    Context,
+    EventHandler,
+    Invocation,
+    account,
+    event_activities,
+    event_activity,
+    pool_create_handler,
+    swap_handler,
+)
 from quantbot.solana.events import Event, EventSpec, ProgramEvents, anchor_event, event_discriminator
 from quantbot.solana.transaction import Instruction
 
@@ -80,34 +89,19 @@ def pool_of(ix: Instruction) -> str | None:
 
 def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
     """Swaps, liquidity changes and pair creations of one DLMM invocation."""
-    out: list[Activity] = []
-    for event in inv.events:
-        if event.program_id != PROGRAM_ID or not event.fields:
-            continue
-        ix = ctx.emitter_of(event)
-        f = event.fields
-        trader = ctx.trader(f.get("from"))
-        found: Activity | None = None
-        if event.name == "Swap":
-            hop = swap_hop(event, ix, ctx)
-            if hop is not None:
-                found = hop_swap(ctx, (event.outer, event.inner), trader, NAME, hop)
-        elif event.name in ("AddLiquidity", "RemoveLiquidity"):
-            leg = _liquidity_leg(f, ix, ctx)
-            if leg is not None:
-                if event.name == "AddLiquidity":
-                    found = activity(
-                        ctx, ActivityKind.LIQUIDITY_ADD, (event.outer, event.inner), trader, NAME, given=leg
-                    )
-                else:
-                    found = activity(
-                        ctx, ActivityKind.LIQUIDITY_REMOVE, (event.outer, event.inner), trader, NAME, got=leg
-                    )
-        elif event.name == "LbPairCreate":
-            found = activity(ctx, ActivityKind.POOL_CREATE, (event.outer, event.inner), ctx.trader(), NAME)
-        if found is not None:
-            out.append(found)
-    return out or None
+    return event_activities(inv, ctx, PROGRAM_ID, HANDLERS)
+
+
+def _liquidity(event: Event, ctx: Context) -> Activity | None:
+    """A position's liquidity change by its `from` account, valued by its first non-zero leg."""
+    f = event.fields
+    leg = _liquidity_leg(f, ctx.emitter_of(event), ctx)
+    if leg is None:
+        return None
+    trader = ctx.trader(f.get("from"))
+    if event.name == "AddLiquidity":
+        return event_activity(ctx, ActivityKind.LIQUIDITY_ADD, event, trader, NAME, given=leg)
+    return event_activity(ctx, ActivityKind.LIQUIDITY_REMOVE, event, trader, NAME, got=leg)
 
 
 def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
@@ -135,3 +129,11 @@ def _liquidity_leg(f: dict[str, Any], ix: Instruction | None, ctx: Context) -> T
     if one_sided is not None and one_sided in pair_mints:
         return ctx.amount(one_sided, amount_x or amount_y)
     return None
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "Swap": swap_handler(NAME, swap_hop, trader_field="from"),
+    "AddLiquidity": _liquidity,
+    "RemoveLiquidity": _liquidity,
+    "LbPairCreate": pool_create_handler(NAME),
+}

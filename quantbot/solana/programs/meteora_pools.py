@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from quantbot.models import Activity, ActivityKind, Hop
 from quantbot.solana.borsh import Layout
-from quantbot.solana.context import Context, Invocation, account, activity, hop_swap
+from quantbot.solana.context import (
+    Context,
+    EventHandler,
+    Invocation,
+    account,
+    event_activities,
+    event_activity,
+    pool_create_handler,
+    swap_handler,
+)
 from quantbot.solana.events import Event, ProgramEvents, anchor_event
 from quantbot.solana.transaction import Instruction
 
@@ -59,47 +68,22 @@ def pool_of(ix: Instruction) -> str | None:
 
 def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
     """Swaps, liquidity changes and pool creations of one Meteora Pools invocation."""
-    out: list[Activity] = []
-    trader = ctx.trader()
-    for event in inv.events:
-        if event.program_id != PROGRAM_ID or not event.fields:
-            continue
-        ix = ctx.emitter_of(event)
-        f = event.fields
-        found: Activity | None = None
-        if event.name == "Swap":
-            hop = swap_hop(event, ix, ctx)
-            if hop is not None:
-                found = hop_swap(ctx, (event.outer, event.inner), trader, NAME, hop)
-        elif event.name in ("AddLiquidity", "RemoveLiquidity"):
-            mint_a = ctx.mint_of(account(ix, LIQUIDITY_A_TOKEN_VAULT) or "")
-            lp_mint = account(ix, LIQUIDITY_LP_MINT)
-            if mint_a is not None and lp_mint is not None:
-                if event.name == "AddLiquidity":
-                    found = activity(
-                        ctx,
-                        ActivityKind.LIQUIDITY_ADD,
-                        (event.outer, event.inner),
-                        trader,
-                        NAME,
-                        given=ctx.amount(mint_a, f["token_a_amount"]),
-                        got=ctx.amount(lp_mint, f["lp_mint_amount"]),
-                    )
-                else:
-                    found = activity(
-                        ctx,
-                        ActivityKind.LIQUIDITY_REMOVE,
-                        (event.outer, event.inner),
-                        trader,
-                        NAME,
-                        given=ctx.amount(lp_mint, f["lp_unmint_amount"]),
-                        got=ctx.amount(mint_a, f["token_a_out_amount"]),
-                    )
-        elif event.name == "PoolCreated":
-            found = activity(ctx, ActivityKind.POOL_CREATE, (event.outer, event.inner), trader, NAME)
-        if found is not None:
-            out.append(found)
-    return out or None
+    return event_activities(inv, ctx, PROGRAM_ID, HANDLERS)
+
+
+def _liquidity(event: Event, ctx: Context) -> Activity | None:
+    """A balanced deposit or withdrawal: token A against the pool's LP token."""
+    ix = ctx.emitter_of(event)
+    mint_a = ctx.mint_of(account(ix, LIQUIDITY_A_TOKEN_VAULT) or "")
+    lp_mint = account(ix, LIQUIDITY_LP_MINT)
+    if mint_a is None or lp_mint is None:
+        return None
+    f = event.fields
+    if event.name == "AddLiquidity":
+        given, got = ctx.amount(mint_a, f["token_a_amount"]), ctx.amount(lp_mint, f["lp_mint_amount"])
+        return event_activity(ctx, ActivityKind.LIQUIDITY_ADD, event, ctx.trader(), NAME, given=given, got=got)
+    given, got = ctx.amount(lp_mint, f["lp_unmint_amount"]), ctx.amount(mint_a, f["token_a_out_amount"])
+    return event_activity(ctx, ActivityKind.LIQUIDITY_REMOVE, event, ctx.trader(), NAME, given=given, got=got)
 
 
 def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
@@ -113,3 +97,11 @@ def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
     f = event.fields
     pool = pool_of(ix) if ix is not None else None
     return Hop(NAME, PROGRAM_ID, pool, ctx.amount(mint_in, f["in_amount"]), ctx.amount(mint_out, f["out_amount"]))
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "Swap": swap_handler(NAME, swap_hop),
+    "AddLiquidity": _liquidity,
+    "RemoveLiquidity": _liquidity,
+    "PoolCreated": pool_create_handler(NAME),
+}

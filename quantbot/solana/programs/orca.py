@@ -12,7 +12,16 @@ from __future__ import annotations
 from quantbot.models import Activity, ActivityKind, Hop
 from quantbot.solana.borsh import Layout
 from quantbot.solana.codec import b58decode
-from quantbot.solana.context import Context, Invocation, account, activity, hop_swap
+from quantbot.solana.context import (
+    Context,
+    EventHandler,
+    Invocation,
+    account,
+    event_activities,
+    event_activity,
+    hop_swap,
+    pool_create_handler,
+)
 from quantbot.solana.events import Event, ProgramEvents, anchor_event, instruction_discriminator
 from quantbot.solana.programs import generic
 from quantbot.solana.transaction import Instruction
@@ -107,37 +116,33 @@ def pool_mints(ctx: Context, whirlpool: str) -> tuple[str, str] | None:
 
 def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
     """Swaps, liquidity changes and pool creations of one Whirlpool invocation."""
-    out: list[Activity] = []
-    trader = ctx.trader()
-    for event in inv.events:
-        if event.program_id != PROGRAM_ID or not event.fields:
-            continue
-        found = _from_event(event, ctx, trader)
-        if found is not None:
-            out.append(found)
-    if not out and inv.instruction.data[: len(SWAP)] in SWAPS:
+    found = event_activities(inv, ctx, PROGRAM_ID, HANDLERS)
+    if found is None and inv.instruction.data[: len(SWAP)] in SWAPS:
         # Swaps before the `Traded` event existed: read what moved.
         swap = generic.swap_from_transfers(ctx, inv, NAME, pool_of(inv.instruction))
-        if swap is not None:
-            out.append(swap)
-    return out or None
+        return None if swap is None else [swap]
+    return found
 
 
-def _from_event(event: Event, ctx: Context, trader: str) -> Activity | None:
+def _traded(event: Event, ctx: Context) -> Activity | None:
+    """A `Traded` event: a swap through the whirlpool, whose mints its vaults' balances name."""
+    mints = pool_mints(ctx, event.fields["whirlpool"])
+    if mints is None:
+        return None
+    return hop_swap(ctx, (event.outer, event.inner), ctx.trader(), NAME, traded_hop(event, ctx, mints))
+
+
+def _liquidity(event: Event, ctx: Context) -> Activity | None:
+    """A position's liquidity change, valued by its token-A leg (else token B)."""
     f = event.fields
-    if event.name == "PoolInitialized":
-        return activity(ctx, ActivityKind.POOL_CREATE, (event.outer, event.inner), trader, NAME)
     mints = pool_mints(ctx, f["whirlpool"])
     if mints is None:
         return None
     mint_a, mint_b = mints
-    if event.name == "Traded":
-        hop = traded_hop(event, ctx, mints)
-        return hop_swap(ctx, (event.outer, event.inner), trader, NAME, hop)
     leg = ctx.amount(mint_a, f["token_a_amount"]) if f["token_a_amount"] else ctx.amount(mint_b, f["token_b_amount"])
     if event.name == "LiquidityIncreased":
-        return activity(ctx, ActivityKind.LIQUIDITY_ADD, (event.outer, event.inner), trader, NAME, given=leg)
-    return activity(ctx, ActivityKind.LIQUIDITY_REMOVE, (event.outer, event.inner), trader, NAME, got=leg)
+        return event_activity(ctx, ActivityKind.LIQUIDITY_ADD, event, ctx.trader(), NAME, given=leg)
+    return event_activity(ctx, ActivityKind.LIQUIDITY_REMOVE, event, ctx.trader(), NAME, got=leg)
 
 
 def traded_hop(event: Event, ctx: Context, mints: tuple[str, str]) -> Hop:
@@ -151,3 +156,11 @@ def traded_hop(event: Event, ctx: Context, mints: tuple[str, str]) -> Hop:
         ctx.amount(mint_in, f["input_amount"]),
         ctx.amount(mint_out, f["output_amount"]),
     )
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "Traded": _traded,
+    "LiquidityIncreased": _liquidity,
+    "LiquidityDecreased": _liquidity,
+    "PoolInitialized": pool_create_handler(NAME),
+}

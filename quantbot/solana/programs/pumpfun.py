@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from quantbot.models import WSOL_MINT, Activity, ActivityKind, Hop, TokenAmount
 from quantbot.solana.borsh import Layout
-from quantbot.solana.context import Context, Invocation, account, activity
+from quantbot.solana.context import (
+    Context,
+    EventHandler,
+    Invocation,
+    account,
+    activity,
+    event_activities,
+    pool_create_handler,
+)
 from quantbot.solana.events import Event, EventSpec, ProgramEvents, anchor_event, event_discriminator
 from quantbot.solana.transaction import Instruction
 
@@ -119,20 +127,7 @@ def price_impact_pct(sol_after: int, token_after: int, sol_moved: int, token_mov
 
 def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
     """Trades and launches of one Pump.fun invocation."""
-    out: list[Activity] = []
-    for event in inv.events:
-        if event.program_id != PROGRAM_ID:
-            continue
-        if event.name == "TradeEvent":
-            found = _trade(event, ctx)
-            if found is not None:
-                out.append(found)
-        elif event.name == "CreateEvent":
-            fields = event.fields
-            out.append(
-                activity(ctx, ActivityKind.POOL_CREATE, (event.outer, event.inner), ctx.trader(fields["user"]), NAME)
-            )
-    return out or None
+    return event_activities(inv, ctx, PROGRAM_ID, HANDLERS)
 
 
 def _trade(event: Event, ctx: Context) -> Activity | None:
@@ -157,3 +152,9 @@ def _trade(event: Event, ctx: Context) -> Activity | None:
         got = ctx.amount(WSOL_MINT, max(sol - fees, 0))
     trader = ctx.trader(f["user"])
     return activity(ctx, ActivityKind.SWAP, (event.outer, event.inner), trader, NAME, given=given, got=got, hops=(hop,))
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "TradeEvent": _trade,
+    "CreateEvent": pool_create_handler(NAME, creator_field="user"),
+}

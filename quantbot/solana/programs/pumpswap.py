@@ -13,7 +13,16 @@ from typing import Any
 
 from quantbot.models import Activity, ActivityKind, Hop
 from quantbot.solana.borsh import Layout
-from quantbot.solana.context import Context, Invocation, account, activity, hop_swap
+from quantbot.solana.context import (
+    Context,
+    EventHandler,
+    Invocation,
+    account,
+    activity,
+    event_activities,
+    event_activity,
+    hop_swap,
+)
 from quantbot.solana.events import Event, ProgramEvents, anchor_event
 from quantbot.solana.transaction import Instruction
 
@@ -174,30 +183,7 @@ def price_impact_pct(base_before: int, quote_before: int, base_after: int, quote
 
 def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
     """Swaps, liquidity changes and pool creations of one PumpSwap invocation."""
-    out: list[Activity] = []
-    for event in inv.events:
-        if event.program_id != PROGRAM_ID or not event.fields:
-            continue
-        name = event.name
-        found: Activity | None = None
-        if name in ("BuyEvent", "SellEvent"):
-            found = _trade(event, ctx)
-        elif name in ("DepositEvent", "WithdrawEvent"):
-            found = _liquidity(event, ctx)
-        elif name == "CreatePoolEvent":
-            f = event.fields
-            found = activity(
-                ctx,
-                ActivityKind.POOL_CREATE,
-                (event.outer, event.inner),
-                ctx.trader(f["creator"]),
-                NAME,
-                given=ctx.amount(f["base_mint"], f["base_amount_in"]),
-                got=ctx.amount(f["lp_mint"], f["lp_token_amount_out"]),
-            )
-        if found is not None:
-            out.append(found)
-    return out or None
+    return event_activities(inv, ctx, PROGRAM_ID, HANDLERS)
 
 
 def _trade(event: Event, ctx: Context) -> Activity | None:
@@ -265,3 +251,20 @@ def _liquidity(event: Event, ctx: Context) -> Activity | None:
         given=ctx.amount(lp_mint, f["lp_token_amount_in"]),
         got=leg,
     )
+
+
+def _pool_created(event: Event, ctx: Context) -> Activity:
+    """A pool's creation by its creator: the base tokens it put in against the LP tokens it got."""
+    f = event.fields
+    given = ctx.amount(f["base_mint"], f["base_amount_in"])
+    got = ctx.amount(f["lp_mint"], f["lp_token_amount_out"])
+    return event_activity(ctx, ActivityKind.POOL_CREATE, event, ctx.trader(f["creator"]), NAME, given=given, got=got)
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "BuyEvent": _trade,
+    "SellEvent": _trade,
+    "DepositEvent": _liquidity,
+    "WithdrawEvent": _liquidity,
+    "CreatePoolEvent": _pool_created,
+}

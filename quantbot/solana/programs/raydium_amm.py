@@ -13,7 +13,15 @@ from typing import Any
 from quantbot.models import Activity, ActivityKind, Hop, TokenAmount
 from quantbot.solana.borsh import Layout
 from quantbot.solana.codec import CodecError, b64decode
-from quantbot.solana.context import Context, Invocation, account, activity, hop_swap
+from quantbot.solana.context import (
+    Context,
+    EventHandler,
+    Invocation,
+    account,
+    event_activities,
+    event_activity,
+    swap_handler,
+)
 from quantbot.solana.events import Event, ProgramEvents
 from quantbot.solana.transaction import Instruction
 
@@ -134,73 +142,44 @@ def pool_of(ix: Instruction) -> str | None:
 
 def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
     """Swaps, liquidity changes and initialisations of one Raydium AMM v4 invocation."""
-    out: list[Activity] = []
-    for event in inv.events:
-        if event.program_id != PROGRAM_ID:
-            continue
-        ix = ctx.emitter_of(event)
-        if ix is None or ix.program_id != PROGRAM_ID:
-            continue
-        found = _from_log(event, ix, ctx)
-        if found is not None:
-            out.append(found)
-    return out or None
+    return event_activities(inv, ctx, PROGRAM_ID, HANDLERS)
 
 
-def _from_log(event: Event, ix: Instruction, ctx: Context) -> Activity | None:
+def _amm_instruction(event: Event, ctx: Context) -> Instruction | None:
+    """The AMM instruction whose frame printed a log (None for another program's frame)."""
+    ix = ctx.emitter_of(event)
+    return ix if ix is not None and ix.program_id == PROGRAM_ID else None
+
+
+def _liquidity(event: Event, ctx: Context) -> Activity | None:
+    """A `Deposit` or `Withdraw` log: the coin leg against the pool's LP token."""
+    ix = _amm_instruction(event, ctx)
+    coin = ctx.mint_of(account(ix, LIQUIDITY_COIN_VAULT) or "")
+    lp_mint = account(ix, LIQUIDITY_LP_MINT)
+    if coin is None or lp_mint is None:
+        return None
     f = event.fields
-    name = event.name
-    trader = ctx.trader()
-    if name in ("SwapBaseIn", "SwapBaseOut"):
-        hop = swap_hop(event, ix, ctx)
-        if hop is None:
-            return None
-        return hop_swap(ctx, (event.outer, event.inner), trader, NAME, hop)
-    if name == "Deposit":
-        coin = ctx.mint_of(account(ix, LIQUIDITY_COIN_VAULT) or "")
-        lp_mint = account(ix, LIQUIDITY_LP_MINT)
-        if coin is None or lp_mint is None:
-            return None
-        return activity(
-            ctx,
-            ActivityKind.LIQUIDITY_ADD,
-            (event.outer, event.inner),
-            trader,
-            NAME,
-            given=ctx.amount(coin, f["deduct_coin"]),
-            got=ctx.amount(lp_mint, f["mint_lp"]),
-        )
-    if name == "Withdraw":
-        coin = ctx.mint_of(account(ix, LIQUIDITY_COIN_VAULT) or "")
-        lp_mint = account(ix, LIQUIDITY_LP_MINT)
-        if coin is None or lp_mint is None:
-            return None
-        return activity(
-            ctx,
-            ActivityKind.LIQUIDITY_REMOVE,
-            (event.outer, event.inner),
-            trader,
-            NAME,
-            given=ctx.amount(lp_mint, f["withdraw_lp"]),
-            got=ctx.amount(coin, f["out_coin"]),
-        )
-    if name == "Init":
-        coin_mint = account(ix, INIT_COIN_MINT)
-        if coin_mint is None:
-            return None
-        return activity(
-            ctx,
-            ActivityKind.POOL_CREATE,
-            (event.outer, event.inner),
-            trader,
-            NAME,
-            given=ctx.amount(coin_mint, f["coin_amount"]),
-        )
-    return None
+    if event.name == "Deposit":
+        given, got = ctx.amount(coin, f["deduct_coin"]), ctx.amount(lp_mint, f["mint_lp"])
+        return event_activity(ctx, ActivityKind.LIQUIDITY_ADD, event, ctx.trader(), NAME, given=given, got=got)
+    given, got = ctx.amount(lp_mint, f["withdraw_lp"]), ctx.amount(coin, f["out_coin"])
+    return event_activity(ctx, ActivityKind.LIQUIDITY_REMOVE, event, ctx.trader(), NAME, given=given, got=got)
 
 
-def swap_hop(event: Event, ix: Instruction, ctx: Context) -> Hop | None:
-    """The hop of a `SwapBaseIn`/`SwapBaseOut` log, with mints from the pool's vaults."""
+def _init(event: Event, ctx: Context) -> Activity | None:
+    """An `Init` log: the pool's creation, with the coin amount it was seeded with."""
+    coin_mint = account(_amm_instruction(event, ctx), INIT_COIN_MINT)
+    if coin_mint is None:
+        return None
+    given = ctx.amount(coin_mint, event.fields["coin_amount"])
+    return event_activity(ctx, ActivityKind.POOL_CREATE, event, ctx.trader(), NAME, given=given)
+
+
+def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
+    """The hop of a `SwapBaseIn`/`SwapBaseOut` log, with mints from the pool's vaults (None when the log
+    is not from an AMM instruction's frame)."""
+    if ix is None or ix.program_id != PROGRAM_ID:
+        return None
     vaults = _VAULTS_BY_ACCOUNT_COUNT.get(len(ix.accounts))
     if vaults is None:
         return None
@@ -216,3 +195,12 @@ def swap_hop(event: Event, ix: Instruction, ctx: Context) -> Hop | None:
     mint_in, mint_out = (pc, coin) if f["direction"] == PC_TO_COIN else (coin, pc)
     given: TokenAmount = ctx.amount(mint_in, amount_in)
     return Hop(NAME, PROGRAM_ID, pool_of(ix), given, ctx.amount(mint_out, amount_out))
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "SwapBaseIn": swap_handler(NAME, swap_hop),
+    "SwapBaseOut": swap_handler(NAME, swap_hop),
+    "Deposit": _liquidity,
+    "Withdraw": _liquidity,
+    "Init": _init,
+}

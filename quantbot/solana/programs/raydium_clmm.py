@@ -10,7 +10,16 @@ from __future__ import annotations
 
 from quantbot.models import Activity, ActivityKind, Hop
 from quantbot.solana.borsh import Layout
-from quantbot.solana.context import Context, Invocation, account, activity, hop_swap
+from quantbot.solana.context import (
+    Context,
+    EventHandler,
+    Invocation,
+    account,
+    event_activities,
+    event_activity,
+    pool_create_handler,
+    swap_handler,
+)
 from quantbot.solana.events import Event, ProgramEvents, anchor_event
 from quantbot.solana.transaction import Instruction
 
@@ -94,45 +103,24 @@ def pool_of(ix: Instruction) -> str | None:
 
 def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
     """Swaps, liquidity changes and pool creations of one CLMM invocation."""
-    out: list[Activity] = []
-    trader = ctx.trader()
-    for event in inv.events:
-        if event.program_id != PROGRAM_ID or not event.fields:
-            continue
-        ix = ctx.emitter_of(event)
-        f = event.fields
-        found: Activity | None = None
-        if event.name == "SwapEvent":
-            hop = swap_hop(event, ix, ctx)
-            if hop is not None:
-                found = hop_swap(ctx, (event.outer, event.inner), ctx.trader(f["sender"]), NAME, hop)
-        elif event.name == "IncreaseLiquidityEvent":
-            mint = ctx.mint_of(account(ix, INCREASE_VAULT_0) or "")
-            if mint is not None:
-                found = activity(
-                    ctx,
-                    ActivityKind.LIQUIDITY_ADD,
-                    (event.outer, event.inner),
-                    trader,
-                    NAME,
-                    given=ctx.amount(mint, f["amount_0"]),
-                )
-        elif event.name == "DecreaseLiquidityEvent":
-            mint = ctx.mint_of(account(ix, DECREASE_VAULT_0) or "")
-            if mint is not None:
-                found = activity(
-                    ctx,
-                    ActivityKind.LIQUIDITY_REMOVE,
-                    (event.outer, event.inner),
-                    trader,
-                    NAME,
-                    got=ctx.amount(mint, f["decrease_amount_0"]),
-                )
-        elif event.name == "PoolCreatedEvent":
-            found = activity(ctx, ActivityKind.POOL_CREATE, (event.outer, event.inner), trader, NAME)
-        if found is not None:
-            out.append(found)
-    return out or None
+    return event_activities(inv, ctx, PROGRAM_ID, HANDLERS)
+
+
+def _liquidity(event: Event, ctx: Context) -> Activity | None:
+    """A position's liquidity change, valued by its token-0 leg (mint from the instruction's vault 0)."""
+    ix = ctx.emitter_of(event)
+    f = event.fields
+    if event.name == "IncreaseLiquidityEvent":
+        mint = ctx.mint_of(account(ix, INCREASE_VAULT_0) or "")
+        if mint is None:
+            return None
+        given = ctx.amount(mint, f["amount_0"])
+        return event_activity(ctx, ActivityKind.LIQUIDITY_ADD, event, ctx.trader(), NAME, given=given)
+    mint = ctx.mint_of(account(ix, DECREASE_VAULT_0) or "")
+    if mint is None:
+        return None
+    got = ctx.amount(mint, f["decrease_amount_0"])
+    return event_activity(ctx, ActivityKind.LIQUIDITY_REMOVE, event, ctx.trader(), NAME, got=got)
 
 
 def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
@@ -147,3 +135,11 @@ def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
     else:
         amount_in, amount_out = f["amount_1"], f["amount_0"]
     return Hop(NAME, PROGRAM_ID, f["pool_state"], ctx.amount(mint_in, amount_in), ctx.amount(mint_out, amount_out))
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "SwapEvent": swap_handler(NAME, swap_hop, trader_field="sender"),
+    "IncreaseLiquidityEvent": _liquidity,
+    "DecreaseLiquidityEvent": _liquidity,
+    "PoolCreatedEvent": pool_create_handler(NAME),
+}

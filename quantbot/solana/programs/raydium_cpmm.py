@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from quantbot.models import Activity, ActivityKind, Hop
 from quantbot.solana.borsh import Layout
-from quantbot.solana.context import Context, Invocation, account, activity, hop_swap
+from quantbot.solana.context import (
+    Context,
+    EventHandler,
+    Invocation,
+    account,
+    event_activities,
+    event_activity,
+    swap_handler,
+)
 from quantbot.solana.events import Event, ProgramEvents, anchor_event
 from quantbot.solana.transaction import Instruction
 
@@ -73,21 +81,7 @@ def pool_of(ix: Instruction) -> str | None:
 
 def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
     """Swaps and liquidity changes of one CPMM invocation."""
-    out: list[Activity] = []
-    trader = ctx.trader()
-    for event in inv.events:
-        if event.program_id != PROGRAM_ID or not event.fields:
-            continue
-        ix = ctx.emitter_of(event)
-        if event.name == "SwapEvent":
-            hop = swap_hop(event, ix, ctx)
-            if hop is not None:
-                out.append(hop_swap(ctx, (event.outer, event.inner), trader, NAME, hop))
-        elif event.name == "LpChangeEvent":
-            found = _liquidity(event, ix, ctx, trader)
-            if found is not None:
-                out.append(found)
-    return out or None
+    return event_activities(inv, ctx, PROGRAM_ID, HANDLERS)
 
 
 def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
@@ -102,15 +96,22 @@ def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
     )
 
 
-def _liquidity(event: Event, ix: Instruction | None, ctx: Context, trader: str) -> Activity | None:
+def _liquidity(event: Event, ctx: Context) -> Activity | None:
+    """An `LpChangeEvent`: a deposit, a withdrawal or (any other change type) the pool's creation,
+    valued by its token-0 leg."""
+    ix = ctx.emitter_of(event)
     f = event.fields
     mint_0 = account(ix, LIQUIDITY_MINT_0)
     lp_mint = account(ix, LIQUIDITY_LP_MINT)
     if mint_0 is None or lp_mint is None:
         return None
     leg = ctx.amount(mint_0, f["token0_amount"])
+    trader = ctx.trader()
     if f["change_type"] == LP_DEPOSIT:
-        return activity(ctx, ActivityKind.LIQUIDITY_ADD, (event.outer, event.inner), trader, NAME, given=leg)
+        return event_activity(ctx, ActivityKind.LIQUIDITY_ADD, event, trader, NAME, given=leg)
     if f["change_type"] == LP_WITHDRAW:
-        return activity(ctx, ActivityKind.LIQUIDITY_REMOVE, (event.outer, event.inner), trader, NAME, got=leg)
-    return activity(ctx, ActivityKind.POOL_CREATE, (event.outer, event.inner), trader, NAME, given=leg)
+        return event_activity(ctx, ActivityKind.LIQUIDITY_REMOVE, event, trader, NAME, got=leg)
+    return event_activity(ctx, ActivityKind.POOL_CREATE, event, trader, NAME, given=leg)
+
+
+HANDLERS: dict[str, EventHandler] = {"SwapEvent": swap_handler(NAME, swap_hop), "LpChangeEvent": _liquidity}

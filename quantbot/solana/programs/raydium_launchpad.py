@@ -7,9 +7,17 @@ fee and `exact_in`. Layouts: the program's IDL (`raydium_launchpad.json`).
 
 from __future__ import annotations
 
-from quantbot.models import Activity, ActivityKind, Hop
+from quantbot.models import Activity, Hop
 from quantbot.solana.borsh import Layout
-from quantbot.solana.context import Context, Invocation, account, activity, hop_swap
+from quantbot.solana.context import (
+    Context,
+    EventHandler,
+    Invocation,
+    account,
+    event_activities,
+    pool_create_handler,
+    swap_handler,
+)
 from quantbot.solana.events import Event, EventSpec, ProgramEvents, event_discriminator
 from quantbot.solana.transaction import Instruction
 
@@ -84,18 +92,7 @@ def pool_of(ix: Instruction) -> str | None:
 
 def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
     """Trades and pool creations of one Launchpad invocation."""
-    out: list[Activity] = []
-    for event in inv.events:
-        if event.program_id != PROGRAM_ID:
-            continue
-        ix = ctx.emitter_of(event)
-        if event.name == "TradeEvent" and event.fields:
-            hop = trade_hop(event, ix, ctx)
-            if hop is not None:
-                out.append(hop_swap(ctx, (event.outer, event.inner), ctx.trader(), NAME, hop))
-        elif event.name == "PoolCreateEvent":
-            out.append(activity(ctx, ActivityKind.POOL_CREATE, (event.outer, event.inner), ctx.trader(), NAME))
-    return out or None
+    return event_activities(inv, ctx, PROGRAM_ID, HANDLERS)
 
 
 def trade_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
@@ -109,3 +106,9 @@ def trade_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
     return Hop(
         NAME, PROGRAM_ID, f["pool_state"], ctx.amount(mint_in, f["amount_in"]), ctx.amount(mint_out, f["amount_out"])
     )
+
+
+HANDLERS: dict[str, EventHandler] = {
+    "TradeEvent": swap_handler(NAME, trade_hop),
+    "PoolCreateEvent": pool_create_handler(NAME),
+}
