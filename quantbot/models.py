@@ -1,7 +1,7 @@
 """The domain's value types, shared by decoders, pricing, whale detection, signals and sinks.
 
-Every type is a frozen, slotted dataclass: cheap to build on the hot path, hashable where its fields
-are, and picklable, so Bytewax can carry it between workers and into recovery snapshots.
+Every type is a frozen, slotted dataclass (`record`): cheap to build on the hot path, hashable where its
+fields are, and picklable, so Bytewax can carry it between workers and into recovery snapshots.
 
 Amounts are raw integers (the token's smallest unit, a u64 on chain) with the mint's decimals
 beside them; nothing on the decode path is a float.
@@ -9,11 +9,54 @@ beside them; nothing on the decode path is a float.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from collections.abc import Callable
+from dataclasses import field
 from enum import StrEnum
+from typing import Any, TypeVar, dataclass_transform
+
+_Record = TypeVar("_Record", bound=type)
 
 WSOL_MINT = "So11111111111111111111111111111111111111112"
 """The wrapped-SOL mint; native SOL balance changes are reported under it."""
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def record(cls: _Record) -> _Record:
+    """`@dataclass(frozen=True, slots=True)`, with an `__init__` that fills the slots directly.
+
+    A frozen dataclass's own `__init__` goes through `object.__setattr__` once per field (plain
+    assignment is what freezing forbids); writing through each slot's descriptor instead builds a
+    record in about 60 % of the time, and the decoder builds several per trade.
+    """
+    made: Any = dataclasses.dataclass(frozen=True, slots=True)(cls)
+    namespace: dict[str, Any] = {"_FACTORY": _FACTORY}
+    params: list[str] = []
+    body: list[str] = []
+    for number, spec in enumerate(dataclasses.fields(made)):
+        setter, value = f"_set{number}", spec.name
+        namespace[setter] = made.__dict__[spec.name].__set__
+        if spec.default is not dataclasses.MISSING:
+            namespace[f"_default{number}"] = spec.default
+            params.append(f"{spec.name}=_default{number}")
+        elif spec.default_factory is not dataclasses.MISSING:
+            namespace[f"_factory{number}"] = spec.default_factory
+            params.append(f"{spec.name}=_FACTORY")
+            value = f"_factory{number}() if {spec.name} is _FACTORY else {spec.name}"
+        else:
+            params.append(spec.name)
+        body.append(f"    {setter}(self, {value})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body or ["    pass"])
+    exec(source, namespace)  # noqa: S102 - code built above from the class's own field names
+    init: Callable[..., None] = namespace["__init__"]
+    init.__qualname__ = f"{made.__qualname__}.__init__"
+    init.__doc__ = made.__init__.__doc__
+    made.__init__ = init
+    return made  # type: ignore[no-any-return]
+
+
+_FACTORY: Any = object()
+"""Default of a field built by a factory: the argument was not given."""
 
 
 class ActivityKind(StrEnum):
@@ -27,7 +70,7 @@ class ActivityKind(StrEnum):
     """A new pool or bonding curve (with its initial liquidity, if any): neither a trade nor a plain add."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TokenAmount:
     """A raw amount of one mint: `amount` in the mint's smallest unit, `decimals` where known."""
 
@@ -36,7 +79,7 @@ class TokenAmount:
     decimals: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class InstructionIndex:
     """Where an event sits in its transaction: the outer instruction and, for CPI, the inner one.
 
@@ -48,7 +91,7 @@ class InstructionIndex:
     inner: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Hop:
     """One pool touched by a trade, with amounts exactly as the pool's event or transfers report them.
 
@@ -64,7 +107,7 @@ class Hop:
     price_impact_pct: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Activity:
     """One user-level action recognised in a transaction: a swap, a liquidity add or remove, a transfer.
 
@@ -97,7 +140,7 @@ class FrameKind(StrEnum):
     """A DEX price-feed message: `{"symbol": "SOL/USD", "price": 151.2, "ts": ...}`."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Frame:
     """One raw message as received, the unit of recording and replay.
 
@@ -112,7 +155,7 @@ class Frame:
     position: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DeadLetter:
     """A frame (or the part of one) the flow could not use, with the reason; stored, never dropped."""
 
@@ -124,7 +167,7 @@ class DeadLetter:
     received_ns: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PriceTick:
     """A token's USD unit price implied by one trade (or given by a price feed).
 
@@ -144,7 +187,7 @@ class PriceTick:
     sequence: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ValuedActivity:
     """An activity with its USD value, or `usd_value=None` when no leg could be valued (kept, not guessed)."""
 
@@ -154,7 +197,7 @@ class ValuedActivity:
     ticks: tuple[PriceTick, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WhaleTransaction:
     """A valued activity large enough to matter, with its whale document (the schema's whale activity shape)."""
 
@@ -163,7 +206,7 @@ class WhaleTransaction:
     document: dict[str, object] = field(hash=False)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Signal:
     """A trading signal: one strategy's reaction to one whale transaction.
 
