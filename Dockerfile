@@ -1,8 +1,10 @@
 # Production image: the quantbot command, running as an unprivileged user, with a volume for the
 # recovery snapshots (a restarted container resumes where the last one stopped).
 FROM python:3.11-slim AS build
+# A C compiler for the decoder's compiled hot path (setup.py); only this stage needs it.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY quantbot ./quantbot
 COPY connectors ./connectors
 COPY sinks ./sinks

@@ -6,12 +6,14 @@ same one CPU, warm up, then make whole passes over the set for a fixed time. The
 by this script with npm into a scratch directory under the system temp dir (never into the repo) and
 run with node. The ratio compares the two on the transactions both can read (solana-dex-parser
 rejects base64-encoded and Geyser-shaped transactions); quantbot's rate on the whole corpus is
-printed too.
+printed too. The rate depends on the install: with the decoder compiled (setup.py, the default where a
+C compiler exists) or as plain Python; the run says which.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.machinery
 import json
 import os
 import shutil
@@ -25,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from quantbot.solana import decode as decode_module  # noqa: E402
 from quantbot.solana.decode import decode_transaction  # noqa: E402
 from quantbot.solana.normalise import parse_transactions  # noqa: E402
 
@@ -104,6 +107,12 @@ def time_peer(files: Sequence[Path], seconds: float, warmup: float) -> tuple[lis
     return [Path(f) for f in report["files"]], int(report["count"]), float(report["seconds"])
 
 
+def decoder_build() -> str:
+    """Whether this installation runs the decoder compiled (setup.py) or as plain Python."""
+    compiled = str(decode_module.__file__).endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+    return "compiled with mypyc" if compiled else "plain Python (not compiled)"
+
+
 def rate_line(label: str, count: int, elapsed: float) -> str:
     """`label: N tx in S s = R tx/s/core`."""
     return f"{label}: {count} tx in {elapsed:.2f} s = {count / elapsed:,.0f} tx/s/core"
@@ -130,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ours_rate = ours_count / ours_elapsed
     peer_rate = peer_count / peer_elapsed
     print(f"corpus: {len(files)} transactions, {len(peer_files)} readable by both")
+    print(f"quantbot decoder build: {decoder_build()}")
     print(rate_line("quantbot", ours_count, ours_elapsed))
     print(rate_line("solana-dex-parser", peer_count, peer_elapsed))
     print(f"ratio: {ours_rate / peer_rate:.2f}")

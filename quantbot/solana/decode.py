@@ -67,7 +67,7 @@ SUFFIXES = (".json", ".jsonl")
 """Files a directory argument contributes to `decode_files`."""
 
 
-class DecodeError(RuntimeError):
+class DecodeError(Exception):  # not RuntimeError: mypyc compiles subclasses of Exception, not of that
     """A program decoder failed on a transaction (raised only with `strict=True`)."""
 
 

@@ -18,7 +18,7 @@ from quantbot.solana.programs import generic
 from quantbot.solana.programs.catalog import NAMES, POOL_OF
 from quantbot.solana.transaction import Instruction
 
-SWAP_EVENT = Layout(
+SWAP_EVENT: Layout = Layout(
     "SwapEvent",
     [
         ("amm", "pubkey"),
