@@ -5,6 +5,9 @@ called, with the inner instructions it ran and the events they emitted) and the 
 (token accounts, balance deltas, decimals), and returns the activities it recognises, or None for "not
 mine". Balance-derived facts (deltas, token-account owners, transfers) are computed lazily, once per
 transaction, because most event-derived trades never need them.
+
+A program that publishes events declares one handler per event name (`EventHandler`) and hands the
+table to `event_activities`; `swap_handler` and `pool_create_handler` build the common ones.
 """
 
 from __future__ import annotations
