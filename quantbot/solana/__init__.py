@@ -32,8 +32,15 @@ def stale_builds(package_dir: Path) -> list[tuple[Path, Path]]:
 
 def _refuse_stale_builds() -> None:
     """The hot-path modules are compiled in place by an editable install (setup.py), and Python imports
-    a compiled module rather than its source: after an edit, the old build would run, silently."""
-    stale = stale_builds(Path(__file__).parent)
+    a compiled module rather than its source: after an edit, the old build would run, silently.
+
+    Only in a source tree: an installed wheel's files are as they were built, whatever times the
+    installer gave them (it writes each module's source after its compiled file).
+    """
+    package = Path(__file__).parent
+    if not (package.parents[1] / "setup.py").exists():
+        return
+    stale = stale_builds(package)
     if stale:
         source, built = stale[0]
         raise ImportError(
