@@ -120,6 +120,16 @@ def anchor_event(layout: Layout) -> EventSpec:
     return EventSpec(layout.name, event_discriminator(layout.name), layout.decode)
 
 
+def _no_fields(data: bytes, offset: int) -> dict[str, Any]:
+    return {}
+
+
+def named_event(name: str) -> EventSpec:
+    """An Anchor event recognised by its name only (a pool's creation, a bookkeeping step): its payload
+    is not read, and its `fields` are empty."""
+    return EventSpec(name, event_discriminator(name), _no_fields)
+
+
 class Event(NamedTuple):
     """One decoded event with its place in the transaction.
 

@@ -22,7 +22,7 @@ from quantbot.solana.context import (
     pool_create_handler,
     swap_handler,
 )
-from quantbot.solana.events import Event, EventSpec, ProgramEvents, anchor_event, event_discriminator
+from quantbot.solana.events import Event, ProgramEvents, anchor_event, named_event
 from quantbot.solana.transaction import Instruction
 
 PROGRAM_ID = "cpamdpZCGKUy5JxQXB4dcpGPiikHawvSWAd6mEn1sGG"
@@ -84,17 +84,12 @@ EVT_ADD_LIQUIDITY = Layout("EvtAddLiquidity", _LIQUIDITY)
 EVT_REMOVE_LIQUIDITY = Layout("EvtRemoveLiquidity", _LIQUIDITY)
 
 
-def _recognised(data: bytes, offset: int) -> dict[str, object]:
-    """Pool creation is recognised by name; its fee schedule is not needed."""
-    return {}
-
-
 EVENTS = ProgramEvents(
     PROGRAM_ID,
     NAME,
     (
         *(anchor_event(x) for x in (EVT_SWAP, EVT_SWAP2, EVT_ADD_LIQUIDITY, EVT_REMOVE_LIQUIDITY)),
-        EventSpec("EvtInitializePool", event_discriminator("EvtInitializePool"), _recognised),
+        named_event("EvtInitializePool"),
     ),
 )
 

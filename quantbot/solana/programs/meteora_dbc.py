@@ -20,7 +20,7 @@ from quantbot.solana.context import (
     pool_create_handler,
     swap_handler,
 )
-from quantbot.solana.events import Event, EventSpec, ProgramEvents, anchor_event, event_discriminator
+from quantbot.solana.events import Event, ProgramEvents, anchor_event, named_event
 from quantbot.solana.transaction import Instruction
 
 PROGRAM_ID = "dbcij3LWUppWqq96dh6gJWwBifmcGfLSB5D4DuSMaqN"
@@ -69,18 +69,13 @@ EVT_SWAP2 = Layout(
 )
 
 
-def _recognised(data: bytes, offset: int) -> dict[str, object]:
-    """Pool creation is recognised by name; its curve parameters are not needed."""
-    return {}
-
-
 EVENTS = ProgramEvents(
     PROGRAM_ID,
     NAME,
     (
         anchor_event(EVT_SWAP),
         anchor_event(EVT_SWAP2),
-        EventSpec("EvtInitializePool", event_discriminator("EvtInitializePool"), _recognised),
+        named_event("EvtInitializePool"),
     ),
 )
 

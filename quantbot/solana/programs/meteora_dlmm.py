@@ -22,7 +22,7 @@ from quantbot.solana.context import (
     pool_create_handler,
     swap_handler,
 )
-from quantbot.solana.events import Event, EventSpec, ProgramEvents, anchor_event, event_discriminator
+from quantbot.solana.events import Event, ProgramEvents, anchor_event, named_event
 from quantbot.solana.transaction import Instruction
 
 PROGRAM_ID = "LBUZKhRxPF3XUpBCjp4YzTKgLccjZhTSDM9YuVaPwxo"
@@ -66,18 +66,14 @@ LB_PAIR_CREATE = Layout(
 )
 
 
-def _recognised(data: bytes, offset: int) -> dict[str, object]:
-    """Position bookkeeping: recognised by name, part of a liquidity change already counted."""
-    return {}
-
-
 EVENTS = ProgramEvents(
     PROGRAM_ID,
     NAME,
     (
         *(anchor_event(x) for x in (SWAP, ADD_LIQUIDITY, REMOVE_LIQUIDITY, LB_PAIR_CREATE)),
-        EventSpec("PositionCreate", event_discriminator("PositionCreate"), _recognised),
-        EventSpec("PositionClose", event_discriminator("PositionClose"), _recognised),
+        # Position bookkeeping: part of a liquidity change the liquidity events already count.
+        named_event("PositionCreate"),
+        named_event("PositionClose"),
     ),
 )
 

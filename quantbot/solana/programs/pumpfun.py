@@ -19,7 +19,7 @@ from quantbot.solana.context import (
     event_activities,
     pool_create_handler,
 )
-from quantbot.solana.events import Event, EventSpec, ProgramEvents, anchor_event, event_discriminator
+from quantbot.solana.events import Event, ProgramEvents, anchor_event, named_event
 from quantbot.solana.transaction import Instruction
 
 PROGRAM_ID = "6EF8rrecthR5Dkzon8Nwu78hRvfCKubJ14M5uBEwF6P"
@@ -87,14 +87,7 @@ COMPLETE_EVENT = Layout(
 )
 
 
-def _recognised(data: bytes, offset: int) -> dict[str, object]:
-    """Events recognised by name only: they mark a step, their fields are not needed."""
-    return {}
-
-
-MIGRATION_EVENT = EventSpec(
-    "CompletePumpAmmMigrationEvent", event_discriminator("CompletePumpAmmMigrationEvent"), _recognised
-)
+MIGRATION_EVENT = named_event("CompletePumpAmmMigrationEvent")
 
 EVENTS = ProgramEvents(
     PROGRAM_ID,

@@ -18,7 +18,7 @@ from quantbot.solana.context import (
     pool_create_handler,
     swap_handler,
 )
-from quantbot.solana.events import Event, EventSpec, ProgramEvents, event_discriminator
+from quantbot.solana.events import Event, EventSpec, ProgramEvents, event_discriminator, named_event
 from quantbot.solana.transaction import Instruction
 
 PROGRAM_ID = "LanMV9sAd7wArD4vJFi2qDdfnVhFxYSUg6eADduJ3uj"
@@ -70,17 +70,12 @@ def _decode_trade(data: bytes, offset: int) -> dict[str, object] | None:
     return TRADE_EVENT_V1.decode(data, offset)
 
 
-def _recognised(data: bytes, offset: int) -> dict[str, object]:
-    """Pool creation is recognised by name; its nested curve parameters are not needed."""
-    return {}
-
-
 EVENTS = ProgramEvents(
     PROGRAM_ID,
     NAME,
     (
         EventSpec("TradeEvent", event_discriminator("TradeEvent"), _decode_trade),
-        EventSpec("PoolCreateEvent", event_discriminator("PoolCreateEvent"), _recognised),
+        named_event("PoolCreateEvent"),
     ),
 )
 
