@@ -369,8 +369,16 @@ class TxBuilder:
         After a failure, outer instructions are still recorded (they are in the message) but nothing
         runs: no logs, no inner instructions.
         """
-        stack = self._depth_stack
-        depth = len(stack)
+        depth = self._record(program, accounts, data, text)
+        if self.failed_at is not None:
+            return False
+        self.logs.append(f"Program {program} invoke [{depth + 1}]")
+        self._depth_stack.append((program, self.remaining))
+        return True
+
+    def _record(self, program: str, accounts: Sequence[str], data: bytes, text: str | None) -> int:
+        """Record an instruction of `program` at the current depth (outer at 0); returns that depth."""
+        depth = len(self._depth_stack)
         if program not in self.writable:
             self.readonly[program] = None
         if depth:
@@ -378,11 +386,7 @@ class TxBuilder:
         else:
             self.outer.append((program, accounts, data, text, None))
             self.inner.append([])
-        if self.failed_at is not None:
-            return False
-        self.logs.append(f"Program {program} invoke [{depth + 1}]")
-        stack.append((program, self.remaining))
-        return True
+        return depth
 
     def leave(self, units: int, before_success: Iterable[str] = ()) -> None:
         """Return from the innermost invocation, which used `units` itself (its callees' are counted)."""
@@ -408,15 +412,9 @@ class TxBuilder:
         text: str | None = None,
         before_success: Sequence[str] = (),
     ) -> None:
-        """A leaf invocation: `enter`, its log lines (whole lines, see `log_lines`), `leave`."""
-        depth = len(self._depth_stack)
-        if program not in self.writable:
-            self.readonly[program] = None
-        if depth:
-            self.inner[-1].append((program, accounts, data, text, depth + 1))
-        else:
-            self.outer.append((program, accounts, data, text, None))
-            self.inner.append([])
+        """A leaf invocation: `enter`, its log lines (whole lines, see `log_lines`), `leave` (written out
+        here rather than calling them: most instructions of a generated feed are leaves)."""
+        depth = self._record(program, accounts, data, text)
         if self.failed_at is not None:
             return
         out = self.logs
