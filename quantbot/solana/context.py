@@ -486,6 +486,15 @@ def event_activity(
     return activity(ctx, kind, (event.outer, event.inner), trader, venue, given=given, got=got)
 
 
+def lp_activity(
+    ctx: Context, event: Event, trader: str, venue: str, *, added: bool, token: TokenAmount, lp: TokenAmount
+) -> Activity:
+    """A deposit (`token` given, the pool's LP tokens `lp` got) or a withdrawal (`lp` given, `token` got)."""
+    if added:
+        return event_activity(ctx, ActivityKind.LIQUIDITY_ADD, event, trader, venue, given=token, got=lp)
+    return event_activity(ctx, ActivityKind.LIQUIDITY_REMOVE, event, trader, venue, given=lp, got=token)
+
+
 def swap_handler(venue: str, hop_of: HopReader, trader_field: str | None = None) -> EventHandler:
     """The handler of a pool's swap event: the hop `hop_of` reads, as a swap through that one pool.
 

@@ -8,7 +8,7 @@ IDL (`amm.json`, Mercurial dynamic AMM).
 
 from __future__ import annotations
 
-from quantbot.models import Activity, ActivityKind, Hop
+from quantbot.models import Activity, Hop
 from quantbot.solana.borsh import Layout
 from quantbot.solana.context import (
     Context,
@@ -16,7 +16,7 @@ from quantbot.solana.context import (
     Invocation,
     account,
     event_activities,
-    event_activity,
+    lp_activity,
     pool_create_handler,
     swap_handler,
 )
@@ -80,10 +80,10 @@ def _liquidity(event: Event, ctx: Context) -> Activity | None:
         return None
     f = event.fields
     if event.name == "AddLiquidity":
-        given, got = ctx.amount(mint_a, f["token_a_amount"]), ctx.amount(lp_mint, f["lp_mint_amount"])
-        return event_activity(ctx, ActivityKind.LIQUIDITY_ADD, event, ctx.trader(), NAME, given=given, got=got)
-    given, got = ctx.amount(lp_mint, f["lp_unmint_amount"]), ctx.amount(mint_a, f["token_a_out_amount"])
-    return event_activity(ctx, ActivityKind.LIQUIDITY_REMOVE, event, ctx.trader(), NAME, given=given, got=got)
+        token, lp = ctx.amount(mint_a, f["token_a_amount"]), ctx.amount(lp_mint, f["lp_mint_amount"])
+        return lp_activity(ctx, event, ctx.trader(), NAME, added=True, token=token, lp=lp)
+    token, lp = ctx.amount(mint_a, f["token_a_out_amount"]), ctx.amount(lp_mint, f["lp_unmint_amount"])
+    return lp_activity(ctx, event, ctx.trader(), NAME, added=False, token=token, lp=lp)
 
 
 def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:

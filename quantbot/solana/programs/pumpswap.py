@@ -18,10 +18,10 @@ from quantbot.solana.context import (
     EventHandler,
     Invocation,
     account,
-    activity,
     event_activities,
     event_activity,
     hop_swap,
+    lp_activity,
 )
 from quantbot.solana.events import Event, ProgramEvents, anchor_event
 from quantbot.solana.transaction import Instruction
@@ -228,29 +228,13 @@ def _liquidity(event: Event, ctx: Context) -> Activity | None:
     if base_mint is None or quote_mint is None or lp_mint is None:
         return None
     trader = ctx.trader(f["user"])
-    if event.name == "DepositEvent":
-        base_leg, quote_leg = f["base_amount_in"], f["quote_amount_in"]
-        leg = ctx.amount(base_mint, base_leg) if base_leg else ctx.amount(quote_mint, quote_leg)
-        return activity(
-            ctx,
-            ActivityKind.LIQUIDITY_ADD,
-            (event.outer, event.inner),
-            trader,
-            NAME,
-            given=leg,
-            got=ctx.amount(lp_mint, f["lp_token_amount_out"]),
-        )
-    base_leg, quote_leg = f["base_amount_out"], f["quote_amount_out"]
-    leg = ctx.amount(base_mint, base_leg) if base_leg else ctx.amount(quote_mint, quote_leg)
-    return activity(
-        ctx,
-        ActivityKind.LIQUIDITY_REMOVE,
-        (event.outer, event.inner),
-        trader,
-        NAME,
-        given=ctx.amount(lp_mint, f["lp_token_amount_in"]),
-        got=leg,
+    added = event.name == "DepositEvent"
+    base_leg, quote_leg = (
+        (f["base_amount_in"], f["quote_amount_in"]) if added else (f["base_amount_out"], f["quote_amount_out"])
     )
+    leg = ctx.amount(base_mint, base_leg) if base_leg else ctx.amount(quote_mint, quote_leg)
+    lp = ctx.amount(lp_mint, f["lp_token_amount_out"] if added else f["lp_token_amount_in"])
+    return lp_activity(ctx, event, trader, NAME, added=added, token=leg, lp=lp)
 
 
 def _pool_created(event: Event, ctx: Context) -> Activity:

@@ -20,6 +20,7 @@ from quantbot.solana.context import (
     account,
     event_activities,
     event_activity,
+    lp_activity,
     swap_handler,
 )
 from quantbot.solana.events import Event, ProgramEvents
@@ -160,10 +161,10 @@ def _liquidity(event: Event, ctx: Context) -> Activity | None:
         return None
     f = event.fields
     if event.name == "Deposit":
-        given, got = ctx.amount(coin, f["deduct_coin"]), ctx.amount(lp_mint, f["mint_lp"])
-        return event_activity(ctx, ActivityKind.LIQUIDITY_ADD, event, ctx.trader(), NAME, given=given, got=got)
-    given, got = ctx.amount(lp_mint, f["withdraw_lp"]), ctx.amount(coin, f["out_coin"])
-    return event_activity(ctx, ActivityKind.LIQUIDITY_REMOVE, event, ctx.trader(), NAME, given=given, got=got)
+        token, lp = ctx.amount(coin, f["deduct_coin"]), ctx.amount(lp_mint, f["mint_lp"])
+        return lp_activity(ctx, event, ctx.trader(), NAME, added=True, token=token, lp=lp)
+    token, lp = ctx.amount(coin, f["out_coin"]), ctx.amount(lp_mint, f["withdraw_lp"])
+    return lp_activity(ctx, event, ctx.trader(), NAME, added=False, token=token, lp=lp)
 
 
 def _init(event: Event, ctx: Context) -> Activity | None:
