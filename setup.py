@@ -1,9 +1,9 @@
 """Build hook: compiles the decoder's hot path to C with mypyc; everything else is in pyproject.toml.
 
 DESIGN §7 asks 10,000 transactions/s per core for parse + normalise + decode. Interpreted, those
-modules reach about 9,500 on this project's 2-core reference machine (`bench/decode.py`); compiled,
-about 12,500, from the same source: they are already fully typed (mypy --strict), which is what
-mypyc needs.
+modules reach 10,000 at best on this project's 2-core reference machine (`bench/decode.py`: 9,982 on
+the whole corpus); compiled, 11,600 to 13,000, from the same source: they are already fully typed
+(mypy --strict), which is what mypyc needs.
 
 - The compiled modules are optional extensions: without a C compiler (or with
   `QUANTBOT_PURE_PYTHON=1` in the environment) the build warns and installs them as plain Python,
