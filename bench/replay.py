@@ -31,15 +31,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from connectors.replay import ReplaySource, _ReplayPartition  # noqa: E402
-from flows import pipeline, runtime  # noqa: E402
+from flows import graph, runtime  # noqa: E402
 from flows.replay import replay  # noqa: E402
-from quantbot import stack  # noqa: E402
-from quantbot.feed import FeedSpec, generate_feed  # noqa: E402
 from quantbot.models import Frame, PriceTick  # noqa: E402
+from quantbot.ops import schema as operations  # noqa: E402
+from quantbot.ops import stack  # noqa: E402
+from quantbot.ops.demo import ensure_demo_strategy  # noqa: E402
 from quantbot.recordings import decode_frame, read_lines  # noqa: E402
 from quantbot.settings import Settings, load_settings  # noqa: E402
 from quantbot.solana.normalise import parse_transactions  # noqa: E402
-from sinks import admin  # noqa: E402
+from quantbot.stack_state import StoreName  # noqa: E402
+from quantbot.synthetic import FeedSpec, generate_feed  # noqa: E402
 
 # RSS is sampled this often during the long replay.
 MEMORY_SAMPLE_S = 1.0
@@ -48,7 +50,7 @@ PERCENTILES = (50, 90, 99)
 
 def start_stack(work: Path) -> dict[str, str]:
     """All four stores embedded, under `work`; returns their URLs as environment overrides."""
-    wanted = [stack.StoreWanted(name, None, True) for name in stack.StoreName]
+    wanted = [stack.StoreWanted(name, None, True) for name in StoreName]
     states = stack.up(wanted, work / "stack")
     failed = [s for s in states if s.action not in ("started", "reused")]
     if failed:
@@ -62,8 +64,8 @@ def start_stack(work: Path) -> dict[str, str]:
 
 def settings_for(env: dict[str, str]) -> Settings:
     settings = load_settings(config_dir=REPO_ROOT / "config", environ=env)
-    admin.migrate_up(settings)
-    admin.ensure_demo_strategy(settings)
+    operations.migrate_up(settings)
+    ensure_demo_strategy(settings)
     return settings
 
 
@@ -131,7 +133,7 @@ def latency(settings: Settings, work: Path, txs: int, rate: float) -> None:
 
     redis_sink.build = timed_build  # type: ignore[method-assign]
     speed = rate / spec.tx_per_s
-    flow = pipeline.build_flow(
+    flow = graph.build_flow(
         _TimedSource([feed], speed=speed, batch_size=settings.pipeline.replay_batch_size),
         sinks,
         runtime.flow_config(settings, runtime.active_strategies(settings)),

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.replay import ReplaySource
-from flows.pipeline import build_flow
+from flows.graph import build_flow
 from flows.runtime import active_strategies, flow_config, run, store_sinks
 from quantbot import metrics
 from quantbot.recordings import find_recordings, read_lines

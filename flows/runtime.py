@@ -11,18 +11,18 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
-from flows.pipeline import FlowConfig, FlowSinks
+from flows.graph import FlowConfig, FlowSinks
 from quantbot.pricing import PricingConfig
 from quantbot.schema.mongo import STRATEGY_CONFIGS
 from quantbot.settings import Settings
 from quantbot.signals import WhaleFollower, load_strategies
 from quantbot.whales import WhaleConfig, load_labels
+from sinks.clients import influx_client, mongo_client, postgres_connect, redis_client, resolve_endpoints
 from sinks.influx import InfluxSink
 from sinks.mongo import MongoSink
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisPolicy, RedisSink
 from sinks.retry import Backoff, Retry
-from sinks.stores import influx_client, mongo_client, postgres_connect, redis_client, resolve_endpoints
 
 log = logging.getLogger(__name__)
 

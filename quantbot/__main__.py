@@ -1,5 +1,5 @@
 """`python -m quantbot` is the `quantbot` command."""
 
-from quantbot.cli import main
+from quantbot.ops.cli import main
 
 main()

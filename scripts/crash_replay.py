@@ -34,11 +34,13 @@ import psycopg
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from quantbot import stack
-from quantbot.feed import FeedSpec, generate_feed
+from quantbot.ops import schema as operations
+from quantbot.ops import stack
+from quantbot.ops.demo import ensure_demo_strategy
+from quantbot.ops.readback import counts, first_difference, store_snapshot
 from quantbot.settings import Settings, load_settings
-from sinks import admin
-from sinks.snapshot import counts, first_difference, store_snapshot
+from quantbot.stack_state import RunningServer
+from quantbot.synthetic import FeedSpec, generate_feed
 
 # Snapshots every half second: a kill loses at most that much work, and each restart, which takes a
 # couple of seconds to import and resume, still gets past a snapshot before the next kill.
@@ -55,7 +57,7 @@ SECONDS_PER_DAY = 86_400
 class Stores:
     """The servers this script started, and how to stop them."""
 
-    servers: list[stack.RunningServer]
+    servers: list[RunningServer]
 
     def stop(self) -> None:
         for server in self.servers:
@@ -194,8 +196,8 @@ def main() -> int:
         for run, redis_db in (("reference", 0), ("crashed", 1)):
             env = run_environment(stores, run, redis_db)
             settings = settings_of(env)
-            admin.migrate_up(settings)
-            admin.ensure_demo_strategy(settings)
+            operations.migrate_up(settings)
+            ensure_demo_strategy(settings)
             started = time.monotonic()
             if run == "reference":
                 run_to_end(replay_command(recording, None, args.speed), env, work / f"{run}.log")

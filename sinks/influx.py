@@ -88,7 +88,7 @@ class InfluxSink(DynamicSink[PriceTick | Signal]):
     Parallelism: one client per worker.
 
     Args:
-        client: builds the influxdb-client (from `sinks.stores.influx_client`).
+        client: builds the influxdb-client (from `sinks.clients.influx_client`).
         bucket: the bucket written to.
         org: the organisation of the bucket.
         retry: the retry policy for transient failures.

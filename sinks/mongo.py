@@ -36,7 +36,7 @@ class MongoSink(DynamicSink[WhaleTransaction]):
     Parallelism: one client per worker.
 
     Args:
-        client: builds the pymongo client (from `sinks.stores.mongo_client`).
+        client: builds the pymongo client (from `sinks.clients.mongo_client`).
         database: the database name.
         retry: the retry policy for transient failures.
     """

@@ -76,7 +76,7 @@ class PostgresSink(DynamicSink[Signal | DeadLetter]):
     Parallelism: one connection per worker.
 
     Args:
-        connect: opens a new connection (from `sinks.stores.postgres_connect`).
+        connect: opens a new connection (from `sinks.clients.postgres_connect`).
         retry: the retry policy for transient failures.
     """
 

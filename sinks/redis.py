@@ -68,7 +68,7 @@ class RedisSink(DynamicSink[PriceTick | Signal]):
     Parallelism: one connection pool per worker.
 
     Args:
-        client: builds the redis-py client (from `sinks.stores.redis_client`).
+        client: builds the redis-py client (from `sinks.clients.redis_client`).
         retry: the retry policy for transient failures.
         policy: the TTLs.
         now: the clock deciding whether a signal is still active (injectable for replays of old data).

@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 import psycopg
 import pymongo
 import pytest
 import redis
 from pymongo.database import Database
 
-from quantbot import stack
+from quantbot.ops import readback, stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
@@ -37,8 +36,9 @@ SCHEMA_DOCUMENT = SHARED_DIR / "seed" / "database-schema.md"
 POSTGRES_ADMIN_URL = os.environ.get("QUANTBOT_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE_URL = os.environ.get("QUANTBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 # Redis database 15 is the last of the 16 a default server has: the one least likely to hold
-# anything of a developer's own, and it is flushed before every test that asks for it.
-REDIS_TEST_DB = 15
+# anything of a developer's own, and it is flushed before every test that asks for it. Two test runs at
+# once on one machine (two checkouts) each need their own: QUANTBOT_TEST_REDIS_DB picks another.
+REDIS_TEST_DB = int(os.environ.get("QUANTBOT_TEST_REDIS_DB", "15"))
 
 
 # A CLI command against test stores: start-up, a few round trips, and at most a schema migration.
@@ -115,13 +115,8 @@ class InfluxEndpoint:
     bucket: str
 
     def export(self, match: str) -> list[dict[str, Any]]:
-        """Flush the server's buffers and return every series matching `match`, as /api/v1/export gives them."""
-        with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=10):
-            pass
-        query = urllib.parse.urlencode({"match[]": match})
-        with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=10) as response:
-            body = response.read()
-        return [orjson.loads(line) for line in body.splitlines() if line.strip()]
+        """Every series matching `match`, read back after a flush (see `quantbot.ops.readback`)."""
+        return readback.influx_export(self.url, match)
 
 
 @pytest.fixture(scope="session")

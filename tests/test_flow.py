@@ -15,13 +15,13 @@ import redis
 
 from flows.replay import replay
 from quantbot.models import Frame
+from quantbot.ops.demo import DEMO_STRATEGY_ID, ensure_demo_strategy
 from quantbot.recordings import RecordingWriter
 from quantbot.schema import mongo as mongo_schema
 from quantbot.schema import postgres as pg_schema
 from quantbot.settings import Settings, load_settings
 from quantbot.solana.decode import decode_transaction
 from quantbot.solana.normalise import parse_transactions
-from sinks.admin import DEMO_STRATEGY_ID, ensure_demo_strategy
 from tests.conftest import CORPUS_DIR, REPO_ROOT, InfluxEndpoint
 
 GARBAGE = [
@@ -48,9 +48,7 @@ def corpus_frames() -> list[Frame]:
 
 
 @pytest.fixture
-def settings(
-    pg_url: str, redis_url: str, mongo_url: str, influx: InfluxEndpoint, tmp_path: Path
-) -> Iterator[Settings]:
+def settings(pg_url: str, redis_url: str, mongo_url: str, influx: InfluxEndpoint, tmp_path: Path) -> Iterator[Settings]:
     """Settings pointing at the test stores, migrated, with whale tiers low enough for the corpus' trades."""
     db = f"flow_{int(time.time() * 1000)}"
     env = {

@@ -16,8 +16,8 @@ import redis
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from pymongo.database import Database
 
-from quantbot import stack
 from quantbot.models import WSOL_MINT, Activity, ActivityKind, DeadLetter, InstructionIndex, PriceTick, TokenAmount
+from quantbot.ops import stack
 from quantbot.pricing import USDC_MINT, PriceBook
 from quantbot.schema import mongo as mongo_schema
 from quantbot.schema import postgres as pg_schema

@@ -26,8 +26,9 @@ import pymongo
 import pytest
 import redis
 
-from quantbot import stack
-from quantbot.stack import StoreName, StoreState, StoreWanted
+from quantbot.ops import stack
+from quantbot.ops.stack import StoreState, StoreWanted
+from quantbot.stack_state import StoreName, recorded_urls
 
 ALL_EMBEDDED = [StoreWanted(name, None, True) for name in StoreName]
 # A killed process disappears within milliseconds; 5 s means the test found a real leak.
@@ -164,7 +165,7 @@ def test_second_up_reuses_every_server(first_up: list[StoreState], stack_dir: Pa
 
 def test_recorded_urls_are_the_started_ones(first_up: list[StoreState], stack_dir: Path) -> None:
     """`recorded_urls` gives other commands exactly the URLs `up` reported."""
-    assert stack.recorded_urls(stack_dir) == {state.name: state.url for state in first_up}
+    assert recorded_urls(stack_dir) == {state.name: state.url for state in first_up}
 
 
 def test_status_reports_every_store_running(first_up: list[StoreState], stack_dir: Path) -> None:
@@ -271,7 +272,7 @@ def test_down_stops_everything_and_keeps_data(first_up: list[StoreState], stack_
         pid = running[name]
         assert pid is not None
         assert _wait_gone(pid)
-    assert stack.recorded_urls(stack_dir) == {}
+    assert recorded_urls(stack_dir) == {}
     assert {state.action for state in stack.status(ALL_EMBEDDED, stack_dir)} == {"stopped"}
 
     again = _by_name(stack.up(ALL_EMBEDDED, stack_dir))

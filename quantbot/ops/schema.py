@@ -11,19 +11,15 @@ the MongoDB collections quantbot created, so the stores are as empty as before t
 from __future__ import annotations
 
 import logging
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from quantbot.schema import influx as influx_schema
 from quantbot.schema import mongo as mongo_schema
 from quantbot.schema import postgres as pg_schema
 from quantbot.settings import Settings
-from sinks.stores import (
+from sinks.clients import (
     describe,
     influx_client,
     mongo_client,
@@ -173,135 +169,3 @@ def doctor(settings: Settings) -> list[StoreReport]:
         _checked("influx", endpoints.influx, influx),
         _checked("redis", endpoints.redis, lambda: _redis_check(settings, endpoints.redis, "ok")),
     ]
-
-
-# The look-back of a point count: 30 years covers every Solana block time (the chain began in 2020);
-# VictoriaMetrics answers nothing at all for a 100-year window.
-COUNT_WINDOW = "30y"
-
-
-def _influx_series_count(settings: Settings, url: str | None, measurement: str, field: str) -> int | None:
-    """Points of one field of a measurement, where the server answers PromQL (VictoriaMetrics); else None."""
-    if url is None:
-        return None
-    query = f'sum(count_over_time({{__name__="{measurement}_{field}"}}[{COUNT_WINDOW}]))'
-    try:
-        with urllib.request.urlopen(f"{url}/internal/force_flush", timeout=settings.influx.timeout_ms / 1000):  # noqa: S310 - the configured store URL
-            pass
-        address = f"{url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
-        with urllib.request.urlopen(address, timeout=settings.influx.timeout_ms / 1000) as response:  # noqa: S310
-            result = orjson.loads(response.read())["data"]["result"]
-    except Exception as exc:
-        log.info("store=influx count unavailable: %s", _first_line(exc))
-        return None
-    return int(float(result[0]["value"][1])) if result else 0
-
-
-@dataclass(frozen=True)
-class StoreCounts:
-    """What the stores hold after a run, read back from the stores themselves."""
-
-    signals: int
-    dead_letters: int
-    whales: int
-    price_keys: int
-    signal_keys: int
-    price_points: int | None
-    signal_points: int | None
-    largest_whales: list[dict[str, Any]]
-
-
-def store_counts(settings: Settings, largest: int = 5) -> StoreCounts:
-    """Count rows, documents, keys and points in the four stores."""
-    endpoints = resolve_endpoints(settings)
-    with postgres_connect(settings, endpoints.postgres) as conn:
-        signals = conn.execute("SELECT count(*) FROM trading_signals").fetchone()
-        letters = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
-    with mongo_client(settings, endpoints.mongo) as client:
-        collection = client[settings.mongo.db][mongo_schema.WHALE_ACTIVITY.name]
-        whales = collection.count_documents({})
-        top = list(
-            collection.find(
-                {}, {"walletAddress": 1, "valueUsd": 1, "walletProfile.whaleCategory": 1, "market.venue": 1}
-            )
-            .sort("valueUsd", -1)
-            .limit(largest)
-        )
-    client_r = redis_client(settings, endpoints.redis)
-    try:
-        price_keys = sum(1 for _ in client_r.scan_iter(match="price:*", count=1000))
-        signal_keys = sum(1 for _ in client_r.scan_iter(match="signal:*", count=1000))
-    finally:
-        client_r.close()
-    return StoreCounts(
-        signals=int(signals[0]) if signals else 0,
-        dead_letters=int(letters[0]) if letters else 0,
-        whales=whales,
-        price_keys=price_keys,
-        signal_keys=signal_keys,
-        price_points=_influx_series_count(settings, endpoints.influx, "token_prices", "price"),
-        signal_points=_influx_series_count(settings, endpoints.influx, "trading_signals", "confidence"),
-        largest_whales=top,
-    )
-
-
-DEMO_USER_ID = "00000000-0000-4000-8000-00000000d3e0"
-DEMO_STRATEGY_ID = "00000000-0000-4000-8000-00000000d3e1"
-# Not a password hash any login could match: the demo user exists to own the demo strategy only.
-DISABLED_PASSWORD_HASH = "!disabled"  # noqa: S105 - deliberately matches no password
-
-
-def demo_strategy_document() -> dict[str, Any]:
-    """The demo's whale follower, in the schema's strategy-configuration shape."""
-    return {
-        "_id": DEMO_STRATEGY_ID,
-        "userId": DEMO_USER_ID,
-        "name": "Whale Follower Demo",
-        "type": "whale_follower",
-        "description": "Follows swaps of $100k and more into the token the whale bought",
-        "status": "active",
-        "parameters": {
-            "minTransactionValueUsd": 100_000,
-            "minWhaleInfluenceScore": 1,
-            "followSizePercentage": 5,
-            "maxPositionSizeUsd": 10_000,
-            "allowedTokens": {"type": "denylist", "list": []},
-            "executionDelay": 60,
-            "takeProfitPercent": 15,
-            "stopLossPercent": 7.5,
-            "timeBasedExit": {"enabled": True, "maxHoldingTimeHours": 48},
-        },
-        "filters": {"transactionTypes": ["swap"], "excludedWallets": [], "minimumLiquidityUsd": 500_000},
-    }
-
-
-def ensure_demo_strategy(settings: Settings) -> str:
-    """Create the demo user and its whale-follower strategy in PostgreSQL and MongoDB; idempotent."""
-    from psycopg.types.json import Jsonb
-
-    endpoints = resolve_endpoints(settings)
-    document = demo_strategy_document()
-    with postgres_connect(settings, endpoints.postgres) as conn, conn.transaction():
-        conn.execute(
-            "INSERT INTO users (user_id, email, password_hash, role) VALUES (%s, %s, %s, 'user')"
-            " ON CONFLICT (user_id) DO NOTHING",
-            (DEMO_USER_ID, "demo@quantbot.local", DISABLED_PASSWORD_HASH),
-        )
-        conn.execute(
-            "INSERT INTO trading_strategies"
-            " (strategy_id, user_id, strategy_name, strategy_type, description, parameters)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (strategy_id) DO NOTHING",
-            (
-                DEMO_STRATEGY_ID,
-                DEMO_USER_ID,
-                document["name"],
-                document["type"],
-                document["description"],
-                Jsonb({"parameters": document["parameters"], "filters": document["filters"]}),
-            ),
-        )
-    with mongo_client(settings, endpoints.mongo) as client:
-        client[settings.mongo.db][mongo_schema.STRATEGY_CONFIGS.name].replace_one(
-            {"_id": DEMO_STRATEGY_ID}, document, upsert=True
-        )
-    return DEMO_STRATEGY_ID

@@ -18,7 +18,9 @@ from bytewax.outputs import Sink
 
 from quantbot import metrics
 from quantbot.models import DeadLetter, Frame, PriceTick, Signal, WhaleTransaction
-from quantbot.pipeline import (
+from quantbot.pricing import FeedQuote, PricingConfig
+from quantbot.signals import WhaleFollower
+from quantbot.steps import (
     DecodedTransaction,
     Valuation,
     ValuedTransaction,
@@ -27,8 +29,6 @@ from quantbot.pipeline import (
     signals_of,
     whales_of,
 )
-from quantbot.pricing import FeedQuote, PricingConfig
-from quantbot.signals import WhaleFollower
 from quantbot.whales import WhaleConfig
 
 ONE_BOOK = "book"

@@ -29,7 +29,11 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from quantbot.feed.chain import (
+from quantbot.models import WSOL_MINT, TokenAmount
+from quantbot.pricing import USDC_MINT
+from quantbot.solana.events import instruction_discriminator
+from quantbot.solana.programs import jupiter, meteora_dlmm, orca, pumpfun, pumpswap, raydium_amm, routes
+from quantbot.synthetic.chain import (
     ACCOUNT_SIZE_RETURN_LOG,
     ATA_CREATE_IDEMPOTENT,
     ATA_PROGRAM,
@@ -59,11 +63,7 @@ from quantbot.feed.chain import (
     unit_limit,
     unit_price,
 )
-from quantbot.feed.market import CURVE_MAX_REAL_SOL, LAMPORTS_PER_SOL, RAYDIUM_AUTHORITY, Market, Pool, Wallet
-from quantbot.models import WSOL_MINT, TokenAmount
-from quantbot.pricing import USDC_MINT
-from quantbot.solana.events import instruction_discriminator
-from quantbot.solana.programs import jupiter, meteora_dlmm, orca, pumpfun, pumpswap, raydium_amm, routes
+from quantbot.synthetic.market import CURVE_MAX_REAL_SOL, LAMPORTS_PER_SOL, RAYDIUM_AUTHORITY, Market, Pool, Wallet
 
 JUPITER = jupiter.PROGRAM_ID
 RAYDIUM = raydium_amm.PROGRAM_ID

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 
 from solders.pubkey import Pubkey
 
-from quantbot.feed.chain import KNOWN_LAMPORTS, TOKEN_ACCOUNT_RENT
 from quantbot.models import WSOL_MINT
 from quantbot.pricing import USDC_MINT, USDT_MINT
 from quantbot.solana.codec import b58decode
+from quantbot.synthetic.chain import KNOWN_LAMPORTS, TOKEN_ACCOUNT_RENT
 
 SOL_DECIMALS = 9
 STABLE_DECIMALS = 6

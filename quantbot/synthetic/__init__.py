@@ -1,10 +1,10 @@
-"""Synthetic feeds: realistic recordings of DEX traffic that the real decoders decode (`quantbot feed generate`).
+"""Synthetic feeds: realistic recordings of DEX traffic that the real decoders decode (`quantbot synthetic generate`).
 
 A feed is a recording (`quantbot.recordings` line format, source `synthetic`) of:
 
 - `transaction` frames: JSON-RPC `getTransaction` responses, mostly in the `json` encoding and some in
   `jsonParsed` and `base64`, of Jupiter routes, Pump.fun, PumpSwap, Raydium, Orca and Meteora swaps,
-  plain transfers and failed swaps, built by `quantbot.feed.venues` against `quantbot.feed.market`;
+  plain transfers and failed swaps, built by `quantbot.synthetic.venues` against `quantbot.synthetic.market`;
 - `price` frames: SOL/USD every `price_every_s` seconds of feed time;
 - malformed lines, `garbage_share` of all lines, interleaved evenly: noise, truncated frame lines, frames
   whose payload is a truncated transaction, an RPC error or no transaction at all, frames of an unknown
@@ -30,12 +30,12 @@ import orjson
 import zstandard
 from solders.signature import Signature
 
-from quantbot.feed.b58 import b58encode
-from quantbot.feed.market import Market
-from quantbot.feed.spec import Expected, FeedSpec, FeedStats
-from quantbot.feed.venues import LEGACY_SHARE, PUMPFUN_MAX_USD, PUMPSWAP_MAX_USD, VENUE_NAMES, Outcome, Venues
 from quantbot.models import Frame, FrameKind
 from quantbot.recordings import ZSTD_LEVEL, encode_frame
+from quantbot.synthetic.b58 import b58encode
+from quantbot.synthetic.market import Market
+from quantbot.synthetic.spec import Expected, FeedSpec, FeedStats
+from quantbot.synthetic.venues import LEGACY_SHARE, PUMPFUN_MAX_USD, PUMPSWAP_MAX_USD, VENUE_NAMES, Outcome, Venues
 
 __all__ = ["Expected", "FeedSpec", "FeedStats", "generate_feed", "iter_feed"]
 

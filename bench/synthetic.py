@@ -1,7 +1,7 @@
 """Benchmark: synthetic feed generation rate, one core.
 
 One command, `python bench/feed.py [--txs N] [--seed S] [--out PATH]`: pins the process to one CPU,
-writes a feed of N transactions (default 100,000) with `quantbot.feed.generate_feed` to PATH (default a
+writes a feed of N transactions (default 100,000) with `quantbot.synthetic.generate_feed` to PATH (default a
 `.jsonl` file under the system temp dir, removed afterwards), and prints the rate in transactions per
 second, the lines written and the file size. A `.jsonl.gz` or `.jsonl.zst` PATH measures compression too.
 The rate is given per wall-clock second and per second of this process's CPU time: on a shared machine
@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from quantbot.feed import FeedSpec, generate_feed  # noqa: E402
+from quantbot.synthetic import FeedSpec, generate_feed  # noqa: E402
 
 DEFAULT_TXS = 100_000
 START_TIME = 1_750_000_000

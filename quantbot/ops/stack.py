@@ -43,7 +43,6 @@ import glob
 import grp
 import importlib.metadata
 import importlib.util
-import json
 import logging
 import math
 import os
@@ -62,11 +61,18 @@ import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-from quantbot.errors import QuantbotError
+from quantbot.settings import redact_url
+from quantbot.stack_state import (
+    STATE_FILE,
+    RunningServer,
+    StackError,
+    StoreName,
+    read_state,
+    write_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +129,7 @@ POSTGRES_USER = "quantbot"
 POSTGRES_DATABASE = "quantbot"
 """The database the embedded PostgreSQL URL names; created by the first `up`."""
 
-STATE_FILE = "state.json"
 LOCK_FILE = ".lock"
-STATE_VERSION = 1
-"""Version of `state.json`'s layout, so a later layout can read or refuse an older one."""
 
 DEFAULT_PORTS = {
     "postgresql": 5432,
@@ -140,25 +143,12 @@ DEFAULT_PORTS = {
 """The port each URL scheme implies when the URL names none."""
 
 
-class StackError(QuantbotError):
-    """A server of the embedded stack could not be started or stopped."""
-
-
 class ServerUnavailableError(StackError):
     """The server's program is not installed, or not usable by this account: nothing was started."""
 
 
 class ServerStartError(StackError):
     """The server was launched but exited, or did not answer within its deadline; it was stopped again."""
-
-
-class StoreName(StrEnum):
-    """The four stores of the platform."""
-
-    POSTGRES = "postgres"
-    REDIS = "redis"
-    MONGO = "mongo"
-    INFLUX = "influx"
 
 
 @dataclass(frozen=True)
@@ -198,63 +188,6 @@ class StoreState:
     pid: int | None
 
 
-@dataclass(frozen=True)
-class RunningServer:
-    """A server process started by this module.
-
-    Attributes:
-        name: the store it serves.
-        pid: its process id; it leads its own session and process group.
-        port: the loopback TCP port it listens on.
-        url: the URL clients use (no password: trust auth or none).
-        data_dir: where it keeps its data.
-        log: the file its stdout and stderr go to.
-        program: the server and its version, e.g. "valkey 8.1.8".
-        account: the system account it runs as when that is not the caller's (PostgreSQL under root).
-        started_ticks: its start time in clock ticks since boot (Linux procfs), which tells it apart
-            from a later process that reuses its pid; None where procfs is missing.
-    """
-
-    name: StoreName
-    pid: int
-    port: int
-    url: str
-    data_dir: Path
-    log: Path
-    program: str
-    account: str | None = None
-    started_ticks: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The record kept in `state.json`."""
-        return {
-            "pid": self.pid,
-            "port": self.port,
-            "url": self.url,
-            "data_dir": str(self.data_dir),
-            "log": str(self.log),
-            "program": self.program,
-            "account": self.account,
-            "started_ticks": self.started_ticks,
-            "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-
-    @classmethod
-    def from_json(cls, name: StoreName, record: Mapping[str, Any]) -> RunningServer:
-        """Read back a record written by `to_json`."""
-        return cls(
-            name=name,
-            pid=int(record["pid"]),
-            port=int(record["port"]),
-            url=str(record["url"]),
-            data_dir=Path(record["data_dir"]),
-            log=Path(record["log"]),
-            program=str(record["program"]),
-            account=record.get("account"),
-            started_ticks=record.get("started_ticks"),
-        )
-
-
 # ------------------------------------------------------------------------------------------ the commands
 
 
@@ -281,7 +214,7 @@ def up(wanted: Sequence[StoreWanted], stack_dir: Path) -> list[StoreState]:
     stack_dir = stack_dir.absolute()
     results: list[StoreState] = []
     with _locked(stack_dir):
-        records = _read_state(stack_dir)
+        records = read_state(stack_dir)
         for store in wanted:
             try:
                 state, server = _up_one(store, records.get(store.name), stack_dir)
@@ -290,7 +223,7 @@ def up(wanted: Sequence[StoreWanted], stack_dir: Path) -> list[StoreState]:
                 state, server = StoreState(store.name, shown, "failed", _first_line(exc), None), None
             if server is not None:
                 records[store.name] = server
-                _write_state(stack_dir, records)
+                write_state(stack_dir, records)
             log.info("stack store=%s action=%s pid=%s url=%s", store.name, state.action, state.pid, state.url)
             results.append(state)
     return results
@@ -311,7 +244,7 @@ def down(stack_dir: Path) -> list[StoreState]:
     if not (stack_dir / STATE_FILE).exists():
         return results
     with _locked(stack_dir):
-        records = _read_state(stack_dir)
+        records = read_state(stack_dir)
         for name, server in list(records.items()):
             where = f"data kept in {_shown(server.data_dir)}"
             try:
@@ -324,7 +257,7 @@ def down(stack_dir: Path) -> list[StoreState]:
             else:
                 detail = f"{server.program} (pid {server.pid}) was not running; {where}"
             del records[name]
-            _write_state(stack_dir, records)
+            write_state(stack_dir, records)
             log.info("stack store=%s action=stopped pid=%s was_running=%s", name, server.pid, was_running)
             results.append(StoreState(name, server.url, "stopped", detail, server.pid))
     return results
@@ -340,16 +273,8 @@ def status(wanted: Sequence[StoreWanted], stack_dir: Path) -> list[StoreState]:
     Returns:
         One state per wanted store, in the order given.
     """
-    records = _read_state(stack_dir.absolute())
+    records = read_state(stack_dir.absolute())
     return [_status_one(store, records.get(store.name)) for store in wanted]
-
-
-def recorded_urls(stack_dir: Path) -> dict[StoreName, str]:
-    """The URLs of the embedded servers recorded by `up`, whether or not they answer right now.
-
-    This is what the settings use for a store that is embedded and has no explicit URL.
-    """
-    return {name: server.url for name, server in _read_state(stack_dir.absolute()).items()}
 
 
 def is_reachable(name: StoreName, url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
@@ -761,33 +686,6 @@ def _url_identity(url: str) -> tuple[str, str]:
 
 
 # ------------------------------------------------------------------------------------------ state and lock
-
-
-def _read_state(stack_dir: Path) -> dict[StoreName, RunningServer]:
-    """The servers recorded in `state.json` (none when it does not exist)."""
-    path = stack_dir / STATE_FILE
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise StackError(f"stack state `{path}` is unreadable ({exc}); stop its servers, then remove it") from exc
-    if raw.get("version") != STATE_VERSION:
-        raise StackError(f"stack state `{path}` has layout version {raw.get('version')!r}, expected {STATE_VERSION}")
-    return {StoreName(name): RunningServer.from_json(StoreName(name), rec) for name, rec in raw["servers"].items()}
-
-
-def _write_state(stack_dir: Path, servers: Mapping[StoreName, RunningServer]) -> None:
-    """Replace `state.json` atomically: readers see the old file or the new one, never half of one."""
-    path = stack_dir / STATE_FILE
-    tmp = path.with_name(f".{STATE_FILE}.{os.getpid()}.tmp")
-    body = {"version": STATE_VERSION, "servers": {str(n): s.to_json() for n, s in sorted(servers.items())}}
-    with tmp.open("w", encoding="utf-8") as fh:
-        json.dump(body, fh, indent=2)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -1247,9 +1145,6 @@ _PROBES: dict[StoreName, Callable[[str, float], str | None]] = {
 
 
 def _redact(url: str) -> str:
-    # Imported late: the settings read `recorded_urls`, so a module-level import could be circular.
-    from quantbot.settings import redact_url
-
     return redact_url(url)
 
 

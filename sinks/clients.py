@@ -23,7 +23,7 @@ from psycopg_pool import ConnectionPool
 
 from quantbot.errors import ConfigError
 from quantbot.settings import Settings, redact_url
-from quantbot.stack import recorded_urls
+from quantbot.stack_state import recorded_urls
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""What the dataflow wrote, read back from the four stores as plain, comparable data.
+"""What the dataflow wrote, read back from the four stores: counts for summaries, snapshots to compare.
 
 Used to check that a run interrupted by crashes left exactly what an uninterrupted run leaves. Only
 what the flow determines is read: server-side clocks (`dead_letters.recorded_at`) and TTLs are left out.
@@ -6,16 +6,21 @@ what the flow determines is read: server-side clocks (`dead_letters.recorded_at`
 
 from __future__ import annotations
 
+import logging
 import math
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from quantbot.schema import mongo as mongo_schema
 from quantbot.schema.mongo import WHALE_ACTIVITY
 from quantbot.settings import Settings
-from sinks.stores import mongo_client, postgres_connect, redis_client, resolve_endpoints
+from sinks.clients import mongo_client, postgres_connect, redis_client, resolve_endpoints
+
+log = logging.getLogger(__name__)
 
 # Every measurement the flow writes; VictoriaMetrics names a series `<measurement>_<field>`.
 FLOW_SERIES = '{__name__=~"token_prices_.*|trading_signals_.*"}'
@@ -27,15 +32,26 @@ come back a few units apart in its 12th to 16th digit. InfluxDB and the other st
 exactly; a real difference in the flow's output is many orders of magnitude larger."""
 
 
+def influx_export(url: str, match: str, timeout_s: float = HTTP_TIMEOUT_S) -> list[dict[str, Any]]:
+    """Every series matching `match` on a VictoriaMetrics server, as `/api/v1/export` gives them.
+
+    The server's in-memory buffers are flushed first, so that what was just written is read back.
+    """
+    _force_flush(url, timeout_s)
+    query = urllib.parse.urlencode({"match[]": match})
+    with urllib.request.urlopen(f"{url}/api/v1/export?{query}", timeout=timeout_s) as response:  # noqa: S310 - store URL
+        return [orjson.loads(line) for line in response.read().splitlines() if line.strip()]
+
+
+def _force_flush(url: str, timeout_s: float) -> None:
+    with urllib.request.urlopen(f"{url}/internal/force_flush", timeout=timeout_s):  # noqa: S310 - the store URL
+        pass
+
+
 def influx_series(url: str) -> list[dict[str, Any]]:
     """Every flow series of a VictoriaMetrics server, sorted, samples sorted by time."""
-    with urllib.request.urlopen(f"{url}/internal/force_flush", timeout=HTTP_TIMEOUT_S):  # noqa: S310 - store URL
-        pass
-    query = urllib.parse.urlencode({"match[]": FLOW_SERIES})
-    with urllib.request.urlopen(f"{url}/api/v1/export?{query}", timeout=HTTP_TIMEOUT_S) as response:  # noqa: S310
-        lines = [orjson.loads(line) for line in response.read().splitlines() if line.strip()]
     series = []
-    for line in lines:
+    for line in influx_export(url, FLOW_SERIES):
         samples = sorted(zip(line["timestamps"], line["values"], strict=True))
         series.append({"metric": line["metric"], "samples": samples})
     return sorted(series, key=lambda s: sorted(s["metric"].items()))
@@ -104,3 +120,73 @@ def first_difference(a: object, b: object, path: str = "") -> str | None:
 def counts(snapshot: dict[str, Any]) -> dict[str, int]:
     """Items per store part (rows, documents, keys, series), for the report."""
     return {name: len(part) for name, part in snapshot.items()}
+
+
+# The look-back of a point count: 30 years covers every Solana block time (the chain began in 2020);
+# VictoriaMetrics answers nothing at all for a 100-year window.
+COUNT_WINDOW = "30y"
+
+
+def _influx_series_count(settings: Settings, url: str | None, measurement: str, field: str) -> int | None:
+    """Points of one field of a measurement, where the server answers PromQL (VictoriaMetrics); else None."""
+    if url is None:
+        return None
+    query = f'sum(count_over_time({{__name__="{measurement}_{field}"}}[{COUNT_WINDOW}]))'
+    timeout_s = settings.influx.timeout_ms / 1000
+    try:
+        _force_flush(url, timeout_s)
+        address = f"{url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+        with urllib.request.urlopen(address, timeout=timeout_s) as response:  # noqa: S310
+            result = orjson.loads(response.read())["data"]["result"]
+    except Exception as exc:
+        log.info("store=influx count unavailable: %s", (str(exc).strip() or type(exc).__name__).splitlines()[0])
+        return None
+    return int(float(result[0]["value"][1])) if result else 0
+
+
+@dataclass(frozen=True)
+class StoreCounts:
+    """What the stores hold after a run, read back from the stores themselves."""
+
+    signals: int
+    dead_letters: int
+    whales: int
+    price_keys: int
+    signal_keys: int
+    price_points: int | None
+    signal_points: int | None
+    largest_whales: list[dict[str, Any]]
+
+
+def store_counts(settings: Settings, largest: int = 5) -> StoreCounts:
+    """Count rows, documents, keys and points in the four stores."""
+    endpoints = resolve_endpoints(settings)
+    with postgres_connect(settings, endpoints.postgres) as conn:
+        signals = conn.execute("SELECT count(*) FROM trading_signals").fetchone()
+        letters = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+    with mongo_client(settings, endpoints.mongo) as client:
+        collection = client[settings.mongo.db][mongo_schema.WHALE_ACTIVITY.name]
+        whales = collection.count_documents({})
+        top = list(
+            collection.find(
+                {}, {"walletAddress": 1, "valueUsd": 1, "walletProfile.whaleCategory": 1, "market.venue": 1}
+            )
+            .sort("valueUsd", -1)
+            .limit(largest)
+        )
+    client_r = redis_client(settings, endpoints.redis)
+    try:
+        price_keys = sum(1 for _ in client_r.scan_iter(match="price:*", count=1000))
+        signal_keys = sum(1 for _ in client_r.scan_iter(match="signal:*", count=1000))
+    finally:
+        client_r.close()
+    return StoreCounts(
+        signals=int(signals[0]) if signals else 0,
+        dead_letters=int(letters[0]) if letters else 0,
+        whales=whales,
+        price_keys=price_keys,
+        signal_keys=signal_keys,
+        price_points=_influx_series_count(settings, endpoints.influx, "token_prices", "price"),
+        signal_points=_influx_series_count(settings, endpoints.influx, "trading_signals", "confidence"),
+        largest_whales=top,
+    )

@@ -157,7 +157,8 @@ def config_show(ctx: _Context, fmt: str) -> None:
 
 
 def _wanted(settings: Settings) -> list[Any]:
-    from quantbot.stack import StoreName, StoreWanted
+    from quantbot.ops.stack import StoreWanted
+    from quantbot.stack_state import StoreName
 
     return [
         StoreWanted(StoreName(name), getattr(settings, name).url, getattr(settings, name).embedded)
@@ -186,7 +187,7 @@ def stack() -> None:
 @pass_context
 def stack_up(ctx: _Context) -> None:
     """Start what is missing; reuse what runs. Exits 69 if a wanted store could not be started."""
-    from quantbot import stack as embedded
+    from quantbot.ops import stack as embedded
 
     states = embedded.up(_wanted(ctx.settings), Path(ctx.settings.stack.dir))
     _print_stack("stack up", states)
@@ -198,7 +199,7 @@ def stack_up(ctx: _Context) -> None:
 @pass_context
 def stack_down(ctx: _Context) -> None:
     """Stop the servers the stack started (their data is kept)."""
-    from quantbot import stack as embedded
+    from quantbot.ops import stack as embedded
 
     _print_stack("stack down", embedded.down(Path(ctx.settings.stack.dir)))
 
@@ -207,7 +208,7 @@ def stack_down(ctx: _Context) -> None:
 @pass_context
 def stack_status(ctx: _Context) -> None:
     """Say, for each store, whether it is running, stopped or external. Exits 69 if one is down."""
-    from quantbot import stack as embedded
+    from quantbot.ops import stack as embedded
 
     states = embedded.status(_wanted(ctx.settings), Path(ctx.settings.stack.dir))
     _print_stack("stack status", states)
@@ -242,9 +243,9 @@ def migrate() -> None:
 @pass_context
 def migrate_up(ctx: _Context) -> None:
     """Bring every store to the latest schema; running it again changes nothing."""
-    from sinks import admin
+    from quantbot.ops import schema as operations
 
-    reports = admin.migrate_up(ctx.settings)
+    reports = operations.migrate_up(ctx.settings)
     _print_reports("migrate up", reports)
     if not all(r.ok for r in reports):
         sys.exit(EX_UNAVAILABLE)
@@ -261,11 +262,11 @@ def migrate_down(ctx: _Context, target: int, yes: bool) -> None:
 
     This deletes the data in what it drops.
     """
-    from sinks import admin
+    from quantbot.ops import schema as operations
 
     if not yes:
         click.confirm(f"revert to schema version {target} and drop the data above it?", abort=True)
-    reports = admin.migrate_down(ctx.settings, target)
+    reports = operations.migrate_down(ctx.settings, target)
     _print_reports(f"migrate down --to {target}", reports)
     if not all(r.ok for r in reports):
         sys.exit(EX_UNAVAILABLE)
@@ -275,16 +276,16 @@ def migrate_down(ctx: _Context, target: int, yes: bool) -> None:
 @pass_context
 def migrate_status(ctx: _Context) -> None:
     """List PostgreSQL migrations with when each was applied, and the other stores' schema state."""
+    from quantbot.ops import schema as operations
     from quantbot.schema import postgres as pg_schema
-    from sinks import admin
-    from sinks.stores import postgres_connect, resolve_endpoints
+    from sinks.clients import postgres_connect, resolve_endpoints
 
     with postgres_connect(ctx.settings, resolve_endpoints(ctx.settings).postgres, autocommit=True) as conn:
         rows = [
             (m.version, m.name, "applied" if m.applied else "pending", m.applied_at) for m in pg_schema.status(conn)
         ]
     console.print(_table("postgres migrations", ["version", "name", "state", "applied at"], rows))
-    reports = admin.doctor(ctx.settings)
+    reports = operations.doctor(ctx.settings)
     _print_reports("stores", reports)
     if not all(r.ok for r in reports):
         sys.exit(EX_UNAVAILABLE)
@@ -297,9 +298,9 @@ def doctor(ctx: _Context) -> None:
 
     Exits 69 (EX_UNAVAILABLE) when a store is unreachable or not configured.
     """
-    from sinks import admin
+    from quantbot.ops import schema as operations
 
-    reports = admin.doctor(ctx.settings)
+    reports = operations.doctor(ctx.settings)
     _print_reports(f"doctor (profile {ctx.settings.profile})", reports)
     if not all(r.ok for r in reports):
         sys.exit(EX_UNAVAILABLE)
@@ -401,7 +402,7 @@ def replay(  # noqa: PLR0917 - click passes each option
     resuming one after `kill -9` with the same --recovery-dir, stores everything exactly once.
     """
     from flows.replay import replay as run_replay
-    from sinks.admin import store_counts
+    from quantbot.ops.readback import store_counts
 
     settings = ctx.settings
     if metrics_port is not None:
@@ -419,11 +420,11 @@ def replay(  # noqa: PLR0917 - click passes each option
 
 
 @cli.group()
-def feed() -> None:
-    """Synthetic feeds: realistic recordings for demos, tests and benchmarks."""
+def synthetic() -> None:
+    """Synthetic chain activity: realistic recordings for demos, tests and benchmarks."""
 
 
-@feed.command("generate")
+@synthetic.command("generate")
 @click.option("--txs", type=click.IntRange(min=1), required=True, help="Transactions to generate.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
 @click.option(
@@ -436,7 +437,7 @@ def feed() -> None:
     "--garbage", type=click.FloatRange(0, 1), default=0.01, show_default=True, help="Share of malformed lines."
 )
 @click.option("--start-time", type=int, help="Unix seconds of the first block (default: so that the feed ends now).")
-def feed_generate(txs: int, seed: int, out: Path, garbage: float, start_time: int | None) -> None:
+def synthetic_generate(txs: int, seed: int, out: Path, garbage: float, start_time: int | None) -> None:
     """Write a recording of Jupiter routes, Pump.fun, PumpSwap, Raydium, Orca and Meteora swaps.
 
     \b
@@ -444,8 +445,8 @@ def feed_generate(txs: int, seed: int, out: Path, garbage: float, start_time: in
     rare, and some transactions fail, some are plain transfers, and --garbage of the lines are
     malformed (each must end up in the dead-letter store when replayed).
     """
-    from quantbot.feed import FeedSpec, generate_feed
     from quantbot.recordings import SUFFIXES
+    from quantbot.synthetic import FeedSpec, generate_feed
 
     if not out.name.endswith(SUFFIXES):
         raise click.BadParameter(f"`{out}` must end in {', '.join(SUFFIXES)}", param_hint="--out")
@@ -476,25 +477,27 @@ def demo(ctx: _Context, txs: int, seed: int, garbage: float) -> None:
     \b
     1. starts the embedded stores (`stack up`) and creates their schema (`migrate up`);
     2. creates a demo user and a whale-follower strategy (PostgreSQL + MongoDB);
-    3. generates a synthetic mainnet-like feed (`feed generate`) under .quantbot/demo/;
+    3. generates a synthetic mainnet-like feed (`synthetic generate`) under .quantbot/demo/;
     4. replays it through the dataflow into all four stores, with a progress bar;
     5. prints what the run did and what the stores now hold.
     """
     from flows.replay import replay as run_replay
-    from quantbot import stack as embedded
-    from quantbot.feed import FeedSpec, generate_feed
-    from sinks import admin
+    from quantbot.ops import schema as operations
+    from quantbot.ops import stack as embedded
+    from quantbot.ops.demo import ensure_demo_strategy
+    from quantbot.ops.readback import store_counts
+    from quantbot.synthetic import FeedSpec, generate_feed
 
     settings = ctx.settings
     states = embedded.up(_wanted(settings), Path(settings.stack.dir))
     _print_stack("1. stack up", states)
     if any(s.action in ("unavailable", "failed") for s in states):
         _fail("a store could not be started; see the table above", EX_UNAVAILABLE)
-    reports = admin.migrate_up(settings)
+    reports = operations.migrate_up(settings)
     _print_reports("1. migrate up", reports)
     if not all(r.ok for r in reports):
         _fail("a store could not be migrated; see the table above", EX_UNAVAILABLE)
-    strategy = admin.ensure_demo_strategy(settings)
+    strategy = ensure_demo_strategy(settings)
     console.print(f"2. demo strategy [bold]{strategy}[/] (whale_follower, swaps of $100k and more)")
 
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
@@ -511,7 +514,7 @@ def demo(ctx: _Context, txs: int, seed: int, garbage: float) -> None:
     console.print("4. replay")
     summary = run_replay(settings, [feed], recovery_dir=recovery, console=console)
     console.print("5. summary")
-    _print_summary(summary, admin.store_counts(settings))
+    _print_summary(summary, store_counts(settings))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -8,14 +8,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from quantbot.feed import Expected, FeedSpec, generate_feed, iter_feed
 from quantbot.models import WSOL_MINT, ActivityKind, DeadLetter, Frame, FrameKind
-from quantbot.pipeline import DecodedTransaction, Valuation, ValuedTransaction, parse_frame
 from quantbot.pricing import FeedQuote, PricingConfig
 from quantbot.recordings import FrameFormatError, decode_frame, read_lines
 from quantbot.solana.codec import b58decode
 from quantbot.solana.decode import decode_transaction
 from quantbot.solana.normalise import parse_transactions
+from quantbot.steps import DecodedTransaction, Valuation, ValuedTransaction, parse_frame
+from quantbot.synthetic import Expected, FeedSpec, generate_feed, iter_feed
 
 START = 1_750_000_000
 """A fixed first block time: feeds with `start_time` set are reproducible byte for byte."""

@@ -1,0 +1,70 @@
+"""The demo's user and whale-follower strategy, created in PostgreSQL and MongoDB."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from quantbot.schema import mongo as mongo_schema
+from quantbot.settings import Settings
+from sinks.clients import mongo_client, postgres_connect, resolve_endpoints
+
+DEMO_USER_ID = "00000000-0000-4000-8000-00000000d3e0"
+DEMO_STRATEGY_ID = "00000000-0000-4000-8000-00000000d3e1"
+# Not a password hash any login could match: the demo user exists to own the demo strategy only.
+DISABLED_PASSWORD_HASH = "!disabled"  # noqa: S105 - deliberately matches no password
+
+
+def demo_strategy_document() -> dict[str, Any]:
+    """The demo's whale follower, in the schema's strategy-configuration shape."""
+    return {
+        "_id": DEMO_STRATEGY_ID,
+        "userId": DEMO_USER_ID,
+        "name": "Whale Follower Demo",
+        "type": "whale_follower",
+        "description": "Follows swaps of $100k and more into the token the whale bought",
+        "status": "active",
+        "parameters": {
+            "minTransactionValueUsd": 100_000,
+            "minWhaleInfluenceScore": 1,
+            "followSizePercentage": 5,
+            "maxPositionSizeUsd": 10_000,
+            "allowedTokens": {"type": "denylist", "list": []},
+            "executionDelay": 60,
+            "takeProfitPercent": 15,
+            "stopLossPercent": 7.5,
+            "timeBasedExit": {"enabled": True, "maxHoldingTimeHours": 48},
+        },
+        "filters": {"transactionTypes": ["swap"], "excludedWallets": [], "minimumLiquidityUsd": 500_000},
+    }
+
+
+def ensure_demo_strategy(settings: Settings) -> str:
+    """Create the demo user and its whale-follower strategy in PostgreSQL and MongoDB; idempotent."""
+    endpoints = resolve_endpoints(settings)
+    document = demo_strategy_document()
+    with postgres_connect(settings, endpoints.postgres) as conn, conn.transaction():
+        conn.execute(
+            "INSERT INTO users (user_id, email, password_hash, role) VALUES (%s, %s, %s, 'user')"
+            " ON CONFLICT (user_id) DO NOTHING",
+            (DEMO_USER_ID, "demo@quantbot.local", DISABLED_PASSWORD_HASH),
+        )
+        conn.execute(
+            "INSERT INTO trading_strategies"
+            " (strategy_id, user_id, strategy_name, strategy_type, description, parameters)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (strategy_id) DO NOTHING",
+            (
+                DEMO_STRATEGY_ID,
+                DEMO_USER_ID,
+                document["name"],
+                document["type"],
+                document["description"],
+                Jsonb({"parameters": document["parameters"], "filters": document["filters"]}),
+            ),
+        )
+    with mongo_client(settings, endpoints.mongo) as client:
+        client[settings.mongo.db][mongo_schema.STRATEGY_CONFIGS.name].replace_one(
+            {"_id": DEMO_STRATEGY_ID}, document, upsert=True
+        )
+    return DEMO_STRATEGY_ID
