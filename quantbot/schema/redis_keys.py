@@ -44,7 +44,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import base58
+from quantbot.solana.codec import CodecError, b58decode, b58encode
 
 __all__ = [
     "API_CACHE_DEFAULT_TTL",
@@ -128,12 +128,12 @@ def validate_solana_address(value: str) -> str:
 @functools.lru_cache(maxsize=ADDRESS_CACHE_SIZE)
 def _checked_address(value: str) -> str:
     try:
-        raw = base58.b58decode(value)
-    except ValueError as exc:
+        raw = b58decode(value)
+    except CodecError as exc:
         raise InvalidKeyPartError(f"solana address `{value}` is not base58: {exc}") from None
     if len(raw) != SOLANA_ADDRESS_BYTES:
         raise InvalidKeyPartError(f"solana address `{value}` decodes to {len(raw)} bytes, not {SOLANA_ADDRESS_BYTES}")
-    if base58.b58encode(raw).decode("ascii") != value:
+    if b58encode(raw) != value:
         raise InvalidKeyPartError(f"solana address `{value}` is not canonically encoded")
     return value
 

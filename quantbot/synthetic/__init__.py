@@ -32,7 +32,7 @@ from solders.signature import Signature
 
 from quantbot.models import Frame, FrameKind
 from quantbot.recordings import ZSTD_LEVEL, encode_frame
-from quantbot.synthetic.b58 import b58encode
+from quantbot.solana.codec import b58encode
 from quantbot.synthetic.market import Market
 from quantbot.synthetic.spec import Expected, FeedSpec, FeedStats
 from quantbot.synthetic.venues import LEGACY_SHARE, PUMPFUN_MAX_USD, PUMPSWAP_MAX_USD, VENUE_NAMES, Outcome, Venues

@@ -22,11 +22,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from quantbot.solana.borsh import Layout
-from quantbot.solana.codec import b58decode, pubkey_str
+from quantbot.solana.codec import b58decode, b58encode, pubkey_str
 from quantbot.solana.context import ASSOCIATED_TOKEN_PROGRAM, SYSTEM_PROGRAM, TOKEN_PROGRAM
 from quantbot.solana.events import EVENT_IX_TAG, event_discriminator
 from quantbot.solana.programs.generic import COMPUTE_BUDGET_PROGRAM
-from quantbot.synthetic.b58 import b58encode
 
 __all__ = ["COMPUTE_BUDGET_PROGRAM", "SYSTEM_PROGRAM", "TOKEN_PROGRAM"]
 

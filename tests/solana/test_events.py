@@ -194,7 +194,7 @@ def test_ray_logs_round_trip(log_type: int, data: st.DataObject) -> None:
 
 @given(st.binary(max_size=700))
 def test_base58_matches_the_reference_implementation(raw: bytes) -> None:
-    """Our folding base58 decoder agrees with the `base58` package, leading zeros included."""
+    """Our base58 codec (folding decoder, lane-splitting encoder) agrees with the `base58` package, zeros included."""
     # Arrange
     text = base58.b58encode(raw).decode()
 

@@ -1,4 +1,4 @@
-"""Layering: the decoder package imports only the standard library, orjson, base58, solders and quantbot."""
+"""Layering: the decoder package imports only the standard library, orjson, solders and quantbot."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "quantbot" / "solana"
-ALLOWED_THIRD_PARTY = {"orjson", "base58", "solders"}
+ALLOWED_THIRD_PARTY = {"orjson", "solders"}
 
 
 def test_solana_package_imports_no_network_client_or_bytewax() -> None:
