@@ -1,7 +1,7 @@
 """The one transform graph: frames in; prices, whales, signals and dead letters out to the four stores.
 
-Live, replay and backfill call `build_flow` with a different source; everything after the input is
-the same. Step ids are stable: they key the recovery snapshots.
+Every flow is `build_flow` over its own source (today the replay of recordings, `flows/replay.py`);
+everything after the input is the same. Step ids are stable: they key the recovery snapshots.
 """
 
 from __future__ import annotations

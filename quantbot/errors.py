@@ -4,12 +4,12 @@
 QuantbotError
  ├── ConfigError            bad configuration; the CLI exits with status 78 (EX_CONFIG)
  ├── SchemaError            a store's schema is not what this version expects (edited migration, ...)
- └── StoreError             a store refused or failed a request
-      └── TransientStoreError   connection lost, timeout, server restarting: retrying may succeed
+ └── StackError             an embedded server could not be started or stopped (quantbot.stack_state)
 ```
 
-Whether an error is worth retrying is a property of its type (`retryable`), never of its message.
-Decoding errors are not here: bad input is data (a dead-letter record), not an exception.
+The CLI exits with status 1 for any other QuantbotError. Store failures are the drivers' own exceptions:
+whether one is worth retrying is each sink's `is_transient` predicate (`sinks/`), applied by the retry
+policy in `sinks/retry.py`. Bad input is not here either: it is data (a dead-letter record), not an exception.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ EX_CONFIG = 78
 
 class QuantbotError(Exception):
     """Base of every error quantbot raises on purpose."""
-
-    retryable: bool = False
 
 
 class ConfigError(QuantbotError):
@@ -37,13 +35,3 @@ class ConfigError(QuantbotError):
 
 class SchemaError(QuantbotError):
     """A store's schema does not match what this version of quantbot defines."""
-
-
-class StoreError(QuantbotError):
-    """A store refused or failed a request."""
-
-
-class TransientStoreError(StoreError):
-    """A store is unreachable or restarting; the same request may succeed later."""
-
-    retryable = True

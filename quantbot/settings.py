@@ -5,7 +5,7 @@ Resolution, lowest precedence first:
 1. `config/default.toml`, the base every profile shares;
 2. `config/<profile>.toml`, the profile chosen with `--profile` or `QUANTBOT_PROFILE` (default `local`,
    the embedded stack);
-3. the environment: any key as `QUANTBOT_<SECTION>_<KEY>` (`QUANTBOT_POSTGRES_POOL_MAX=16`), values
+3. the environment: any key as `QUANTBOT_<SECTION>_<KEY>` (`QUANTBOT_POSTGRES_STATEMENT_TIMEOUT_MS=60000`), values
    read as TOML when they parse as TOML (numbers, booleans, arrays) and as plain strings otherwise.
    The conventional connection variables `QUANTBOT_POSTGRES_URL`, `QUANTBOT_MONGO_URL`,
    `QUANTBOT_MONGO_DB`, `QUANTBOT_REDIS_URL`, `QUANTBOT_INFLUX_URL`, `QUANTBOT_INFLUX_TOKEN`,
@@ -57,8 +57,6 @@ class PostgresSettings(_Section):
     url: str | None = Field(None, description="libpq URL; empty: the embedded stack's server")
     password: SecretStr | None = Field(None, description="secret; QUANTBOT_POSTGRES_PASSWORD")
     embedded: bool = Field(False, description="may `stack up` start a local server when none is reachable")
-    pool_min: int = Field(1, ge=0, description="connections kept open")
-    pool_max: int = Field(8, ge=1, description="connections at most")
     connect_timeout_s: float = Field(5.0, gt=0)
     statement_timeout_ms: int = Field(30_000, ge=0, description="0 = no limit")
     sslmode: Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"] = "prefer"
@@ -297,7 +295,7 @@ def _refuse_file_secrets(data: Mapping[str, Any], source: str) -> None:
 
 
 def _env_key_path(name: str) -> tuple[str, ...] | None:
-    """Map `QUANTBOT_POSTGRES_POOL_MAX` to ("postgres", "pool_max") by the model's own field names."""
+    """Map `QUANTBOT_REDIS_PRICE_TTL_S` to ("redis", "price_ttl_s") by the model's own field names."""
     rest = name[len(ENV_PREFIX) :].lower()
     if rest in Settings.model_fields:
         return (rest,)

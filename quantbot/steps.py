@@ -1,7 +1,7 @@
 """The dataflow's steps as plain functions and state classes: what `flows/` wires together.
 
-Each step is pure or owns its state explicitly, so it is tested without Bytewax, and live, replay and
-backfill run the very same code. Errors are data: a step that cannot use its input returns a
+Each step is pure or owns its state explicitly, so it is tested without Bytewax, and every flow built by
+`flows/graph.py` runs the very same code. Errors are data: a step that cannot use its input returns a
 `DeadLetter` naming the stage and the reason, and the flow routes it to the dead-letter store.
 """
 

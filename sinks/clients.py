@@ -1,7 +1,7 @@
 """Clients for the four stores, built in one place from the settings.
 
 Every command and every sink gets its connections from here, so timeouts, TLS and authentication are
-decided once: a psycopg connection pool, a pymongo client, a redis-py client and an influxdb-client
+decided once: a psycopg connection, a pymongo client, a redis-py client and an influxdb-client
 with synchronous writes (a sink's `write_batch` must not return before its points are stored).
 
 A store whose profile marks it embedded and gives no URL is found through the URL the embedded stack
@@ -19,7 +19,6 @@ import psycopg
 import pymongo
 import redis
 from influxdb_client.client.influxdb_client import InfluxDBClient
-from psycopg_pool import ConnectionPool
 
 from quantbot.errors import ConfigError
 from quantbot.settings import Settings, redact_url
@@ -89,23 +88,8 @@ def postgres_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 def postgres_connect(settings: Settings, url: str | None, *, autocommit: bool = False) -> psycopg.Connection[Any]:
-    """One PostgreSQL connection (commands); the dataflow uses `postgres_pool`."""
+    """One PostgreSQL connection: each sink partition holds one, each command opens its own."""
     return psycopg.connect(_require(url, "postgres"), autocommit=autocommit, **postgres_kwargs(settings))
-
-
-def postgres_pool(settings: Settings, url: str | None) -> ConnectionPool:
-    """A psycopg connection pool sized by `postgres.pool_min` / `postgres.pool_max`, opened and ready."""
-    pool = ConnectionPool(
-        _require(url, "postgres"),
-        min_size=settings.postgres.pool_min,
-        max_size=settings.postgres.pool_max,
-        kwargs=postgres_kwargs(settings),
-        timeout=settings.postgres.connect_timeout_s,
-        name="quantbot",
-        open=False,
-    )
-    pool.open(wait=settings.postgres.pool_min > 0, timeout=settings.postgres.connect_timeout_s)
-    return pool
 
 
 def mongo_client(settings: Settings, url: str | None) -> pymongo.MongoClient[dict[str, Any]]:

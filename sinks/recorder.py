@@ -1,4 +1,8 @@
-"""Recorder sink: raw frames to rotating recording files, so that any feed can be replayed later."""
+"""Recorder sink: raw frames to rotating recording files, so that any feed can be replayed later.
+
+No command wires it yet: it is the recorder of the coming live source (`quantbot run --record`), tested
+on its own in tests/test_recordings.py (a recording it writes replays byte for byte).
+"""
 
 from __future__ import annotations
 

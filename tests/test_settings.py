@@ -28,14 +28,14 @@ def test_profile_chosen_by_environment_layers_over_default() -> None:
 
     assert settings.profile == "production"
     assert settings.postgres.url == "postgresql://quantbot@postgres:5432/quantbot"
-    assert settings.postgres.pool_max == 16
+    assert settings.influx.retention_days == 365
     assert settings.postgres.statement_timeout_ms == 30_000  # from default.toml
 
 
 def test_any_key_is_overridable_from_the_environment_with_its_type() -> None:
     """QUANTBOT_<SECTION>_<KEY> overrides a file value and is parsed to the key's type."""
     env = {
-        "QUANTBOT_POSTGRES_POOL_MAX": "32",
+        "QUANTBOT_POSTGRES_STATEMENT_TIMEOUT_MS": "60000",
         "QUANTBOT_INFLUX_VERIFY_SSL": "false",
         "QUANTBOT_MONGO_DB": "12345",
         "QUANTBOT_LOGGING_LEVEL": "DEBUG",
@@ -43,7 +43,7 @@ def test_any_key_is_overridable_from_the_environment_with_its_type() -> None:
 
     settings = load_settings(config_dir=CONFIG_DIR, environ=env)
 
-    assert settings.postgres.pool_max == 32
+    assert settings.postgres.statement_timeout_ms == 60_000
     assert settings.influx.verify_ssl is False
     assert settings.mongo.db == "12345"  # a name stays a string even when it looks like a number
     assert settings.logging.level == "DEBUG"
@@ -75,8 +75,8 @@ def test_conventional_connection_variables_are_honoured() -> None:
 @pytest.mark.parametrize(
     ("env", "key", "fragment"),
     [
-        ({"QUANTBOT_POSTGRES_POOL_MAX": "many"}, "postgres.pool_max", "integer"),
-        ({"QUANTBOT_POSTGRES_POOL_MAX": "0"}, "postgres.pool_max", "greater than or equal to 1"),
+        ({"QUANTBOT_POSTGRES_STATEMENT_TIMEOUT_MS": "many"}, "postgres.statement_timeout_ms", "integer"),
+        ({"QUANTBOT_REDIS_PRICE_TTL_S": "0"}, "redis.price_ttl_s", "greater than 0"),
         ({"QUANTBOT_REDIS_URL": "http://localhost"}, "redis.url", "not a redis"),
         ({"QUANTBOT_POSTGRES_SSLMODE": "sometimes"}, "postgres.sslmode", "disable"),
         ({"QUANTBOT_POSTGRS_URL": "postgresql://x"}, "QUANTBOT_POSTGRS_URL", "not a configuration key"),
@@ -144,8 +144,8 @@ def test_config_show_redacts_every_secret() -> None:
 
 def test_bad_configuration_exits_78_with_one_message() -> None:
     """The CLI turns a ConfigError into status 78 (EX_CONFIG) and one line on stderr, no traceback."""
-    result = run_cli("config", "show", env={"QUANTBOT_POSTGRES_POOL_MAX": "many"})
+    result = run_cli("config", "show", env={"QUANTBOT_POSTGRES_STATEMENT_TIMEOUT_MS": "many"})
 
     assert result.returncode == EX_CONFIG
-    assert "postgres.pool_max" in result.stderr
+    assert "postgres.statement_timeout_ms" in result.stderr
     assert "Traceback" not in result.stderr

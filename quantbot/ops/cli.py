@@ -396,7 +396,7 @@ def replay(  # noqa: PLR0917 - click passes each option
     """Replay recordings (.jsonl, .jsonl.gz, .jsonl.zst; files or directories) into the four stores.
 
     \b
-    The same dataflow as the live feed: decode, value in USD, detect whales, derive signals, write
+    The one dataflow of flows/graph.py: decode, value in USD, detect whales, derive signals, write
     prices to InfluxDB and Redis, whales to MongoDB, signals to PostgreSQL, Redis and InfluxDB, and
     unusable lines to PostgreSQL's dead_letters. Every write is keyed, so running a replay twice, or
     resuming one after `kill -9` with the same --recovery-dir, stores everything exactly once.

@@ -50,8 +50,6 @@ SIGNATURE_FEE = 5_000
 """Base fee per signature, in lamports."""
 MICRO_LAMPORTS = 1_000_000
 """Compute-unit prices are in micro-lamports per unit."""
-DEFAULT_UNITS = 200_000
-"""Compute units an instruction may use when the transaction sets no limit."""
 
 # SPL Token instruction tags (token program's `instruction.rs`).
 _TOKEN_TRANSFER, _TOKEN_CLOSE_ACCOUNT, _TOKEN_TRANSFER_CHECKED = 3, 9, 12
