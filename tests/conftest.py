@@ -41,6 +41,23 @@ REDIS_BASE_URL = os.environ.get("QUANTBOT_TEST_REDIS_URL", "redis://127.0.0.1:63
 REDIS_TEST_DB = int(os.environ.get("QUANTBOT_TEST_REDIS_DB", "15"))
 
 
+SERVER_FIXTURES = frozenset({"pg_url", "redis_url", "mongo_url", "mongo_db", "influx"})
+"""Fixtures that hand a test a real server: a test asking for one is marked `slow`."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `slow` every test that talks to a real server or runs the CLI in a child process.
+
+    `pytest -m "not slow"` then runs the pure unit tests alone in seconds; the README's test command
+    runs everything. Tests that start servers or processes of their own say so with `pytest.mark.slow`.
+    """
+    for item in items:
+        function = getattr(item, "function", None)
+        names = function.__code__.co_names if function is not None else ()
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())) or "run_cli" in names:
+            item.add_marker(pytest.mark.slow)
+
+
 # A CLI command against test stores: start-up, a few round trips, and at most a schema migration.
 CLI_TIMEOUT_S = 120
 

@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # kills and restarts replays in child processes
+
 # Paced so that the replay lasts several seconds and the kills land in the middle of it: 6,000
 # transactions recorded at 400/s, replayed 4x faster, take about 4 s after a second of start-up.
 TXS, SPEED, KILLS = "6000", "4", "3"

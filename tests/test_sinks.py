@@ -166,6 +166,7 @@ def test_influx_sink_points_are_identical_on_replay(influx: InfluxEndpoint) -> N
     assert confidence["values"] == [signal.confidence]
 
 
+@pytest.mark.slow  # starts and restarts a Valkey server of its own
 def test_redis_sink_retries_through_a_server_restart(tmp_path: Path) -> None:
     """A write issued while Redis is down completes once it is back, within the retry budget."""
     port = stack.free_port()

@@ -30,6 +30,8 @@ from quantbot.ops import stack
 from quantbot.ops.stack import StoreState, StoreWanted
 from quantbot.stack_state import StoreName, recorded_urls
 
+pytestmark = pytest.mark.slow  # every test here starts real servers of its own
+
 ALL_EMBEDDED = [StoreWanted(name, None, True) for name in StoreName]
 # A killed process disappears within milliseconds; 5 s means the test found a real leak.
 PROCESS_GONE_DEADLINE_S = 5.0

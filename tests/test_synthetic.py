@@ -115,6 +115,7 @@ def test_every_malformed_line_becomes_a_dead_letter_and_nothing_else_does() -> N
     assert {"not a frame", "transaction", "price"} <= set(kinds) and len(kinds) > 3  # and unknown kinds
 
 
+@pytest.mark.slow  # generates and values 20,000 transactions: about 20 s
 def test_trade_sizes_are_heavy_tailed_so_whales_are_rare() -> None:
     """Valued by the flow's own pricing, some swaps are whales ($50k+), but fewer than 1%."""
     valuation = Valuation.start(PricingConfig())
