@@ -124,6 +124,6 @@ def write_state(stack_dir: Path, servers: Mapping[StoreName, RunningServer]) -> 
 def recorded_urls(stack_dir: Path) -> dict[StoreName, str]:
     """The URLs of the embedded servers recorded by `up`, whether or not they answer right now.
 
-    This is what the settings use for a store that is embedded and has no explicit URL.
+    `sinks.clients.resolve_endpoints` uses them for a store that is embedded and has no configured URL.
     """
     return {name: server.url for name, server in read_state(stack_dir.absolute()).items()}
