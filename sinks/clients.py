@@ -22,7 +22,8 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from psycopg_pool import ConnectionPool
 
 from quantbot.errors import ConfigError
-from quantbot.settings import Settings, redact_url
+from quantbot.redaction import redact_url
+from quantbot.settings import Settings
 from quantbot.stack_state import recorded_urls
 
 log = logging.getLogger(__name__)
@@ -155,5 +156,5 @@ def influx_client(settings: Settings, url: str | None) -> InfluxDBClient:
 
 
 def describe(url: str | None) -> str:
-    """A URL fit for printing: password masked, `-` when not configured."""
+    """A URL fit for printing: every secret it carries masked, `-` when not configured."""
     return redact_url(url) if url else "-"

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from quantbot.redaction import redact
 from quantbot.schema import influx as influx_schema
 from quantbot.schema import mongo as mongo_schema
 from quantbot.schema import postgres as pg_schema
@@ -50,8 +51,9 @@ class StoreReport:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of an error's message with secrets masked: a driver's error can quote its DSN."""
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    return redact(text.splitlines()[0])
 
 
 Outcome = tuple[str | None, str | None, str]

@@ -64,7 +64,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from quantbot.settings import redact_url
+from quantbot.redaction import redact, redact_url, without_secrets
 from quantbot.stack_state import (
     STATE_FILE,
     RunningServer,
@@ -175,7 +175,7 @@ class StoreState:
 
     Attributes:
         name: the store.
-        url: the URL other commands should use, password redacted; "" when there is none.
+        url: the URL other commands should use, secrets redacted; "" when there is none.
         action: what the stack did or found.
         detail: one human sentence: what runs where, or why it could not start (with the log's last lines).
         pid: the server's process id when the stack runs it.
@@ -219,7 +219,7 @@ def up(wanted: Sequence[StoreWanted], stack_dir: Path) -> list[StoreState]:
             try:
                 state, server = _up_one(store, records.get(store.name), stack_dir)
             except (StackError, OSError) as exc:  # e.g. an unwritable stack_dir, a stale server that will not die
-                shown = _redact(store.url) if store.url else ""
+                shown = redact_url(store.url) if store.url else ""
                 state, server = StoreState(store.name, shown, "failed", _first_line(exc), None), None
             if server is not None:
                 records[store.name] = server
@@ -299,7 +299,7 @@ def unreachable_reason(name: StoreName, url: str, timeout_s: float = PROBE_TIMEO
     Raises:
         ServerUnavailableError: the protocol's client library is missing from this environment.
     """
-    shown = _redact(url)
+    shown = redact_url(url)
     refused = _tcp_refusal(url, timeout_s)
     if refused is not None:
         return f"nothing answers at {shown}: {refused}"
@@ -559,10 +559,10 @@ def _up_one(
     """One store's `up`: the state to report and, when a server was started, its new record."""
     name = store.name
     if store.url:
-        shown = _redact(store.url)
+        shown = redact_url(store.url)
         problem = unreachable_reason(name, store.url)
         if problem is None:
-            if record is not None and record.url == _without_password(store.url):
+            if record is not None and record.url == without_secrets(store.url):
                 return StoreState(name, shown, "reused", f"already running: {_describe(record)}", record.pid), None
             if not store.embedded:
                 return StoreState(name, shown, "external", f"{shown} answers (not run by the stack)", None), None
@@ -607,7 +607,7 @@ def _start(
     name = store.name
     data_dir = stack_dir / name / "data"
     log_path = stack_dir / f"{name}.log"
-    shown_url = _redact(store.url) if store.url else ""
+    shown_url = redact_url(store.url) if store.url else ""
     failure: ServerStartError | None = None
     for port in ports:
         try:
@@ -627,7 +627,7 @@ def _start(
         if store.url:
             # Started for a configured URL: record that URL (minus any password: trust auth needs none),
             # so that later commands recognise it as the stack's own server.
-            server = replace(server, url=_without_password(store.url))
+            server = replace(server, url=without_secrets(store.url))
         return StoreState(name, server.url, "started", _describe(server), server.pid), server
     return StoreState(name, shown_url, "failed", str(failure), None), None
 
@@ -638,7 +638,7 @@ def _status_one(store: StoreWanted, record: RunningServer | None) -> StoreState:
     if (
         record is not None
         and (store.url or store.embedded)
-        and (not store.url or _without_password(store.url) == record.url)
+        and (not store.url or without_secrets(store.url) == record.url)
     ):
         alive = _server_alive(record)
         problem = unreachable_reason(name, record.url)
@@ -651,7 +651,7 @@ def _status_one(store: StoreWanted, record: RunningServer | None) -> StoreState:
         why = f"{record.program} (pid {record.pid}) is not running; {where}; `quantbot stack up` restarts it"
         return StoreState(name, record.url, "stopped", why, None)
     if store.url:
-        shown = _redact(store.url)
+        shown = redact_url(store.url)
         problem = unreachable_reason(name, store.url)
         if problem is None:
             return StoreState(name, shown, "external", f"{shown} answers (not run by the stack)", None)
@@ -1057,9 +1057,9 @@ def _tcp_refusal(url: str, timeout_s: float) -> str | None:
 
 
 def _first_line(exc: BaseException) -> str:
-    """The first line of an error's message, without a trailing period (it is quoted mid-sentence)."""
+    """The first line of an error's message, secrets masked, without a trailing period (quoted mid-sentence)."""
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0].rstrip(".")
+    return redact(text.splitlines()[0].rstrip("."))
 
 
 def _probe_postgres(url: str, timeout_s: float) -> str | None:
@@ -1120,7 +1120,7 @@ def _probe_influx(url: str, timeout_s: float) -> str | None:
             problem = f"GET {path} answered {exc.code}"
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            return f"GET {path} failed: {_first_line(reason) if isinstance(reason, BaseException) else reason}"
+            return f"GET {path} failed: {_first_line(reason) if isinstance(reason, BaseException) else redact(reason)}"
         except Exception as exc:  # http.client raises HTTPException kinds on a peer that is not HTTP
             return f"GET {path} failed: not HTTP ({_first_line(exc)})"
     return problem
@@ -1142,20 +1142,6 @@ _PROBES: dict[StoreName, Callable[[str, float], str | None]] = {
 
 
 # ------------------------------------------------------------------------------------------ display
-
-
-def _redact(url: str) -> str:
-    return redact_url(url)
-
-
-def _without_password(url: str) -> str:
-    """`url` with its password removed (not masked): the form the state file records."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}@{netloc}" if user else netloc))
 
 
 def _shown(path: Path) -> str:
