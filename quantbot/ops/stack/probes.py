@@ -14,7 +14,7 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from quantbot.ops.stack.process import ServerUnavailableError, first_line
@@ -37,12 +37,26 @@ DEFAULT_PORTS = {
 """The port each URL scheme implies when the URL names none."""
 
 
-def is_reachable(name: StoreName, url: str, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
+ClientOptions = Mapping[str, Any]
+"""Keyword arguments for the store's client beside the URL (credentials, TLS, timeouts): psycopg's
+`connect`, redis-py's `Redis.from_url`, pymongo's `MongoClient`; unused for the InfluxDB API."""
+
+
+def is_reachable(
+    name: StoreName, url: str, timeout_s: float = PROBE_TIMEOUT_S, options: ClientOptions | None = None
+) -> bool:
     """Whether the store at `url` answers its own protocol (see `unreachable_reason`)."""
-    return unreachable_reason(name, url, timeout_s) is None
+    return unreachable_reason(name, url, timeout_s, options) is None
 
 
-def unreachable_reason(name: StoreName, url: str, timeout_s: float = PROBE_TIMEOUT_S) -> str | None:
+def unreachable_reason(
+    name: StoreName,
+    url: str,
+    timeout_s: float = PROBE_TIMEOUT_S,
+    options: ClientOptions | None = None,
+    *,
+    with_url: bool = True,
+) -> str | None:
     """Why the store at `url` does not answer, or None when it does.
 
     The check is a real protocol exchange after a TCP connect: PostgreSQL `SELECT 1`, Redis `PING`,
@@ -52,6 +66,9 @@ def unreachable_reason(name: StoreName, url: str, timeout_s: float = PROBE_TIMEO
         name: which store's protocol to speak.
         url: the store's URL; a password in it is used, never shown.
         timeout_s: bound on each network step.
+        options: the client's keyword arguments beside the URL, as the commands' clients use them
+            (a password or TLS settings from the configuration); they override the probe's timeouts.
+        with_url: name the (redacted) URL in the sentence; False where it is shown beside it anyway.
 
     Returns:
         None when the store answers, else one sentence naming the redacted URL and the failure.
@@ -62,15 +79,16 @@ def unreachable_reason(name: StoreName, url: str, timeout_s: float = PROBE_TIMEO
     shown = redact_url(url)
     refused = _tcp_refusal(url, timeout_s)
     if refused is not None:
-        return f"nothing answers at {shown}: {refused}"
+        return f"nothing answers at {shown}: {refused}" if with_url else f"nothing answers: {refused}"
     probe = _PROBES[name]
     try:
-        problem = probe(url, timeout_s)
+        problem = probe(url, timeout_s, options or {})
     except ImportError as exc:
         raise ServerUnavailableError(f"cannot speak {_PROTOCOLS[name]}: {exc}") from exc
     if problem is None:
         return None
-    return f"{shown} does not answer as {_PROTOCOLS[name]}: {problem}"
+    subject = f"{shown} does not" if with_url else "does not"
+    return f"{subject} answer as {_PROTOCOLS[name]}: {problem}"
 
 
 def _tcp_refusal(url: str, timeout_s: float) -> str | None:
@@ -91,22 +109,24 @@ def _tcp_refusal(url: str, timeout_s: float) -> str | None:
         return exc.strerror or str(exc) or type(exc).__name__
 
 
-def _probe_postgres(url: str, timeout_s: float) -> str | None:
+def _probe_postgres(url: str, timeout_s: float, options: ClientOptions) -> str | None:
     import psycopg  # network clients load only when used
 
     # libpq rounds connect_timeout down to whole seconds and treats anything under 2 as 2.
     try:
-        with psycopg.connect(url, connect_timeout=max(2, math.ceil(timeout_s)), autocommit=True) as conn:
+        kwargs = {"connect_timeout": max(2, math.ceil(timeout_s)), **options, "autocommit": True}
+        with psycopg.connect(url, **kwargs) as conn:
             conn.execute("SELECT 1").fetchone()
     except psycopg.Error as exc:
         return first_line(exc)
     return None
 
 
-def _probe_redis(url: str, timeout_s: float) -> str | None:
+def _probe_redis(url: str, timeout_s: float, options: ClientOptions) -> str | None:
     import redis  # network clients load only when used
 
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+    kwargs = {"socket_connect_timeout": timeout_s, "socket_timeout": timeout_s, **options}
+    client = redis.Redis.from_url(url, **kwargs)
     try:
         client.ping()
     except (redis.RedisError, OSError) as exc:
@@ -116,14 +136,13 @@ def _probe_redis(url: str, timeout_s: float) -> str | None:
     return None
 
 
-def _probe_mongo(url: str, timeout_s: float) -> str | None:
+def _probe_mongo(url: str, timeout_s: float, options: ClientOptions) -> str | None:
     import pymongo  # network clients load only when used
     import pymongo.errors
 
     ms = int(timeout_s * 1000)
-    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
-        url, serverSelectionTimeoutMS=ms, connectTimeoutMS=ms, socketTimeoutMS=ms
-    )
+    kwargs = {"serverSelectionTimeoutMS": ms, "connectTimeoutMS": ms, "socketTimeoutMS": ms, **options}
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url, **kwargs)
     try:
         client.admin.command("hello")
     except pymongo.errors.PyMongoError as exc:
@@ -134,7 +153,7 @@ def _probe_mongo(url: str, timeout_s: float) -> str | None:
     return None
 
 
-def _probe_influx(url: str, timeout_s: float) -> str | None:
+def _probe_influx(url: str, timeout_s: float, options: ClientOptions) -> str | None:
     base = url.rstrip("/")
     problem = "no answer"
     for path, accepted in (("/health", {200}), ("/ping", {200, 204})):
@@ -162,7 +181,7 @@ _PROTOCOLS = {
     StoreName.INFLUX: "the InfluxDB API",
 }
 
-_PROBES: dict[StoreName, Callable[[str, float], str | None]] = {
+_PROBES: dict[StoreName, Callable[[str, float, ClientOptions], str | None]] = {
     StoreName.POSTGRES: _probe_postgres,
     StoreName.REDIS: _probe_redis,
     StoreName.MONGO: _probe_mongo,
