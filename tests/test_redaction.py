@@ -10,7 +10,7 @@ import pytest
 
 from quantbot.errors import EX_CONFIG, ConfigError
 from quantbot.ops.cli import configure_logging
-from quantbot.redaction import redact, redact_url
+from quantbot.redaction import redact, redact_url, without_secrets
 from quantbot.settings import load_settings
 from tests.conftest import run_cli
 
@@ -48,6 +48,15 @@ def closed_port() -> int:
 def test_redact_url_masks_every_secret_spelling(url: str, shown: str) -> None:
     """User-info passwords and secret query parameters are masked; host, port, path and the rest stay."""
     assert redact_url(url) == shown
+
+
+def test_without_secrets_drops_what_redact_url_masks() -> None:
+    """The form the stack records keeps user, host, path and harmless parameters, and no secret at all."""
+    assert without_secrets("postgresql://bob:S1@db:5432/q?sslmode=disable&Password=S2") == (
+        "postgresql://bob@db:5432/q?sslmode=disable"
+    )
+    assert without_secrets("redis://:S1@cache:6379/0") == "redis://cache:6379/0"
+    assert without_secrets("mongodb://h:27017/") == "mongodb://h:27017/"
 
 
 @pytest.mark.parametrize(
