@@ -11,8 +11,9 @@ Resolution, lowest precedence first:
    `QUANTBOT_MONGO_DB`, `QUANTBOT_REDIS_URL`, `QUANTBOT_INFLUX_URL`, `QUANTBOT_INFLUX_TOKEN`,
    `QUANTBOT_INFLUX_ORG` and `QUANTBOT_INFLUX_BUCKET` are instances of that rule.
 
-Secrets (passwords, tokens, RPC keys) come from the environment only: a secret or a URL with a password
-in a file is refused. `Settings.redacted()` is what may be printed. Any problem raises one `ConfigError`
+Secrets (passwords, tokens, RPC keys) come from the environment only: a secret, or a URL carrying one
+(user-info password, `password=`, `token=`, `api-key=` ... parameter), in a file is refused.
+`Settings.redacted()` is what may be printed (see `quantbot.redaction`). Any problem raises one `ConfigError`
 naming the key, where its value came from, and what is wrong; the CLI turns it into exit status 78.
 """
 
@@ -28,6 +29,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from quantbot.errors import ConfigError
+from quantbot.redaction import REDACTED, redact, redact_url
 
 ENV_PREFIX = "QUANTBOT_"
 DEFAULT_PROFILE = "local"
@@ -35,7 +37,6 @@ DEFAULT_PROFILE = "local"
 RESERVED_ENV = frozenset({"QUANTBOT_PROFILE", "QUANTBOT_CONFIG_DIR"})
 # Variables the test suite reads for itself (QUANTBOT_TEST_POSTGRES_URL, ...).
 RESERVED_ENV_PREFIXES = ("QUANTBOT_TEST_",)
-REDACTED = "***"
 
 
 class _Section(BaseModel):
@@ -208,7 +209,7 @@ class Settings(_Section):
     sinks: SinkSettings = SinkSettings()
 
     def redacted(self) -> dict[str, Any]:
-        """The configuration as plain data with every secret and every URL password replaced by `***`."""
+        """The configuration as plain data with every secret, and every secret a URL carries, replaced by `***`."""
         redacted: dict[str, Any] = _redact(self.model_dump(mode="python"))
         return redacted
 
@@ -222,28 +223,22 @@ SECRET_KEYS = frozenset(
 )
 
 
-def redact_url(url: str) -> str:
-    """`url` with its password (if any) replaced by `***`; safe to log."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return REDACTED
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:{REDACTED}@{host}{port}"))
-
-
 def _redact(value: Any, key: str = "") -> Any:
     if isinstance(value, dict):
         return {k: _redact(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact(v, key) for v in value]
     if isinstance(value, SecretStr):
         return REDACTED
-    if isinstance(value, str) and (key == "url" or key.endswith("_url")):
+    if isinstance(value, str) and _is_url_key(key):
         return redact_url(value)
+    if isinstance(value, str):
+        return redact(value)
     return value
+
+
+def _is_url_key(key: str) -> bool:
+    return key == "url" or key.endswith("_url")
 
 
 def default_config_dir() -> Path:
@@ -285,11 +280,13 @@ def _refuse_file_secrets(data: Mapping[str, Any], source: str) -> None:
             if dotted in SECRET_KEYS and value not in (None, ""):
                 env = f"{ENV_PREFIX}{section}_{key}".upper()
                 raise ConfigError(dotted, f"secrets come from the environment only: set {env}", source)
-            if (key == "url" or key.endswith("_url")) and isinstance(value, str) and redact_url(value) != value:
+            if _is_url_key(key) and isinstance(value, str) and (shown := redact_url(value)) != value:
+                if shown == REDACTED:
+                    raise ConfigError(dotted, "is not a URL that can be parsed", source)
                 raise ConfigError(
                     dotted,
-                    f"a URL in a file must not carry a password: set {ENV_PREFIX}{section.upper()}_PASSWORD "
-                    "or put the whole URL in the environment",
+                    f"a URL in a file must not carry a secret (password, token or API key): "
+                    f"set {ENV_PREFIX}{section.upper()}_PASSWORD or put the whole URL in the environment",
                     source,
                 )
 
@@ -373,7 +370,7 @@ def load_settings(
         error = exc.errors()[0]
         path = tuple(str(p) for p in error["loc"])
         source = env_sources.get(path) or file_sources.get((path[0], path[-1])) or "defaults"
-        message = error["msg"].removeprefix("Value error, ")
+        message = redact(error["msg"].removeprefix("Value error, "))
         if error["type"] == "extra_forbidden":
             message = "is not a known key"
         raise ConfigError(".".join(path), message, source) from None

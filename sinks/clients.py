@@ -21,7 +21,8 @@ import redis
 from influxdb_client.client.influxdb_client import InfluxDBClient
 
 from quantbot.errors import ConfigError
-from quantbot.settings import Settings, redact_url
+from quantbot.redaction import redact_url
+from quantbot.settings import Settings
 from quantbot.stack_state import recorded_urls
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,11 @@ def postgres_connect(settings: Settings, url: str | None, *, autocommit: bool = 
 
 def mongo_client(settings: Settings, url: str | None) -> pymongo.MongoClient[dict[str, Any]]:
     """A pymongo client with the configured timeouts, credentials and TLS."""
+    return pymongo.MongoClient(_require(url, "mongo"), **mongo_kwargs(settings))
+
+
+def mongo_kwargs(settings: Settings) -> dict[str, Any]:
+    """`MongoClient` parameters beside the URL: timeouts, credentials (password from the environment), TLS."""
     mongo = settings.mongo
     kwargs: dict[str, Any] = {
         "serverSelectionTimeoutMS": mongo.timeout_ms,
@@ -110,11 +116,16 @@ def mongo_client(settings: Settings, url: str | None) -> pymongo.MongoClient[dic
         kwargs["tls"] = True
         if mongo.tls_ca_file:
             kwargs["tlsCAFile"] = mongo.tls_ca_file
-    return pymongo.MongoClient(_require(url, "mongo"), **kwargs)
+    return kwargs
 
 
 def redis_client(settings: Settings, url: str | None) -> redis.Redis:
     """A redis-py client with the configured timeouts and password."""
+    return redis.Redis.from_url(_require(url, "redis"), **redis_kwargs(settings))
+
+
+def redis_kwargs(settings: Settings) -> dict[str, Any]:
+    """`Redis.from_url` parameters beside the URL: timeouts and the password from the environment."""
     kwargs: dict[str, Any] = {
         "socket_timeout": settings.redis.socket_timeout_s,
         "socket_connect_timeout": settings.redis.socket_timeout_s,
@@ -122,7 +133,7 @@ def redis_client(settings: Settings, url: str | None) -> redis.Redis:
     }
     if settings.redis.password is not None:
         kwargs["password"] = settings.redis.password.get_secret_value()
-    return redis.Redis.from_url(_require(url, "redis"), **kwargs)
+    return kwargs
 
 
 def influx_client(settings: Settings, url: str | None) -> InfluxDBClient:
@@ -139,5 +150,5 @@ def influx_client(settings: Settings, url: str | None) -> InfluxDBClient:
 
 
 def describe(url: str | None) -> str:
-    """A URL fit for printing: password masked, `-` when not configured."""
+    """A URL fit for printing: every secret it carries masked, `-` when not configured."""
     return redact_url(url) if url else "-"

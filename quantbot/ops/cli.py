@@ -22,6 +22,7 @@ from rich.table import Table
 
 from quantbot import __version__
 from quantbot.errors import EX_CONFIG, ConfigError, QuantbotError
+from quantbot.redaction import redact
 from quantbot.settings import Settings, load_settings
 
 log = logging.getLogger("quantbot")
@@ -57,11 +58,16 @@ pass_context = click.make_pass_decorator(_Context)
 
 
 def configure_logging(level: str, fmt: str) -> None:
-    """Module loggers everywhere; this is the one place that decides where their records go."""
+    """Module loggers everywhere; this is the one place that decides where their records go.
+
+    Every record, from quantbot or from any library, is written through `redact`: a URL or DSN in a
+    message, its arguments or its traceback loses its secrets.
+    """
+    formatter: logging.Formatter
     if fmt == "json":
-        formatter: logging.Formatter = _JsonFormatter()
+        formatter = _JsonFormatter()
     else:
-        formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s")
+        formatter = _RedactingFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(formatter)
     root = logging.getLogger()
@@ -69,20 +75,34 @@ def configure_logging(level: str, fmt: str) -> None:
     root.setLevel(level)
 
 
-class _JsonFormatter(logging.Formatter):
+class _RedactingFormatter(logging.Formatter):
+    """Formats with `inner`, then masks every secret in the finished line (traceback included)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
     def format(self, record: logging.LogRecord) -> str:
-        return orjson.dumps(
-            {
-                "ts": self.formatTime(record),
-                "level": record.levelname,
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-        ).decode()
+        return redact(self.inner.format(record))
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per record; message and traceback redacted before encoding (quotes get escaped)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, str] = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        if record.exc_info:
+            line["exception"] = redact(self.formatException(record.exc_info))
+        return orjson.dumps(line).decode()
 
 
 def _fail(message: str, status: int) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {redact(message)}", highlight=False, soft_wrap=True)
     sys.exit(status)
 
 
@@ -91,7 +111,7 @@ def _table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]])
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*("-" if cell is None else str(cell) for cell in row))
+        table.add_row(*("-" if cell is None else redact(str(cell)) for cell in row))
     return table
 
 

@@ -6,6 +6,10 @@ and indexes, InfluxDB's bucket (where the server has a buckets API), and Redis's
 server-side schema: keys are built and validated by `quantbot.schema.redis_keys`). `migrate up` brings
 all four to the latest state; `migrate down --to N` steps PostgreSQL down to N, and at 0 also drops
 the MongoDB collections quantbot created, so the stores are as empty as before the first `up`.
+
+Whether a store is reachable, and why not, is the embedded stack's probe (`quantbot.ops.stack`), given
+the clients' own credentials, TLS settings and timeouts; only a store that answers is then asked for
+its server version and schema state.
 """
 
 from __future__ import annotations
@@ -15,21 +19,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from quantbot.ops.stack import ServerUnavailableError, unreachable_reason
+from quantbot.redaction import redact
 from quantbot.schema import influx as influx_schema
 from quantbot.schema import mongo as mongo_schema
 from quantbot.schema import postgres as pg_schema
 from quantbot.settings import Settings
+from quantbot.stack_state import StoreName
 from sinks.clients import (
     describe,
     influx_client,
     mongo_client,
+    mongo_kwargs,
     postgres_connect,
+    postgres_kwargs,
     redis_client,
+    redis_kwargs,
     resolve_endpoints,
 )
 
 log = logging.getLogger(__name__)
 SECONDS_PER_DAY = 86_400
+MS_PER_S = 1_000
 
 
 @dataclass(frozen=True)
@@ -50,16 +61,36 @@ class StoreReport:
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of an error's message with secrets masked: a driver's error can quote its DSN."""
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    return redact(text.splitlines()[0])
 
 
 Outcome = tuple[str | None, str | None, str]
 """What one store's check found: (server version, schema state, detail)."""
 
 
-def _checked(store: str, url: str | None, check: Callable[[], Outcome]) -> StoreReport:
-    """Run one store's check; any failure becomes an unreachable report carrying its first line."""
+def _unreachable(settings: Settings, store: StoreName, url: str) -> str | None:
+    """Why `store` does not answer at `url`, by the stack's probe with the clients' options; None when it does."""
+    options: dict[str, Any] = {}
+    if store is StoreName.POSTGRES:
+        options, timeout_s = postgres_kwargs(settings), settings.postgres.connect_timeout_s
+    elif store is StoreName.MONGO:
+        options, timeout_s = mongo_kwargs(settings), settings.mongo.timeout_ms / MS_PER_S
+    elif store is StoreName.REDIS:
+        options, timeout_s = redis_kwargs(settings), settings.redis.socket_timeout_s
+    else:
+        timeout_s = settings.influx.timeout_ms / MS_PER_S
+    try:
+        return unreachable_reason(store, url, timeout_s, options, with_url=False)  # the report shows the URL
+    except ServerUnavailableError as exc:
+        return str(exc)
+
+
+def _checked(settings: Settings, store: StoreName, url: str | None, check: Callable[[], Outcome]) -> StoreReport:
+    """Probe one store, then run its check; unreachable, or any failure, is reported with the reason."""
+    if url is not None and (why := _unreachable(settings, store, url)) is not None:
+        return StoreReport(store, describe(url), False, None, None, why)
     try:
         version, schema, detail = check()
     except Exception as exc:
@@ -102,12 +133,14 @@ def migrate_up(settings: Settings) -> list[StoreReport]:
             note = influx_schema.ensure_bucket(client, settings.influx.bucket, settings.influx.org, retention)
         return None, f"bucket {settings.influx.bucket}", note
 
-    redis_note = "no server-side schema: key patterns are built in code"
+    def redis() -> Outcome:
+        return _redis_check(settings, endpoints.redis, "no server-side schema: key patterns are built in code")
+
     return [
-        _checked("postgres", endpoints.postgres, postgres),
-        _checked("mongo", endpoints.mongo, mongo),
-        _checked("influx", endpoints.influx, influx),
-        _checked("redis", endpoints.redis, lambda: _redis_check(settings, endpoints.redis, redis_note)),
+        _checked(settings, StoreName.POSTGRES, endpoints.postgres, postgres),
+        _checked(settings, StoreName.MONGO, endpoints.mongo, mongo),
+        _checked(settings, StoreName.INFLUX, endpoints.influx, influx),
+        _checked(settings, StoreName.REDIS, endpoints.redis, redis),
     ]
 
 
@@ -130,9 +163,9 @@ def migrate_down(settings: Settings, target: int) -> list[StoreReport]:
                 db.drop_collection(name)
         return None, "0 collections", _listed("dropped", dropped, "nothing to drop")
 
-    reports = [_checked("postgres", endpoints.postgres, postgres)]
+    reports = [_checked(settings, StoreName.POSTGRES, endpoints.postgres, postgres)]
     if target == 0:
-        reports.append(_checked("mongo", endpoints.mongo, mongo))
+        reports.append(_checked(settings, StoreName.MONGO, endpoints.mongo, mongo))
     return reports
 
 
@@ -159,13 +192,11 @@ def doctor(settings: Settings) -> list[StoreReport]:
 
     def influx() -> Outcome:
         with influx_client(settings, endpoints.influx) as client:
-            if not client.ping():
-                raise ConnectionError(f"no answer to ping at {describe(endpoints.influx)}")
             return client.version(), f"bucket {settings.influx.bucket}", "write API"
 
     return [
-        _checked("postgres", endpoints.postgres, postgres),
-        _checked("mongo", endpoints.mongo, mongo),
-        _checked("influx", endpoints.influx, influx),
-        _checked("redis", endpoints.redis, lambda: _redis_check(settings, endpoints.redis, "ok")),
+        _checked(settings, StoreName.POSTGRES, endpoints.postgres, postgres),
+        _checked(settings, StoreName.MONGO, endpoints.mongo, mongo),
+        _checked(settings, StoreName.INFLUX, endpoints.influx, influx),
+        _checked(settings, StoreName.REDIS, endpoints.redis, lambda: _redis_check(settings, endpoints.redis, "ok")),
     ]
