@@ -18,6 +18,7 @@ from quantbot.settings import Settings
 from quantbot.signals import WhaleFollower, load_strategies
 from quantbot.whales import WhaleConfig, load_labels
 from sinks.clients import influx_client, mongo_client, postgres_connect, redis_client, resolve_endpoints
+from sinks.dead_letters import DeadLetterStore
 from sinks.influx import InfluxSink
 from sinks.mongo import MongoSink
 from sinks.postgres import PostgresSink
@@ -38,17 +39,31 @@ def retry_policy(settings: Settings) -> Retry:
 
 
 def store_sinks(settings: Settings) -> FlowSinks:
-    """Sinks for the four stores, connecting lazily on each worker."""
+    """Sinks for the four stores, connecting lazily on each worker.
+
+    Items a store cannot take go to PostgreSQL's `dead_letters` (`sinks.dead_letters`); the PostgreSQL
+    sink writes its own there.
+    """
     endpoints = resolve_endpoints(settings)
     retry = retry_policy(settings)
+    dead_letters = DeadLetterStore(lambda: postgres_connect(settings, endpoints.postgres), retry)
     return FlowSinks(
         influx=InfluxSink(
-            lambda: influx_client(settings, endpoints.influx), settings.influx.bucket, settings.influx.org, retry
+            lambda: influx_client(settings, endpoints.influx),
+            settings.influx.bucket,
+            settings.influx.org,
+            retry,
+            dead_letters=dead_letters,
         ),
         redis=RedisSink(
-            lambda: redis_client(settings, endpoints.redis), retry, RedisPolicy(price_ttl_s=settings.redis.price_ttl_s)
+            lambda: redis_client(settings, endpoints.redis),
+            retry,
+            RedisPolicy(price_ttl_s=settings.redis.price_ttl_s),
+            dead_letters=dead_letters,
         ),
-        mongo=MongoSink(lambda: mongo_client(settings, endpoints.mongo), settings.mongo.db, retry),
+        mongo=MongoSink(
+            lambda: mongo_client(settings, endpoints.mongo), settings.mongo.db, retry, dead_letters=dead_letters
+        ),
         postgres=PostgresSink(lambda: postgres_connect(settings, endpoints.postgres), retry),
     )
 
