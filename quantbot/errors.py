@@ -5,7 +5,8 @@ QuantbotError
  ├── ConfigError            bad configuration; the CLI exits with status 78 (EX_CONFIG)
  ├── SchemaError            a store's schema is not what this version expects (edited migration, ...)
  └── StoreError             a store refused or failed a request
-      └── TransientStoreError   connection lost, timeout, server restarting: retrying may succeed
+      ├── TransientStoreError   connection lost, timeout, server restarting: retrying may succeed
+      └── SchemaInUseError      a destructive migration refused: flows are running on the schema (exit 75)
 ```
 
 Whether an error is worth retrying is a property of its type (`retryable`), never of its message.
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 EX_CONFIG = 78
 """sysexits.h: configuration error. Process supervisors treat it as "do not restart in a loop"."""
+EX_TEMPFAIL = 75
+"""sysexits.h: temporary failure, "the user is invited to retry": the same command succeeds later."""
 
 
 class QuantbotError(Exception):
@@ -45,5 +48,15 @@ class StoreError(QuantbotError):
 
 class TransientStoreError(StoreError):
     """A store is unreachable or restarting; the same request may succeed later."""
+
+    retryable = True
+
+
+class SchemaInUseError(StoreError):
+    """A destructive migration would change the schema under running flows, and they did not stop in time.
+
+    Retryable: once the flows have finished (or been stopped), the same command succeeds. The message
+    names each holder (server pid, application name, client address) and what to do.
+    """
 
     retryable = True
