@@ -9,10 +9,13 @@ validator, a PostgreSQL numeric overflow, a Redis key of the wrong type). `write
 from __future__ import annotations
 
 import dataclasses
+import http.server
+import threading
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import bytewax.operators as op
 import orjson
@@ -31,13 +34,13 @@ from quantbot.recordings import RecordingWriter
 from quantbot.schema import mongo as mongo_schema
 from quantbot.schema import postgres as pg_schema
 from quantbot.settings import Settings, load_settings
-from sinks.dead_letters import DeadLetterStore
+from sinks.dead_letters import DeadLetterStore, find_refused
 from sinks.influx import InfluxSink
 from sinks.mongo import MongoSink
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisSink
 from tests.conftest import REPO_ROOT, InfluxEndpoint, run_cli
-from tests.test_sinks import FAST_RETRY, STRATEGY_ID, USER_ID, whale_and_signal
+from tests.test_sinks import BONK, FAST_RETRY, STRATEGY_ID, USER_ID, whale_and_signal
 
 JUP = "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN"
 WIF = "EKpQGSJtjMFqKZ9KQanSqYXRcF8fBopzLHYxdM65zcjm"
@@ -253,3 +256,84 @@ def test_a_replay_and_its_resume_survive_a_price_frame_in_milliseconds(
     assert first.returncode == 0, first.stderr
     assert again.returncode == 0, again.stderr
     assert any("151.2" in raw for _, _, _, raw in letters_in(letters_pg))
+
+
+class _RefusingInflux(http.server.BaseHTTPRequestHandler):
+    """InfluxDB's answer to a body with a line it cannot take (400, nothing written), in front of the real store.
+
+    VictoriaMetrics drops a bad line and answers 204, so it cannot show the sink's bisection; this
+    loopback server refuses any body holding a `source=refused` point, as InfluxDB 2 refuses a body
+    with one unparsable line, and passes every other body on to VictoriaMetrics unchanged.
+    """
+
+    upstream = ""
+    bodies: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).bodies.append(body)
+        if b"source=refused" in body:
+            answer = b'{"code":"invalid","message":"unable to parse \'token_prices,source=refused ...\': bad field"}'
+            self.send_response(400)
+        else:
+            request = urllib.request.Request(self.upstream + self.path, data=body, method="POST")
+            with urllib.request.urlopen(request, timeout=10) as response:
+                answer = response.read()
+            self.send_response(204)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the test asserts on what matters."""
+
+
+def test_influx_sink_bisects_a_body_the_server_refuses(letters_pg: str, influx: InfluxEndpoint) -> None:
+    """HTTP 400 for a body: the sink halves it until the one refused point is alone; the others are written."""
+    now = int(time.time())
+    tokens = [WIF, JUP, USDC, BONK, WSOL_MINT]
+    good = [tick(token, now, source="bisect", signature=f"good{i}") for i, token in enumerate(tokens)]
+    bad = tick(WIF, now, source="refused", signature="bad")
+    _RefusingInflux.upstream, _RefusingInflux.bodies = influx.url, []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RefusingInflux)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    sink = InfluxSink(
+        lambda: InfluxDBClient(url=url, token=influx.token, org=influx.org),
+        "b",
+        "o",
+        FAST_RETRY,
+        dead_letters=dead_letter_store(letters_pg),
+    )
+    try:
+        sink.build("influx", 0, 1).write_batch([*good[:3], bad, *good[3:]])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    stored = {s["metric"]["token_address"] for s in influx.export('{__name__="token_prices_price",source="bisect"}')}
+    assert stored == set(tokens)
+    ((position, stage, reason, _),) = letters_in(letters_pg)
+    assert (position, stage) == (f"bad#2.1/{WIF}", "sink:influx")
+    assert "400" in reason and "unable to parse" in reason
+    # six points: the whole body, then halves down to the one refused point: 2 * log2(6) + 1 bodies at most
+    assert len(_RefusingInflux.bodies) <= 7
+
+
+def test_find_refused_isolates_every_offender() -> None:
+    """Bisection finds each item refused on its own, however many, and writes every other item."""
+    items = list(range(37))
+    offenders = {3, 4, 30}
+    written: set[int] = set()
+
+    def attempt(chunk: Sequence[int]) -> BaseException | None:
+        if offenders & set(chunk):
+            return ValueError(f"refused {sorted(offenders & set(chunk))}")
+        written.update(chunk)
+        return None
+
+    refused = find_refused(items, attempt)
+
+    assert [item for item, _ in refused] == sorted(offenders)
+    assert written == set(items) - offenders
