@@ -67,7 +67,11 @@ ON CONFLICT (position, stage) DO NOTHING
 
 
 class ItemsRefusedError(StoreError):
-    """A sink without a dead-letter store met items it cannot store; the message names the first."""
+    """Items a sink can neither store nor keep as dead letters; the message names the first.
+
+    Raised by a sink built without a dead-letter store, and by the PostgreSQL sink for a dead letter
+    PostgreSQL refuses (rows are made to fit `dead_letters`, so that is a bug, and stops the flow).
+    """
 
     def __init__(self, letters: Sequence[DeadLetter]) -> None:
         self.letters = list(letters)

@@ -15,6 +15,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from quantbot.models import DeadLetter, Signal
 from sinks.dead_letters import (
     INSERT_DEAD_LETTER,
+    ItemsRefusedError,
     convert_each,
     count,
     dead_letter_row,
@@ -148,12 +149,13 @@ class _PostgresPartition(StatelessSinkPartition[Signal | DeadLetter]):
         rows, letters = convert_each(items, _row, STORE)
         for (item, _), error in find_refused(rows, self._attempt):
             if isinstance(item, DeadLetter):
-                raise RuntimeError(f"dead letter `{item.position}` ({item.stage}) refused by PostgreSQL: {error}")
+                raise ItemsRefusedError([refused(item, STORE, error)])
             letters.append(refused(item, STORE, error))
         if not letters:
             return
-        for (item, _), error in find_refused([(letter, _row(letter)) for letter in letters], self._attempt):
-            raise RuntimeError(f"dead letter `{item.position}` ({item.stage}) refused by PostgreSQL: {error}")
+        unstored = find_refused([(letter, _row(letter)) for letter in letters], self._attempt)
+        if unstored:
+            raise ItemsRefusedError([refused(letter, STORE, error) for (letter, _), error in unstored])
         for letter in letters:
             log.warning("stage=%s position=%s dead letter: %s", letter.stage, letter.position, letter.reason)
         count(letters)

@@ -40,11 +40,13 @@ from sinks.mongo import MongoSink
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisSink
 from tests.conftest import REPO_ROOT, InfluxEndpoint, run_cli
-from tests.test_sinks import BONK, FAST_RETRY, STRATEGY_ID, USER_ID, whale_and_signal
+from tests.test_sinks import FAST_RETRY, STRATEGY_ID, USER_ID, whale_and_signal
 
 JUP = "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN"
 WIF = "EKpQGSJtjMFqKZ9KQanSqYXRcF8fBopzLHYxdM65zcjm"
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
+MSOL = "mSoLzYCxHdYgdzU16g5QSh3i5K3z3KZK7ytfqcJm7So"
+# Not BONK: tests/test_sinks.py reads back every BONK series of the session's shared VictoriaMetrics.
 MS_TIME = 1_750_000_000_000
 """A block time in milliseconds where seconds belong: year 57,425, past what a datetime holds."""
 
@@ -292,7 +294,7 @@ class _RefusingInflux(http.server.BaseHTTPRequestHandler):
 def test_influx_sink_bisects_a_body_the_server_refuses(letters_pg: str, influx: InfluxEndpoint) -> None:
     """HTTP 400 for a body: the sink halves it until the one refused point is alone; the others are written."""
     now = int(time.time())
-    tokens = [WIF, JUP, USDC, BONK, WSOL_MINT]
+    tokens = [WIF, JUP, USDC, MSOL, WSOL_MINT]
     good = [tick(token, now, source="bisect", signature=f"good{i}") for i, token in enumerate(tokens)]
     bad = tick(WIF, now, source="refused", signature="bad")
     _RefusingInflux.upstream, _RefusingInflux.bodies = influx.url, []
