@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import threading
 from datetime import timedelta
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
+import psycopg
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from flows.graph import FlowConfig, FlowSinks
 from quantbot.pricing import PricingConfig
+from quantbot.schema import postgres as pg_schema
 from quantbot.schema.mongo import STRATEGY_CONFIGS
 from quantbot.settings import Settings
 from quantbot.signals import WhaleFollower, load_strategies
 from quantbot.whales import WhaleConfig, load_labels
 from sinks.clients import influx_client, mongo_client, postgres_connect, redis_client, resolve_endpoints
+from sinks.dead_letters import DeadLetterStore
 from sinks.influx import InfluxSink
 from sinks.mongo import MongoSink
 from sinks.postgres import PostgresSink
@@ -29,6 +36,11 @@ log = logging.getLogger(__name__)
 RECOVERY_PARTITIONS = 1
 """Recovery partitions of a new recovery directory: one suffices for one process's workers."""
 SECONDS_PER_HOUR = 3600
+FLOW_LOCK_CHECK_S = 5.0
+"""How often a running flow checks the session holding its flow lock, and re-takes the lock after the
+session broke (PostgreSQL restarted): a few seconds unguarded at most, one trivial query per period."""
+APPLICATION_NAME_MAX = 63
+"""PostgreSQL keeps the first NAMEDATALEN - 1 bytes of an application name."""
 
 
 def retry_policy(settings: Settings) -> Retry:
@@ -38,17 +50,31 @@ def retry_policy(settings: Settings) -> Retry:
 
 
 def store_sinks(settings: Settings) -> FlowSinks:
-    """Sinks for the four stores, connecting lazily on each worker."""
+    """Sinks for the four stores, connecting lazily on each worker.
+
+    Items a store cannot take go to PostgreSQL's `dead_letters` (`sinks.dead_letters`); the PostgreSQL
+    sink writes its own there.
+    """
     endpoints = resolve_endpoints(settings)
     retry = retry_policy(settings)
+    dead_letters = DeadLetterStore(lambda: postgres_connect(settings, endpoints.postgres), retry)
     return FlowSinks(
         influx=InfluxSink(
-            lambda: influx_client(settings, endpoints.influx), settings.influx.bucket, settings.influx.org, retry
+            lambda: influx_client(settings, endpoints.influx),
+            settings.influx.bucket,
+            settings.influx.org,
+            retry,
+            dead_letters=dead_letters,
         ),
         redis=RedisSink(
-            lambda: redis_client(settings, endpoints.redis), retry, RedisPolicy(price_ttl_s=settings.redis.price_ttl_s)
+            lambda: redis_client(settings, endpoints.redis),
+            retry,
+            RedisPolicy(price_ttl_s=settings.redis.price_ttl_s),
+            dead_letters=dead_letters,
         ),
-        mongo=MongoSink(lambda: mongo_client(settings, endpoints.mongo), settings.mongo.db, retry),
+        mongo=MongoSink(
+            lambda: mongo_client(settings, endpoints.mongo), settings.mongo.db, retry, dead_letters=dead_letters
+        ),
         postgres=PostgresSink(lambda: postgres_connect(settings, endpoints.postgres), retry),
     )
 
@@ -113,11 +139,102 @@ def recovery_config(directory: Path | None) -> RecoveryConfig | None:
     return RecoveryConfig(directory)
 
 
+class FlowLock:
+    """The flow lock (`quantbot.schema.postgres.FLOW_LOCK_KEY`) held shared on a session of its own.
+
+    While it is held, `quantbot migrate down` waits for the flow and then refuses, naming it by the
+    session's application name: `quantbot <flow> pid=<os pid>@<host>`. A watcher thread checks the
+    session every `FLOW_LOCK_CHECK_S`; when it broke (PostgreSQL restarted, a network cut), the lock is
+    gone with it, so the watcher reconnects and takes it again, logging the gap, and the flow itself is
+    never stopped by it: its sinks ride out the outage on their own retry policy.
+
+    Args:
+        settings: the effective settings (PostgreSQL's URL, timeouts).
+        name: the flow's name, shown to whoever is kept waiting.
+    """
+
+    def __init__(self, settings: Settings, name: str) -> None:
+        self._settings = settings
+        self._url = resolve_endpoints(settings).postgres
+        label = f"quantbot {name} pid={os.getpid()}@{socket.gethostname()}"
+        self.application_name = label.encode()[:APPLICATION_NAME_MAX].decode(errors="ignore")
+        self._conn: psycopg.Connection[Any] | None = None
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+
+    def _locked_session(self) -> psycopg.Connection[Any]:
+        conn = postgres_connect(self._settings, self._url, autocommit=True, application_name=self.application_name)
+        try:
+            pg_schema.hold_flow_lock(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def acquire(self) -> None:
+        """Take the lock, waiting while a destructive migration runs; then watch the session.
+
+        Raises:
+            psycopg.Error: PostgreSQL is unreachable, or a migration outlasted `statement_timeout`.
+        """
+        self._conn = self._locked_session()
+        log.info("flow_lock=held application_name=%r", self.application_name)
+        self._stop.clear()
+        self._watcher = threading.Thread(target=self._watch, name="flow-lock", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(FLOW_LOCK_CHECK_S):
+            if self._conn is not None:
+                try:
+                    self._conn.execute("SELECT 1")
+                    continue
+                except psycopg.Error as exc:
+                    log.warning("flow_lock=lost: %r", exc)
+                    self._conn.close()
+                    self._conn = None
+            try:
+                self._conn = self._locked_session()
+                log.warning("flow_lock=retaken application_name=%r", self.application_name)
+            except psycopg.Error as exc:
+                log.warning("flow_lock=unheld retry_in_s=%.0f: %r", FLOW_LOCK_CHECK_S, exc)
+
+    def release(self) -> None:
+        """Stop watching and release the lock (closing the session would release it too)."""
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
+        if self._conn is not None:
+            try:
+                pg_schema.release_flows(self._conn, shared=True)
+            except psycopg.Error as exc:
+                log.warning("flow_lock=release_failed (the session's end releases it): %r", exc)
+            finally:
+                self._conn.close()
+                self._conn = None
+        log.info("flow_lock=released application_name=%r", self.application_name)
+
+    def __enter__(self) -> FlowLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.release()
+
+
 def run(flow: Dataflow, settings: Settings, recovery_dir: Path | None) -> None:
-    """Execute `flow` in this process until its sources end; snapshots every `pipeline.snapshot_interval_s`."""
-    cli_main(
-        flow,
-        workers_per_process=1,
-        epoch_interval=timedelta(seconds=settings.pipeline.snapshot_interval_s),
-        recovery_config=recovery_config(recovery_dir),
-    )
+    """Execute `flow` in this process until its sources end; snapshots every `pipeline.snapshot_interval_s`.
+
+    The flow holds the flow lock for its whole run (`FlowLock`): no destructive migration changes the
+    schema under it.
+    """
+    with FlowLock(settings, flow.flow_id):
+        cli_main(
+            flow,
+            workers_per_process=1,
+            epoch_interval=timedelta(seconds=settings.pipeline.snapshot_interval_s),
+            recovery_config=recovery_config(recovery_dir),
+        )

@@ -4,6 +4,7 @@
 QuantbotError
  ├── ConfigError            bad configuration; the CLI exits with status 78 (EX_CONFIG)
  ├── SchemaError            a store's schema is not what this version expects (edited migration, ...)
+ ├── SchemaInUseError       a destructive migration refused: flows are running on the schema (exit 75)
  └── StackError             an embedded server could not be started or stopped (quantbot.stack_state)
 ```
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 EX_CONFIG = 78
 """sysexits.h: configuration error. Process supervisors treat it as "do not restart in a loop"."""
+EX_TEMPFAIL = 75
+"""sysexits.h: temporary failure, "the user is invited to retry": the same command succeeds later."""
 
 
 class QuantbotError(Exception):
@@ -35,3 +38,11 @@ class ConfigError(QuantbotError):
 
 class SchemaError(QuantbotError):
     """A store's schema does not match what this version of quantbot defines."""
+
+
+class SchemaInUseError(QuantbotError):
+    """A destructive migration would change the schema under running flows, and they did not stop in time.
+
+    The same command succeeds once the flows have finished or been stopped. The message names each
+    holder (server pid, application name, client address) and what to do.
+    """

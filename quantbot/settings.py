@@ -179,6 +179,16 @@ class SinkSettings(_Section):
     retry_cap_s: float = Field(5.0, gt=0, description="longest wait between two attempts")
 
 
+class MigrateSettings(_Section):
+    """Schema changes under running flows (`quantbot migrate down`)."""
+
+    lock_wait_s: float = Field(
+        5.0,
+        ge=0,
+        description="how long a destructive migration waits for running flows to end before it refuses",
+    )
+
+
 class StackSettings(_Section):
     """The embedded local stack (`quantbot stack`)."""
 
@@ -207,6 +217,7 @@ class Settings(_Section):
     whales: WhaleSettings = WhaleSettings()
     signals: SignalSettings = SignalSettings()
     sinks: SinkSettings = SinkSettings()
+    migrate: MigrateSettings = MigrateSettings()
 
     def redacted(self) -> dict[str, Any]:
         """The configuration as plain data with every secret, and every secret a URL carries, replaced by `***`."""

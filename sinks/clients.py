@@ -88,9 +88,21 @@ def postgres_kwargs(settings: Settings) -> dict[str, Any]:
     return kwargs
 
 
-def postgres_connect(settings: Settings, url: str | None, *, autocommit: bool = False) -> psycopg.Connection[Any]:
-    """One PostgreSQL connection: each sink partition holds one, each command opens its own."""
-    return psycopg.connect(_require(url, "postgres"), autocommit=autocommit, **postgres_kwargs(settings))
+def postgres_connect(
+    settings: Settings, url: str | None, *, autocommit: bool = False, application_name: str | None = None
+) -> psycopg.Connection[Any]:
+    """One PostgreSQL connection: each sink partition holds one, each command opens its own.
+
+    Args:
+        settings: the effective settings (password, timeouts, TLS).
+        url: the server's URL (from `resolve_endpoints`).
+        autocommit: open the connection in autocommit mode.
+        application_name: what `pg_stat_activity` shows for the session; `quantbot` by default.
+    """
+    kwargs = postgres_kwargs(settings)
+    if application_name is not None:
+        kwargs["application_name"] = application_name
+    return psycopg.connect(_require(url, "postgres"), autocommit=autocommit, **kwargs)
 
 
 def mongo_client(settings: Settings, url: str | None) -> pymongo.MongoClient[dict[str, Any]]:

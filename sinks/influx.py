@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import urllib3.exceptions
@@ -16,6 +16,7 @@ from influxdb_client.rest import ApiException
 
 from quantbot.models import PriceTick, Signal
 from quantbot.schema.influx import TokenPrice, TradingSignalEvent
+from sinks.dead_letters import DeadLetterStore, DeadLetterWriter, convert_each, deliver, find_refused, refused
 from sinks.retry import Retry
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 MS_PER_S = 1000
 MAX_SEQUENCE = MS_PER_S - 1
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+REFUSED_STATUS = frozenset({400, 413, 422})
+"""The body itself is refused: a line the server cannot parse or store (400), too large a body (413, cured
+by the halving that finds the offender), points the bucket will not keep, e.g. beyond its retention
+(422). Sent again unchanged, the same body gets the same answer."""
+STORE = "influx"
 
 
 def point_time(tick: PriceTick) -> datetime:
@@ -69,14 +75,29 @@ def signal_point(signal: Signal) -> TradingSignalEvent:
     )
 
 
+def _status(exc: BaseException) -> int | None:
+    if isinstance(exc, ApiException):
+        return int(exc.status) if exc.status is not None else None
+    if isinstance(exc, InfluxDBError) and exc.response is not None:
+        return int(exc.response.status)
+    return None
+
+
 def is_transient(exc: BaseException) -> bool:
     """Connection refused or reset, timeouts, and the HTTP statuses that mean "try again"."""
-    if isinstance(exc, ApiException):
-        return exc.status in RETRYABLE_STATUS
-    if isinstance(exc, InfluxDBError):
-        response = exc.response
-        return response is not None and response.status in RETRYABLE_STATUS
+    if isinstance(exc, ApiException | InfluxDBError):
+        return _status(exc) in RETRYABLE_STATUS
     return isinstance(exc, urllib3.exceptions.HTTPError | ConnectionError | TimeoutError)
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """The server refused the body for what it holds (`REFUSED_STATUS`)."""
+    return isinstance(exc, ApiException | InfluxDBError) and _status(exc) in REFUSED_STATUS
+
+
+def line_of(item: PriceTick | Signal) -> str:
+    """The item's point as one line of line protocol."""
+    return (price_point(item) if isinstance(item, PriceTick) else signal_point(item)).to_line_protocol()
 
 
 class InfluxSink(DynamicSink[PriceTick | Signal]):
@@ -85,6 +106,11 @@ class InfluxSink(DynamicSink[PriceTick | Signal]):
     Delivery: a batch is one HTTP write that has succeeded when `write_batch` returns. Points are keyed
     by measurement, tags and a deterministic time, so a replayed point is the identical point.
 
+    An item that cannot become a point (a time past year 9999, a value the point builder refuses), or
+    whose line the server refuses (HTTP 400, 413 or 422 for the body: the body is bisected to find
+    the offending lines), goes to `dead_letters` as a dead letter of stage `sink:influx`; the batch's
+    other points are written. Without a `dead_letters` store, such an item stops the flow.
+
     Parallelism: one client per worker.
 
     Args:
@@ -92,40 +118,65 @@ class InfluxSink(DynamicSink[PriceTick | Signal]):
         bucket: the bucket written to.
         org: the organisation of the bucket.
         retry: the retry policy for transient failures.
+        dead_letters: where items that cannot be stored go.
     """
 
-    def __init__(self, client: Callable[[], InfluxDBClient], bucket: str, org: str, retry: Retry) -> None:
+    def __init__(
+        self,
+        client: Callable[[], InfluxDBClient],
+        bucket: str,
+        org: str,
+        retry: Retry,
+        dead_letters: DeadLetterStore | None = None,
+    ) -> None:
         self.client = client
         self.bucket = bucket
         self.org = org
         self.retry = retry
+        self.dead_letters = dead_letters
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _InfluxPartition:
         """A client and a synchronous write API for this worker."""
-        return _InfluxPartition(self.client(), self.bucket, self.org, self.retry)
+        letters = self.dead_letters.writer() if self.dead_letters is not None else None
+        return _InfluxPartition(self.client(), self.bucket, self.org, self.retry, letters)
 
 
 class _InfluxPartition(StatelessSinkPartition[PriceTick | Signal]):
-    def __init__(self, client: InfluxDBClient, bucket: str, org: str, retry: Retry) -> None:
+    def __init__(
+        self, client: InfluxDBClient, bucket: str, org: str, retry: Retry, letters: DeadLetterWriter | None
+    ) -> None:
         self._client = client
         self._write_api = client.write_api(write_options=SYNCHRONOUS)
         self._bucket = bucket
         self._org = org
         self._retry = retry
+        self._letters = letters
+
+    def _attempt(self, chunk: Sequence[tuple[PriceTick | Signal, str]]) -> BaseException | None:
+        """Write `chunk` as one body, retrying transient failures; the server's refusal, or None."""
+        body = "\n".join(line for _, line in chunk)
+
+        def write() -> BaseException | None:
+            try:
+                self._write_api.write(bucket=self._bucket, org=self._org, record=body)
+            except (ApiException, InfluxDBError) as exc:
+                if is_refusal(exc):
+                    return exc
+                raise
+            return None
+
+        start = time.perf_counter()
+        what = f"sink=influx points={len(chunk)}"
+        error = self._retry.call(write, is_transient, what=what)
+        log.debug("%s refused=%s elapsed_s=%.3f", what, error is not None, time.perf_counter() - start)
+        return error
 
     def write_batch(self, items: list[PriceTick | Signal]) -> None:
-        lines = [(price_point(i) if isinstance(i, PriceTick) else signal_point(i)).to_line_protocol() for i in items]
-        if not lines:
-            return
-        body = "\n".join(lines)
-        start = time.perf_counter()
-        what = f"sink=influx points={len(lines)}"
-        self._retry.call(
-            lambda: self._write_api.write(bucket=self._bucket, org=self._org, record=body),
-            is_transient,
-            what=what,
-        )
-        log.debug("%s elapsed_s=%.3f", what, time.perf_counter() - start)
+        lines, letters = convert_each(items, line_of, STORE)
+        letters += [refused(item, STORE, error) for (item, _), error in find_refused(lines, self._attempt)]
+        deliver(self._letters, letters)
 
     def close(self) -> None:
         self._client.close()  # type: ignore[no-untyped-call]
+        if self._letters is not None:
+            self._letters.close()

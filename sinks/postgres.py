@@ -2,34 +2,50 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from psycopg.types.json import Jsonb
 
 from quantbot.models import DeadLetter, Signal
+from sinks.dead_letters import (
+    INSERT_DEAD_LETTER,
+    ItemsRefusedError,
+    convert_each,
+    count,
+    dead_letter_row,
+    find_refused,
+    is_transient,
+    refused,
+)
 from sinks.retry import Retry
 
+__all__ = ["INSERT_DEAD_LETTER", "INSERT_SIGNAL", "PostgresSink", "dead_letter_row", "is_transient", "signal_row"]
+
 log = logging.getLogger(__name__)
+
+STORE = "postgres"
 
 INSERT_SIGNAL = """
 INSERT INTO trading_signals (
     signal_id, strategy_id, signal_type, token_address, direction, confidence,
     price_target, stop_loss, take_profit, expiration_time, created_at, status, metadata
-) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s)
+) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending', %s::jsonb)
 ON CONFLICT (signal_id) DO NOTHING
 """
 
-INSERT_DEAD_LETTER = """
-INSERT INTO dead_letters (position, stage, source, reason, raw, received_at)
-VALUES (%s, %s, %s, %s, %s, %s)
-ON CONFLICT (position, stage) DO NOTHING
-"""
+REFUSALS = (psycopg.DataError, psycopg.IntegrityError)
+"""What PostgreSQL answers about the rows themselves (SQLSTATE classes 22 and 23: a value out of range, a
+text it cannot hold, a constraint, a missing strategy): the same rows are refused every time. Anything
+else (no table, no permission) is about the database, and stops the flow loudly."""
+
+Row = tuple[str, tuple[Any, ...]]
+"""A statement and its parameters."""
 
 
 def _utc(seconds: int) -> datetime:
@@ -37,7 +53,11 @@ def _utc(seconds: int) -> datetime:
 
 
 def signal_row(signal: Signal) -> tuple[Any, ...]:
-    """The `trading_signals` row of a signal; times are block times, so a replay writes the same row."""
+    """The `trading_signals` row of a signal; times are block times, so a replay writes the same row.
+
+    The metadata is encoded here rather than when the row is sent, so that a value JSON cannot hold
+    fails this signal's conversion, not the batch's transaction.
+    """
     return (
         signal.signal_id,
         signal.strategy_id,
@@ -50,28 +70,29 @@ def signal_row(signal: Signal) -> tuple[Any, ...]:
         signal.take_profit,
         _utc(signal.expires_at),
         _utc(signal.created_at),
-        Jsonb(signal.metadata),
+        json.dumps(signal.metadata),
     )
 
 
-def dead_letter_row(letter: DeadLetter) -> tuple[Any, ...]:
-    """The `dead_letters` row: the raw frame and why it could not be used, keyed by position and stage."""
-    received = datetime.fromtimestamp(letter.received_ns / 1e9, tz=UTC) if letter.received_ns else None
-    # PostgreSQL text cannot hold NUL; the raw frame is kept with NULs escaped rather than dropped.
-    return (letter.position, letter.stage, letter.source, letter.reason, letter.raw.replace("\x00", "\\x00"), received)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Connection lost, server restarting or shutting down: worth retrying on a new connection."""
-    return isinstance(exc, psycopg.OperationalError | psycopg.errors.AdminShutdown | psycopg.errors.CannotConnectNow)
+def _row(item: Signal | DeadLetter) -> Row:
+    if isinstance(item, Signal):
+        return INSERT_SIGNAL, signal_row(item)
+    return INSERT_DEAD_LETTER, dead_letter_row(item)
 
 
 class PostgresSink(DynamicSink[Signal | DeadLetter]):
     """Writes signals to `trading_signals` and dead letters to `dead_letters`.
 
-    Delivery: each batch is one transaction that commits before `write_batch` returns; rows are keyed
-    by signal id and by (position, stage) with `ON CONFLICT DO NOTHING`, so at-least-once input is
-    stored exactly once. Transient failures are retried on a fresh connection within `retry`'s budget.
+    Delivery: each batch is written in transactions that commit before `write_batch` returns; rows
+    are keyed by signal id and by (position, stage) with `ON CONFLICT DO NOTHING`, so at-least-once
+    input is stored exactly once. Transient failures are retried on a fresh connection within
+    `retry`'s budget.
+
+    A signal PostgreSQL refuses (a value out of its column's range, a strategy that no longer exists)
+    or that cannot become a row (a time past year 9999) is stored as a dead letter of stage
+    `sink:postgres` instead, and the rest of the batch is written: the failed transaction is bisected
+    to find the offenders (see `sinks.dead_letters`). A dead letter is made to fit its row, so it is
+    never refused; if one still were, that is a bug, and it stops the flow.
 
     Parallelism: one connection per worker.
 
@@ -100,23 +121,44 @@ class _PostgresPartition(StatelessSinkPartition[Signal | DeadLetter]):
             self._conn.close()
         self._conn = None
 
-    def write_batch(self, items: list[Signal | DeadLetter]) -> None:
-        signals = [signal_row(i) for i in items if isinstance(i, Signal)]
-        letters = [dead_letter_row(i) for i in items if isinstance(i, DeadLetter)]
+    def _attempt(self, chunk: Sequence[tuple[Signal | DeadLetter, Row]]) -> BaseException | None:
+        """Write `chunk` in one transaction, retrying transient failures; PostgreSQL's refusal, or None."""
 
-        def write() -> None:
+        def write() -> BaseException | None:
             if self._conn is None or self._conn.closed:
                 self._conn = self._connect()
-            with self._conn.transaction(), self._conn.cursor() as cur:
-                if signals:
-                    cur.executemany(INSERT_SIGNAL, signals)
-                if letters:
-                    cur.executemany(INSERT_DEAD_LETTER, letters)
+            by_statement: dict[str, list[tuple[Any, ...]]] = {}
+            for _, (statement, params) in chunk:
+                by_statement.setdefault(statement, []).append(params)
+            try:
+                with self._conn.transaction(), self._conn.cursor() as cur:
+                    for statement, rows in by_statement.items():
+                        cur.executemany(statement, rows)
+            except REFUSALS as exc:
+                return exc
+            return None
 
+        signals = sum(1 for item, _ in chunk if isinstance(item, Signal))
+        what = f"sink=postgres signals={signals} dead_letters={len(chunk) - signals}"
         start = time.perf_counter()
-        what = f"sink=postgres signals={len(signals)} dead_letters={len(letters)}"
-        self._retry.call(write, is_transient, what=what, on_retry=self._reset)
-        log.debug("%s elapsed_s=%.3f", what, time.perf_counter() - start)
+        error = self._retry.call(write, is_transient, what=what, on_retry=self._reset)
+        log.debug("%s refused=%s elapsed_s=%.3f", what, error is not None, time.perf_counter() - start)
+        return error
+
+    def write_batch(self, items: list[Signal | DeadLetter]) -> None:
+        rows, letters = convert_each(items, _row, STORE)
+        for (item, _), error in find_refused(rows, self._attempt):
+            if isinstance(item, DeadLetter):
+                raise ItemsRefusedError([refused(item, STORE, error)])
+            letters.append(refused(item, STORE, error))
+        if not letters:
+            return
+        unstored = find_refused([(letter, _row(letter)) for letter in letters], self._attempt)
+        if unstored:
+            raise ItemsRefusedError([refused(letter, STORE, error) for (letter, _), error in unstored])
+        for letter in letters:
+            log.warning("stage=%s position=%s dead letter: %s", letter.stage, letter.position, letter.reason)
+        count(letters)
 
     def close(self) -> None:
         if self._conn is not None:

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from quantbot.models import PriceTick, Signal
+from quantbot.models import DeadLetter, PriceTick, Signal
 from quantbot.schema.redis_keys import price_fields, price_key, signal_fields, signal_key
+from sinks.dead_letters import DeadLetterStore, DeadLetterWriter, convert_each, deliver, refused
 from sinks.retry import Retry
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 # Newest block time wins: a price is written only if it is not older than the one stored. ISO-8601
 # UTC strings of one format compare like the times they name. Runs atomically on the server.
@@ -28,6 +31,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 MS_PER_S = 1000
+STORE = "redis"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,25 +41,101 @@ class RedisPolicy:
     price_ttl_s: float = 30.0
 
 
-def newest_per_token(items: list[PriceTick | Signal]) -> list[PriceTick | Signal]:
-    """The batch with only the newest tick of each token (by block time, then stream order), signals kept.
+def newest_per_token(
+    items: Sequence[PriceTick | Signal], convert: Callable[[PriceTick | Signal], R]
+) -> tuple[list[tuple[PriceTick | Signal, R]], list[DeadLetter]]:
+    """The newest tick of each token (by block time, then stream order) and every signal, converted.
 
     Of several ticks of one token in a batch only the newest can survive the newest-wins write, so
-    sending the others is wasted work (most of a batch, for the most traded tokens).
+    converting and sending the others is wasted work (most of a batch, for the most traded tokens).
+    A tick whose conversion fails is a dead letter, and the next newest of its token takes its place,
+    so that a bad tick never hides an older good one.
+
+    Returns:
+        The items to send with their conversions; the dead letters of those that failed to convert.
     """
-    newest: dict[str, PriceTick] = {}
-    kept: list[PriceTick | Signal] = []
-    for item in items:
+    ticks: dict[str, list[tuple[int, PriceTick]]] = {}
+    signals: list[Signal] = []
+    for order, item in enumerate(items):
         if isinstance(item, Signal):
-            kept.append(item)
-        elif (current := newest.get(item.token)) is None or item.block_time >= current.block_time:
-            newest[item.token] = item
-    return [*newest.values(), *kept]
+            signals.append(item)
+        else:
+            ticks.setdefault(item.token, []).append((order, item))
+    chosen: list[tuple[PriceTick | Signal, R]] = []
+    letters: list[DeadLetter] = []
+    for candidates in ticks.values():
+        for _, tick in sorted(candidates, key=lambda c: (c[1].block_time, c[0]), reverse=True):
+            converted, failed = convert_each([tick], convert, STORE)
+            chosen += converted
+            letters += failed
+            if converted:
+                break
+    converted_signals, failed_signals = convert_each(signals, convert, STORE)
+    return [*chosen, *converted_signals], [*letters, *failed_signals]
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Connection refused or lost, timeout, server loading its data set."""
-    return isinstance(exc, redis.ConnectionError | redis.TimeoutError | redis.BusyLoadingError)
+    """Connection refused or lost, timeout, a server loading its data set, read-only, out of memory or busy."""
+    return isinstance(
+        exc,
+        redis.ConnectionError
+        | redis.TimeoutError
+        | redis.exceptions.BusyLoadingError
+        | redis.exceptions.ReadOnlyError
+        | redis.exceptions.OutOfMemoryError
+        | redis.exceptions.NoScriptError
+        | redis.exceptions.TryAgainError
+        | redis.exceptions.MasterDownError
+        | redis.exceptions.ClusterDownError,
+    )
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """The server refused one command for what it holds or touches: `WRONGTYPE`, a script's error, a bad argument.
+
+    Permission and authentication errors are about the connection, not the item: they stop the flow.
+    """
+    return (
+        isinstance(exc, redis.ResponseError)
+        and not is_transient(exc)
+        and not isinstance(exc, redis.exceptions.NoPermissionError | redis.exceptions.AuthenticationError)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Price:
+    key: str
+    args: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _SignalHash:
+    key: str
+    fields: dict[str, str]
+    expires_at: int
+
+
+def _price(tick: PriceTick, ttl_ms: str) -> _Price:
+    fields = price_fields(
+        price=tick.price_usd, updated_at=datetime.fromtimestamp(tick.block_time, tz=UTC), source=tick.source
+    )
+    rest = [part for k, v in fields.items() if k != "updated_at" for part in (k, v)]
+    return _Price(price_key(tick.token), [fields["updated_at"], ttl_ms, *rest])
+
+
+def _signal(signal: Signal) -> _SignalHash | None:
+    if signal.price is None:
+        return None  # no price to cache: PostgreSQL has the signal
+    fields = signal_fields(
+        token_address=signal.token_address,
+        direction=signal.direction,
+        confidence=signal.confidence,
+        price=signal.price,
+        strategy_id=signal.strategy_id,
+        created_at=datetime.fromtimestamp(signal.created_at, tz=UTC),
+        expires_at=datetime.fromtimestamp(signal.expires_at, tz=UTC),
+    )
+    return _SignalHash(signal_key(signal.signal_id), fields, signal.expires_at)
 
 
 class RedisSink(DynamicSink[PriceTick | Signal]):
@@ -65,6 +145,11 @@ class RedisSink(DynamicSink[PriceTick | Signal]):
     hash overwrites with the same values are idempotent. A signal already expired at write time is not
     cached (the cache holds active signals only; PostgreSQL keeps every signal).
 
+    An item that cannot become a key and hash (a time past year 9999, a token that is no Solana
+    address), or whose command the server refuses (`WRONGTYPE`: the key holds something else), goes to
+    `dead_letters` as a dead letter of stage `sink:redis`; the batch's other commands are applied.
+    Without a `dead_letters` store, such an item stops the flow.
+
     Parallelism: one connection pool per worker.
 
     Args:
@@ -72,6 +157,7 @@ class RedisSink(DynamicSink[PriceTick | Signal]):
         retry: the retry policy for transient failures.
         policy: the TTLs.
         now: the clock deciding whether a signal is still active (injectable for replays of old data).
+        dead_letters: where items that cannot be stored go.
     """
 
     def __init__(
@@ -80,78 +166,85 @@ class RedisSink(DynamicSink[PriceTick | Signal]):
         retry: Retry,
         policy: RedisPolicy = RedisPolicy(),
         now: Callable[[], float] = time.time,
+        dead_letters: DeadLetterStore | None = None,
     ) -> None:
         self.client = client
         self.retry = retry
         self.policy = policy
         self.now = now
+        self.dead_letters = dead_letters
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisPartition:
         """A client for this worker."""
-        return _RedisPartition(self.client(), self.retry, self.policy, self.now)
+        letters = self.dead_letters.writer() if self.dead_letters is not None else None
+        return _RedisPartition(self.client(), self.retry, self.policy, self.now, letters)
 
 
 class _RedisPartition(StatelessSinkPartition[PriceTick | Signal]):
-    def __init__(self, client: redis.Redis, retry: Retry, policy: RedisPolicy, now: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        retry: Retry,
+        policy: RedisPolicy,
+        now: Callable[[], float],
+        letters: DeadLetterWriter | None,
+    ) -> None:
         self._client = client
         self._retry = retry
         self._policy = policy
         self._now = now
+        self._letters = letters
         self._newest_wins = client.register_script(NEWEST_PRICE_WINS)
 
-    def _queue(self, pipe: redis.client.Pipeline, items: list[PriceTick | Signal], now: float) -> tuple[int, int]:
-        """Queue the batch's commands on `pipe`; returns (prices, signals) queued."""
-        price_ttl_ms = str(int(self._policy.price_ttl_s * MS_PER_S))
-        prices = signals = 0
-        for item in newest_per_token(items):
-            if isinstance(item, PriceTick):
-                fields = price_fields(
-                    price=item.price_usd, updated_at=datetime.fromtimestamp(item.block_time, tz=UTC), source=item.source
-                )
-                rest = [part for k, v in fields.items() if k != "updated_at" for part in (k, v)]
-                args = [fields["updated_at"], price_ttl_ms, *rest]
-                self._newest_wins(keys=[price_key(item.token)], args=args, client=pipe)
-                prices += 1
-                continue
-            ttl_ms = int((item.expires_at - now) * MS_PER_S)
-            if ttl_ms < 1 or item.price is None:
-                continue  # no longer active, or no price to cache: PostgreSQL has it
-            key = signal_key(item.signal_id)
-            pipe.hset(
-                key,
-                mapping=cast(  # redis-py's Mapping is invariant in its key type; a str->str dict is what it takes
-                    "Mapping[Any, Any]",
-                    signal_fields(
-                        token_address=item.token_address,
-                        direction=item.direction,
-                        confidence=item.confidence,
-                        price=item.price,
-                        strategy_id=item.strategy_id,
-                        created_at=datetime.fromtimestamp(item.created_at, tz=UTC),
-                        expires_at=datetime.fromtimestamp(item.expires_at, tz=UTC),
-                    ),
-                ),
-            )
-            pipe.pexpire(key, ttl_ms)
-            signals += 1
-        return prices, signals
+    def _convert(self, item: PriceTick | Signal) -> _Price | _SignalHash | None:
+        if isinstance(item, PriceTick):
+            return _price(item, str(int(self._policy.price_ttl_s * MS_PER_S)))
+        return _signal(item)
+
+    def _queue(self, pipe: redis.client.Pipeline, command: _Price | _SignalHash, now: float) -> int:
+        """Queue one item's commands on `pipe`; returns how many (0 for a signal no longer active)."""
+        if isinstance(command, _Price):
+            self._newest_wins(keys=[command.key], args=command.args, client=pipe)
+            return 1
+        ttl_ms = int((command.expires_at - now) * MS_PER_S)
+        if ttl_ms < 1:
+            return 0  # no longer active: PostgreSQL has it
+        # redis-py's Mapping is invariant in its key type; a str->str dict is what it takes
+        pipe.hset(command.key, mapping=cast("Mapping[Any, Any]", command.fields))
+        pipe.pexpire(command.key, ttl_ms)
+        return 2
 
     def write_batch(self, items: list[PriceTick | Signal]) -> None:
         now = self._now()
-        counts = (0, 0)
+        converted, letters = newest_per_token(items, self._convert)
+        to_send = [(item, command) for item, command in converted if command is not None]
 
-        def send() -> None:
+        def send() -> list[tuple[PriceTick | Signal, BaseException]]:
             # Rebuilt on every attempt: a server that restarted has forgotten the script, and a
             # fresh pipeline loads it again before sending. Each command is idempotent.
-            nonlocal counts
             pipe = self._client.pipeline(transaction=False)
-            counts = self._queue(pipe, items, now)
-            if counts != (0, 0):
-                pipe.execute()
+            owners = [item for item, command in to_send for _ in range(self._queue(pipe, command, now))]
+            if not owners:
+                return []
+            results = pipe.execute(raise_on_error=False)
+            failed = [
+                (owner, result) for owner, result in zip(owners, results, strict=True) if isinstance(result, Exception)
+            ]
+            for _, error in failed:
+                if not is_refusal(error):
+                    raise error
+            # An item with two commands (a signal's hash and its expiry) is refused once.
+            return list({id(owner): (owner, error) for owner, error in failed}.values())
 
         start = time.perf_counter()
-        self._retry.call(send, is_transient, what=f"sink=redis items={len(items)}")
-        log.debug("sink=redis prices=%d signals=%d elapsed_s=%.3f", *counts, time.perf_counter() - start)
+        refusals = self._retry.call(send, is_transient, what=f"sink=redis items={len(items)}")
+        log.debug(
+            "sink=redis items=%d refused=%d elapsed_s=%.3f", len(to_send), len(refusals), time.perf_counter() - start
+        )
+        letters += [refused(item, STORE, error) for item, error in refusals]
+        deliver(self._letters, letters)
 
     def close(self) -> None:
         self._client.close()
+        if self._letters is not None:
+            self._letters.close()

@@ -3,7 +3,8 @@
 Which errors are worth retrying is the store's decision (each sink passes its own predicate); how long
 to wait between attempts and when to give up is this module's. A write that still fails when the
 budget is spent raises: the flow stops loudly and resumes from its last snapshot when restarted,
-which loses nothing because every write is idempotent.
+which loses nothing because every write is idempotent. A store's refusal of one item is neither
+retried nor raised: the item becomes a dead letter (`sinks.dead_letters`).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from quantbot import __version__
-from quantbot.errors import EX_CONFIG, ConfigError, QuantbotError
+from quantbot.errors import EX_CONFIG, EX_TEMPFAIL, ConfigError, QuantbotError, SchemaInUseError
 from quantbot.redaction import redact
 from quantbot.settings import Settings, load_settings
 
@@ -280,7 +280,9 @@ def migrate_up(ctx: _Context) -> None:
 def migrate_down(ctx: _Context, target: int, yes: bool) -> None:
     """Revert PostgreSQL migrations above N; at 0 also drop quantbot's MongoDB collections.
 
-    This deletes the data in what it drops.
+    This deletes the data in what it drops. It waits migrate.lock_wait_s (default 5 s) for running
+    flows (replays, live) to end; if some still run, it changes nothing, names them, and exits 75
+    (EX_TEMPFAIL): stop them or let them finish, then run it again.
     """
     from quantbot.ops import schema as operations
 
@@ -548,6 +550,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except ConfigError as exc:
         _fail(str(exc), EX_CONFIG)
+    except SchemaInUseError as exc:
+        _fail(str(exc), EX_TEMPFAIL)
     except QuantbotError as exc:
         _fail(str(exc), 1)
     except KeyboardInterrupt:

@@ -10,6 +10,11 @@ the MongoDB collections quantbot created, so the stores are as empty as before t
 Whether a store is reachable, and why not, is the embedded stack's probe (`quantbot.ops.stack`), given
 the clients' own credentials, TLS settings and timeouts; only a store that answers is then asked for
 its server version and schema state.
+
+Running flows: `migrate down` is destructive, so it first takes the flow lock exclusively
+(`quantbot.schema.postgres.lock_out_flows`): it waits `migrate.lock_wait_s` for running flows to end,
+then refuses with `SchemaInUseError` naming them, and changes nothing. `migrate up` is additive and
+does not wait for flows (see `quantbot.schema.postgres`).
 """
 
 from __future__ import annotations
@@ -145,27 +150,48 @@ def migrate_up(settings: Settings) -> list[StoreReport]:
 
 
 def migrate_down(settings: Settings, target: int) -> list[StoreReport]:
-    """Step PostgreSQL down to `target`; at 0 also drop quantbot's MongoDB collections."""
+    """Step PostgreSQL down to `target`; at 0 also drop quantbot's MongoDB collections.
+
+    Nothing is changed while a flow runs: the flow lock is taken exclusively first, on a session held
+    until both stores are done. When PostgreSQL cannot be reached, neither store is touched, since
+    whether flows run cannot be known.
+
+    Raises:
+        SchemaInUseError: flows still ran after `migrate.lock_wait_s`; the message names them.
+    """
     endpoints = resolve_endpoints(settings)
+    try:
+        guard = postgres_connect(
+            settings, endpoints.postgres, autocommit=True, application_name="quantbot migrate down"
+        )
+    except Exception as exc:
+        reports = [StoreReport("postgres", describe(endpoints.postgres), False, None, None, _first_line(exc))]
+        if target == 0:
+            untouched = "not dropped: PostgreSQL is unreachable, so running flows cannot be ruled out"
+            reports.append(StoreReport("mongo", describe(endpoints.mongo), None, None, None, untouched))
+        return reports
+    with guard:
+        pg_schema.lock_out_flows(guard, settings.migrate.lock_wait_s)
 
-    def postgres() -> Outcome:
-        with postgres_connect(settings, endpoints.postgres, autocommit=True) as conn:
-            reverted = pg_schema.migrate_down(conn, target)
-            version = pg_schema.current_version(conn)
-        return None, f"{version}/{pg_schema.latest_version()}", _listed("reverted", reverted, "nothing to revert")
+        def postgres() -> Outcome:
+            with postgres_connect(settings, endpoints.postgres, autocommit=True) as conn:
+                reverted = pg_schema.migrate_down(conn, target)
+                version = pg_schema.current_version(conn)
+            return None, f"{version}/{pg_schema.latest_version()}", _listed("reverted", reverted, "nothing to revert")
 
-    def mongo() -> Outcome:
-        with mongo_client(settings, endpoints.mongo) as client:
-            db = client[settings.mongo.db]
-            present = set(db.list_collection_names())
-            dropped = [spec.name for spec in mongo_schema.COLLECTIONS if spec.name in present]
-            for name in dropped:
-                db.drop_collection(name)
-        return None, "0 collections", _listed("dropped", dropped, "nothing to drop")
+        def mongo() -> Outcome:
+            with mongo_client(settings, endpoints.mongo) as client:
+                db = client[settings.mongo.db]
+                present = set(db.list_collection_names())
+                dropped = [spec.name for spec in mongo_schema.COLLECTIONS if spec.name in present]
+                for name in dropped:
+                    db.drop_collection(name)
+            return None, "0 collections", _listed("dropped", dropped, "nothing to drop")
 
-    reports = [_checked(settings, StoreName.POSTGRES, endpoints.postgres, postgres)]
-    if target == 0:
-        reports.append(_checked(settings, StoreName.MONGO, endpoints.mongo, mongo))
+        reports = [_checked(settings, StoreName.POSTGRES, endpoints.postgres, postgres)]
+        if target == 0:
+            reports.append(_checked(settings, StoreName.MONGO, endpoints.mongo, mongo))
+        # Closing the guard's session releases the lock: flows may start again.
     return reports
 
 

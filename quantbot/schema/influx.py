@@ -53,6 +53,8 @@ NO_BUCKETS_API_NOTE = "skipped: server has no buckets API"
 """What `ensure_bucket` returns for a server that accepts writes but has no buckets API."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INT64 = 2**63
+"""Line protocol timestamps are signed 64-bit nanoseconds: 1677-09-21 to 2262-04-11."""
 _ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
 _ESCAPE_KEY = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
 
@@ -73,12 +75,16 @@ def to_nanoseconds(moment: datetime) -> int:
         The integer timestamp line protocol expects at its default (nanosecond) precision.
 
     Raises:
-        InvalidPointError: `moment` is naive: its instant would depend on the machine's zone.
+        InvalidPointError: `moment` is naive: its instant would depend on the machine's zone; or it is
+            outside the signed 64-bit nanoseconds line protocol holds (a server refuses or drops it).
     """
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidPointError(f"timestamp `{moment.isoformat()}` is naive: give it a timezone")
     # Integer arithmetic on timedelta keeps every microsecond; float seconds would not.
-    return (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+    nanoseconds = (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+    if not -_INT64 <= nanoseconds < _INT64:
+        raise InvalidPointError(f"timestamp `{moment.isoformat()}` is outside line protocol's 1677-2262 range")
+    return nanoseconds
 
 
 class _Measurement:

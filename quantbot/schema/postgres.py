@@ -15,6 +15,12 @@ Guarantees:
   the database is no longer what the files describe, and a human must decide.
 - `migrate_down(conn, 0)` reverts every migration and then drops the ledger itself, so the database is
   left exactly as it was before the first `migrate_up`.
+- No schema is taken away from under a running flow: every flow holds the session-level advisory lock
+  `FLOW_LOCK_KEY` in shared mode for its whole run (`hold_flow_lock`), and a destructive change first
+  takes it exclusively (`lock_out_flows`), waiting a while for the flows to end and then refusing with
+  `SchemaInUseError`, which names them. `migrate_up` does not take it: migrations up are additive
+  (new tables, columns, indexes), so a running flow keeps working during and after them, which is what
+  lets a new version's schema be applied before the new version's flows are started.
 
 Exceptions::
 
@@ -35,26 +41,32 @@ from datetime import datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from quantbot.errors import SchemaError
+from quantbot.errors import SchemaError, SchemaInUseError
 
 if TYPE_CHECKING:
     import psycopg
 
 __all__ = [
+    "FLOW_LOCK_KEY",
     "LEDGER_TABLE",
     "MIGRATIONS",
     "MIGRATION_LOCK_KEY",
     "ChecksumMismatchError",
     "LedgerStateError",
+    "LockHolder",
     "Migration",
     "MigrationError",
     "MigrationFilesError",
     "MigrationStatus",
     "current_version",
+    "flow_lock_holders",
+    "hold_flow_lock",
     "latest_version",
     "load_migrations",
+    "lock_out_flows",
     "migrate_down",
     "migrate_up",
+    "release_flows",
     "status",
 ]
 
@@ -70,6 +82,20 @@ It is the first eight bytes of `sha256(b"quantbot.schema_migrations")` read as a
 64-bit integer: derived from a name rather than picked, so it is reproducible, documents itself, and
 is vanishingly unlikely to collide with another application's advisory locks on the same server.
 """
+
+FLOW_LOCK_KEY = 3_825_270_974_237_721_471
+"""The advisory-lock key running flows hold shared and destructive migrations take exclusively.
+
+The first eight bytes of `sha256(b"quantbot.running_flows")` as a signed big-endian 64-bit integer,
+derived like `MIGRATION_LOCK_KEY` and distinct from it: a migration up serialises with other migrations
+but not with flows. Advisory locks are per database, as the schema is.
+"""
+
+FLOW_LOCK_POLL_S = 0.1
+"""How often `lock_out_flows` asks again while flows hold the lock: short beside any wait worth setting,
+and a `pg_try_advisory_lock` costs the server next to nothing."""
+
+_32_BITS = 0xFFFF_FFFF
 
 _FILE_NAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.(?P<direction>up|down)\.sql$")
 
@@ -127,6 +153,21 @@ class Migration:
     def label(self) -> str:
         """`0001_core_tables`: the migration as its files name it."""
         return f"{self.version:04d}_{self.name}"
+
+
+class LockHolder(NamedTuple):
+    """A session holding the flow lock, as `pg_stat_activity` shows it."""
+
+    pid: int
+    application_name: str
+    client_addr: str | None
+    backend_start: datetime | None
+
+    def describe(self) -> str:
+        """`backend pid 4242 "quantbot replay pid=77@host" from 10.0.0.5 since 2026-12-01T21:40:00+00:00`."""
+        origin = f" from {self.client_addr}" if self.client_addr else " over a local socket"
+        since = f" since {self.backend_start.isoformat(timespec='seconds')}" if self.backend_start else ""
+        return f'backend pid {self.pid} "{self.application_name or "?"}"{origin}{since}'
 
 
 class MigrationStatus(NamedTuple):
@@ -289,6 +330,78 @@ def migrate_down(conn: psycopg.Connection[Any], target: int) -> list[int]:
     while (version := _step_down(conn, goal)) is not None:
         reverted.append(version)
     return reverted
+
+
+def hold_flow_lock(conn: psycopg.Connection[Any]) -> None:
+    """Take the flow lock in shared mode for the life of `conn`'s session (a running flow does this).
+
+    Waits while a destructive migration holds it (bounded by the session's `statement_timeout`);
+    released by `release_flows` or when the session ends, however the process ends.
+
+    Args:
+        conn: A connection in autocommit mode, used for nothing else.
+    """
+    conn.execute("SELECT pg_advisory_lock_shared(%s)", (FLOW_LOCK_KEY,))
+
+
+def release_flows(conn: psycopg.Connection[Any], *, shared: bool) -> None:
+    """Release the flow lock taken on `conn`: shared by a flow, exclusive by `lock_out_flows`."""
+    if shared:
+        conn.execute("SELECT pg_advisory_unlock_shared(%s)", (FLOW_LOCK_KEY,))
+    else:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (FLOW_LOCK_KEY,))
+
+
+def flow_lock_holders(conn: psycopg.Connection[Any]) -> list[LockHolder]:
+    """The other sessions holding the flow lock in this database, oldest first.
+
+    A bigint advisory key is stored in `pg_locks` as its high and low 32 bits (`classid`, `objid`)
+    with `objsubid` 1. Without the `pg_read_all_stats` role, another user's client address and start
+    time read as NULL.
+    """
+    rows = conn.execute(
+        """
+        SELECT a.pid, coalesce(a.application_name, ''), host(a.client_addr), a.backend_start
+        FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+          AND l.classid::bigint = %s AND l.objid::bigint = %s
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.pid <> pg_backend_pid()
+        ORDER BY a.backend_start, a.pid
+        """,
+        ((FLOW_LOCK_KEY >> 32) & _32_BITS, FLOW_LOCK_KEY & _32_BITS),
+    ).fetchall()
+    return [LockHolder(int(r[0]), str(r[1]), r[2], r[3]) for r in rows]
+
+
+def lock_out_flows(conn: psycopg.Connection[Any], wait_s: float) -> None:
+    """Take the flow lock exclusively on `conn`'s session: no flow runs until `release_flows` or the end.
+
+    Waits up to `wait_s` for running flows to end, asking every `FLOW_LOCK_POLL_S`; polling rather
+    than queueing, so that a refused migration has never stood in a flow's way.
+
+    Args:
+        conn: A connection in autocommit mode; the lock lasts as long as its session.
+        wait_s: How long to wait for the running flows, in seconds; 0 asks once.
+
+    Raises:
+        SchemaInUseError: Flows still hold the lock after `wait_s`; the message names them.
+    """
+    deadline = time.monotonic() + wait_s
+    while True:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (FLOW_LOCK_KEY,)).fetchone()
+        if row is not None and row[0]:
+            return
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(min(FLOW_LOCK_POLL_S, max(0.0, deadline - time.monotonic())))
+    holders = flow_lock_holders(conn)
+    listed = "; ".join(h.describe() for h in holders) or "a session that has just ended"
+    raise SchemaInUseError(
+        f"the schema is in use by {len(holders) or 1} running flow(s) after waiting {wait_s:g} s: {listed}. "
+        "Stop them (or let them finish) and run the command again, or set migrate.lock_wait_s "
+        "(QUANTBOT_MIGRATE_LOCK_WAIT_S) to wait longer"
+    )
 
 
 def _checked_target(target: int) -> int:
