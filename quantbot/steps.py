@@ -3,6 +3,10 @@
 Each step is pure or owns its state explicitly, so it is tested without Bytewax, and live, replay and
 backfill run the very same code. Errors are data: a step that cannot use its input returns a
 `DeadLetter` naming the stage and the reason, and the flow routes it to the dead-letter store.
+
+The parse step's dead letters, by stage: `frame` (an unknown kind), `normalise` (not a transaction),
+`decode` (a program decoder raised: the transaction yields nothing, since a partial or
+balance-derived reading would be wrong data), `price` (not a price quote).
 """
 
 from __future__ import annotations
@@ -10,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from quantbot import metrics
 from quantbot.models import Activity, DeadLetter, Frame, FrameKind, PriceTick, Signal, ValuedActivity, WhaleTransaction
 from quantbot.pricing import FeedQuote, PriceBook, PriceFormatError, PricingConfig, parse_price_payload
 from quantbot.signals import WhaleFollower, evaluate
-from quantbot.solana.decode import decode_transaction
+from quantbot.solana.decode import DecodeError, decode_transaction
 from quantbot.solana.normalise import TransactionFormatError, parse_transactions
 from quantbot.solana.transaction import Transaction
 from quantbot.whales import WhaleConfig, detect, largest_per_transaction
@@ -48,7 +53,12 @@ def _dead(frame: Frame, stage: str, reason: str, suffix: str = "") -> DeadLetter
 
 
 def parse_frame(frame: Frame) -> list[DecodedTransaction | FeedQuote | DeadLetter]:
-    """Frame -> decoded transactions, a price quote, or a dead letter naming what was wrong."""
+    """Frame -> decoded transactions, a price quote, or dead letters naming what was wrong.
+
+    A frame that does not normalise is one dead letter; after that each of its transactions is on its
+    own: one whose decoding raised is a dead letter positioned `<frame position>#<signature>` (unique
+    per transaction), and the others are decoded.
+    """
     if frame.kind == FrameKind.TRANSACTION:
         try:
             transactions: list[Transaction] = parse_transactions(frame.payload)
@@ -56,7 +66,14 @@ def parse_frame(frame: Frame) -> list[DecodedTransaction | FeedQuote | DeadLette
             return [_dead(frame, "normalise", str(exc))]
         out: list[DecodedTransaction | FeedQuote | DeadLetter] = []
         for tx in transactions:
-            out.append(DecodedTransaction(frame.position, tx.signature, tuple(decode_transaction(tx))))
+            try:
+                activities = decode_transaction(tx)
+            except DecodeError as exc:
+                # Counted here, where the program is known; DEAD_LETTERS{stage} counts it in the flow.
+                metrics.DECODE_FAILURES.labels(exc.program or "unknown").inc()
+                out.append(_dead(frame, "decode", str(exc), f"#{tx.signature}"))
+                continue
+            out.append(DecodedTransaction(frame.position, tx.signature, tuple(activities)))
         return out
     if frame.kind == FrameKind.PRICE:
         try:
