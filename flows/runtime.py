@@ -12,6 +12,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from flows.graph import FlowConfig, FlowSinks
+from quantbot.bounds import ParseConfig
 from quantbot.pricing import PricingConfig
 from quantbot.schema.mongo import STRATEGY_CONFIGS
 from quantbot.settings import Settings
@@ -97,6 +98,7 @@ def flow_config(settings: Settings, strategies: list[WhaleFollower]) -> FlowConf
             labels=labels,
         ),
         strategies=strategies,
+        parse=ParseConfig(max_ahead_s=settings.parse.max_ahead_s, max_decimals=settings.parse.max_decimals),
     )
 
 

@@ -1,9 +1,10 @@
-"""Bad input through the whole flow into the real stores: a decoder failure becomes a dead letter in
-PostgreSQL, nothing of it reaches the other stores, and the replay goes on to the end.
+"""Bad input through the whole flow into the real stores: a decoder failure and implausible values become
+dead letters in PostgreSQL, nothing of them reaches the other stores, and the replay goes on to the end.
 """
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from quantbot.solana import decode
 from quantbot.solana.decode import decode_transaction
 from quantbot.solana.normalise import parse_transactions
 from quantbot.solana.programs import pumpfun
-from tests.conftest import CORPUS_DIR
+from tests.conftest import CORPUS_DIR, run_cli
 from tests.test_flow import settings, write_recording  # noqa: F401 - `settings` is the stores fixture
 
 NS = 1_000_000_000
@@ -138,3 +139,85 @@ def _sig(frame: Frame) -> str:
 
 def _failing_decoder(inv: Any, ctx: Any) -> Any:
     raise RuntimeError("forced decoder failure")
+
+
+def _bad_route_frames() -> list[tuple[Frame, str]]:
+    """Copies of the route transaction, each with one implausible value, and the value its reason names."""
+    route: dict[str, Any] = orjson.loads(_corpus_file(ROUTE_TX).read_bytes())
+    block_time = _block_time(route)
+    assert block_time is not None
+    out: list[tuple[Frame, str]] = []
+    edits: list[tuple[str, Any, str]] = [
+        ("blockTime", 1_262_304_000, "1262304000"),
+        ("blockTime", block_time + 86_400, str(block_time + 86_400)),
+        ("amount", "-5", "-5"),
+        ("decimals", 255, "255"),
+        ("preBalances", None, "preBalances"),
+    ]
+    for number, (field, value, named) in enumerate(edits):
+        document = copy.deepcopy(route)
+        if field == "blockTime":
+            document["blockTime"] = value
+        elif field == "preBalances":
+            document["meta"]["preBalances"] = document["meta"]["preBalances"][:-1]
+        else:
+            document["meta"]["postTokenBalances"][0]["uiTokenAmount"][field] = value
+        payload = orjson.dumps(document).decode()
+        out.append(
+            (
+                Frame((block_time + LATENCY_S) * NS, "corpus", FrameKind.TRANSACTION.value, payload, f"bad@{number}"),
+                named,
+            )
+        )
+    return out
+
+
+def test_a_recording_mixing_bad_values_replays_to_the_end(
+    settings: Settings,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    """A millisecond price time and transactions with impossible values, among good frames: `quantbot replay`
+    exits 0, each bad frame is a dead letter naming its value, and the good frames are all stored."""
+    # Arrange
+    good = _good_frames()
+    bad = _bad_route_frames()
+    received = good[0].received_ns // NS
+    ms_price = _price_frame(received * 1_000, received)
+    frames = [good[0], ms_price, *[f for f, _ in bad[:2]], *good[1:], *[f for f, _ in bad[2:]]]
+    write_recording(tmp_path / "rec", frames, [])
+    env = _cli_env(settings)
+
+    # Act
+    result = run_cli("replay", "--no-progress", str(tmp_path / "rec"), env=env)
+
+    # Assert
+    assert result.returncode == 0, result.stderr[-3000:]
+    letters = _dead_letters(settings)
+    stages = sorted(stage for _, stage, _ in letters)
+    assert stages == sorted(["price"] + ["normalise"] * len(bad)), letters
+    reasons = " | ".join(reason for _, _, reason in letters)
+    for _, named in bad:
+        assert named in reasons, reasons
+    assert "milliseconds" in reasons
+    assert _whale_signatures(settings)
+    priced = _priced_tokens(settings)
+    for prefix in (ROUTE_TX, PUMPFUN_TX):
+        assert _mints(next(f for f in good[1:] if _sig(f).startswith(prefix))) <= priced
+
+
+def _cli_env(config: Settings) -> dict[str, str]:
+    """The environment that makes `quantbot` see the same stores and thresholds as `config`."""
+    assert config.postgres.url and config.redis.url and config.mongo.url and config.influx.url
+    token = config.influx.token.get_secret_value() if config.influx.token else ""
+    tiers = ", ".join(f'{{name = "{t.name}", min_usd = {t.min_usd}}}' for t in config.whales.tiers)
+    return {
+        "QUANTBOT_PROFILE": "default",
+        "QUANTBOT_POSTGRES_URL": config.postgres.url,
+        "QUANTBOT_REDIS_URL": config.redis.url,
+        "QUANTBOT_MONGO_URL": config.mongo.url,
+        "QUANTBOT_MONGO_DB": config.mongo.db,
+        "QUANTBOT_INFLUX_URL": config.influx.url,
+        "QUANTBOT_INFLUX_TOKEN": token,
+        "QUANTBOT_WHALES_TIERS": f"[{tiers}]",
+        "QUANTBOT_STACK_DIR": config.stack.dir,
+    }
