@@ -498,16 +498,18 @@ def _token_balances(entries: Any, keys: list[str], max_decimals: int) -> list[To
         if type(mint) is not str:
             raise TransactionFormatError("token balance mint is not a string")
         text = ui["amount"]
-        if type(text) is str and text.isdigit() and text.isascii():
-            amount = int(text)
-        elif type(text) is int and text >= 0:
+        # -1 (refused below) for anything but a decimal string or an integer: a float, a bool, ...
+        if type(text) is str:
+            try:
+                amount = int(text)
+            except ValueError:
+                amount = -1
+        elif type(text) is int:
             amount = text
         else:
-            raise TransactionFormatError(
-                f"token amount {text!r} of account index {index} is not a non-negative integer"
-            )
-        if amount > U64_MAX:
-            raise TransactionFormatError(f"token amount {amount} of account index {index} exceeds u64")
+            amount = -1
+        if not 0 <= amount <= U64_MAX:
+            raise TransactionFormatError(f"token amount {text!r} of account index {index} is not a u64 integer")
         if type(decimals) is not int:
             decimals = _opt_int(decimals, "decimals")
         if decimals is not None and not 0 <= decimals <= max_decimals:
