@@ -7,7 +7,7 @@ everything after the input is the same. Step ids are stable: they key the recove
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -17,6 +17,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from quantbot import metrics
+from quantbot.bounds import ParseConfig
 from quantbot.models import DeadLetter, Frame, PriceTick, Signal, WhaleTransaction
 from quantbot.pricing import FeedQuote, PricingConfig
 from quantbot.signals import WhaleFollower
@@ -52,6 +53,7 @@ class FlowConfig:
     pricing: PricingConfig
     whales: WhaleConfig
     strategies: Sequence[WhaleFollower]
+    parse: ParseConfig = field(default_factory=ParseConfig)
 
 
 def _count_frame(item: Frame | DeadLetter) -> None:
@@ -91,7 +93,7 @@ def build_flow(source: Source[Any], sinks: FlowSinks, config: FlowConfig, name: 
     # Frame(kind="transaction", payload='{"jsonrpc": ...}') | DeadLetter(stage="frame")
     op.inspect("count_frames", items, lambda _step, item: _count_frame(item))
     split = op.branch("is_frame", items, lambda item: isinstance(item, Frame))
-    parsed = op.flat_map("parse", split.trues, parse_frame)
+    parsed = op.flat_map("parse", split.trues, partial(parse_frame, config=config.parse))
     # DecodedTransaction(signature="5Q8E...", activities=(Activity(kind="swap", ...),)) | FeedQuote | DeadLetter
     op.inspect("count_parsed", parsed, lambda _step, item: _count_parsed(item))
     usable = op.branch("parsed_ok", parsed, lambda item: not isinstance(item, DeadLetter))

@@ -17,6 +17,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from flows.graph import FlowConfig, FlowSinks
+from quantbot.bounds import ParseConfig
 from quantbot.pricing import PricingConfig
 from quantbot.schema import postgres as pg_schema
 from quantbot.schema.mongo import STRATEGY_CONFIGS
@@ -123,6 +124,7 @@ def flow_config(settings: Settings, strategies: list[WhaleFollower]) -> FlowConf
             labels=labels,
         ),
         strategies=strategies,
+        parse=ParseConfig(max_ahead_s=settings.parse.max_ahead_s, max_decimals=settings.parse.max_decimals),
     )
 
 

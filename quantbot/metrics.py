@@ -16,6 +16,12 @@ VALUED = Counter("quantbot_activities_valued_total", "Activities given a USD val
 WHALES = Counter("quantbot_whales_total", "Whale transactions detected, by tier", ["tier"])
 SIGNALS = Counter("quantbot_signals_total", "Trading signals derived, by strategy", ["strategy"])
 DEAD_LETTERS = Counter("quantbot_dead_letters_total", "Inputs the flow could not use, by stage", ["stage"])
+DECODE_FAILURES = Counter(
+    "quantbot_decode_failures_total",
+    "Transactions whose decoding raised (each one a `decode` dead letter), by the program whose decoder "
+    "raised (`unknown` when it was none)",
+    ["program"],
+)
 
 
 def total(counter: Counter) -> float:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from quantbot.bounds import ParseConfig, time_problem
 from quantbot.models import (
     WSOL_MINT,
     Activity,
@@ -57,6 +58,9 @@ class PricingConfig:
     """Learned prices kept at most; the least recently updated are forgotten first (flat memory)."""
 
 
+_DEFAULT_BOUNDS = ParseConfig()
+
+
 class PriceFormatError(ValueError):
     """A price-feed frame is not a price quote."""
 
@@ -71,11 +75,20 @@ class FeedQuote:
     source: str
 
 
-def parse_price_payload(payload: str, source: str) -> FeedQuote:
+def parse_price_payload(
+    payload: str, source: str, received_ns: int = 0, bounds: ParseConfig | None = None
+) -> FeedQuote:
     """Parse a price frame: `{"symbol": "SOL/USD" | "token": mint, "price": float, "ts": unix seconds}`.
 
+    Args:
+        payload: the frame's text.
+        source: the feed, kept as the quote's source.
+        received_ns: the frame's receive time (0: unknown), which `ts` may not be far ahead of.
+        bounds: what `ts` may be (`quantbot.bounds.time_problem`); default `ParseConfig()`.
+
     Raises:
-        PriceFormatError: naming what is wrong.
+        PriceFormatError: naming what is wrong (a `ts` in milliseconds, before Solana's genesis or
+            ahead of the receive time included).
     """
     try:
         data = orjson.loads(payload)
@@ -95,6 +108,9 @@ def parse_price_payload(payload: str, source: str) -> FeedQuote:
         raise PriceFormatError(f"price `{price}` is not a positive number")
     if not isinstance(ts, int) or isinstance(ts, bool):
         raise PriceFormatError(f"`ts` `{ts}` is not an integer of Unix seconds")
+    problem = time_problem(ts, "ts", received_ns, bounds or _DEFAULT_BOUNDS)
+    if problem is not None:
+        raise PriceFormatError(problem)
     return FeedQuote(token=token, price_usd=float(price), ts=ts, source=source)
 
 

@@ -119,6 +119,15 @@ class PipelineSettings(_Section):
     replay_batch_size: int = Field(512, ge=1, description="frames a replay hands the flow per batch")
 
 
+class ParseSettings(_Section):
+    """What the parse step accepts (see quantbot.bounds): implausible values become dead letters."""
+
+    max_ahead_s: int = Field(
+        300, ge=0, description="a block or price time further ahead of the frame's receive time is refused"
+    )
+    max_decimals: int = Field(19, ge=0, le=255, description="token balances with more decimals are refused")
+
+
 class PricingSettings(_Section):
     """USD valuation (see quantbot.pricing)."""
 
@@ -213,6 +222,7 @@ class Settings(_Section):
     influx: InfluxSettings = InfluxSettings()
     stack: StackSettings = StackSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    parse: ParseSettings = ParseSettings()
     pricing: PricingSettings = PricingSettings()
     whales: WhaleSettings = WhaleSettings()
     signals: SignalSettings = SignalSettings()

@@ -3,6 +3,11 @@
 Each step is pure or owns its state explicitly, so it is tested without Bytewax, and every flow built by
 `flows/graph.py` runs the very same code. Errors are data: a step that cannot use its input returns a
 `DeadLetter` naming the stage and the reason, and the flow routes it to the dead-letter store.
+
+The parse step's dead letters, by stage: `frame` (an unknown kind), `normalise` (not a transaction, or
+one with an implausible value: see `quantbot.bounds`), `decode` (a program decoder raised: the
+transaction yields nothing, since a partial or balance-derived reading would be wrong data), `price`
+(not a price quote, or one at an implausible time).
 """
 
 from __future__ import annotations
@@ -10,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from quantbot import metrics
+from quantbot.bounds import ParseConfig, time_problem
 from quantbot.models import Activity, DeadLetter, Frame, FrameKind, PriceTick, Signal, ValuedActivity, WhaleTransaction
 from quantbot.pricing import FeedQuote, PriceBook, PriceFormatError, PricingConfig, parse_price_payload
 from quantbot.signals import WhaleFollower, evaluate
-from quantbot.solana.decode import decode_transaction
+from quantbot.solana.decode import DecodeError, decode_transaction
 from quantbot.solana.normalise import TransactionFormatError, parse_transactions
 from quantbot.solana.transaction import Transaction
 from quantbot.whales import WhaleConfig, detect, largest_per_transaction
@@ -47,20 +54,42 @@ def _dead(frame: Frame, stage: str, reason: str, suffix: str = "") -> DeadLetter
     )
 
 
-def parse_frame(frame: Frame) -> list[DecodedTransaction | FeedQuote | DeadLetter]:
-    """Frame -> decoded transactions, a price quote, or a dead letter naming what was wrong."""
+_DEFAULT_PARSE = ParseConfig()
+
+
+def parse_frame(
+    frame: Frame, config: ParseConfig = _DEFAULT_PARSE
+) -> list[DecodedTransaction | FeedQuote | DeadLetter]:
+    """Frame -> decoded transactions, a price quote, or dead letters naming what was wrong.
+
+    A frame that does not normalise is one dead letter; after that each of its transactions is on its
+    own: one with an implausible block time, or whose decoding raised, is a dead letter positioned
+    `<frame position>#<signature>` (unique per transaction), and the others are decoded.
+    """
     if frame.kind == FrameKind.TRANSACTION:
         try:
-            transactions: list[Transaction] = parse_transactions(frame.payload)
+            transactions: list[Transaction] = parse_transactions(frame.payload, config.max_decimals)
         except TransactionFormatError as exc:
             return [_dead(frame, "normalise", str(exc))]
         out: list[DecodedTransaction | FeedQuote | DeadLetter] = []
         for tx in transactions:
-            out.append(DecodedTransaction(frame.position, tx.signature, tuple(decode_transaction(tx))))
+            if tx.block_time is not None:
+                problem = time_problem(tx.block_time, "blockTime", frame.received_ns, config)
+                if problem is not None:
+                    out.append(_dead(frame, "normalise", f"{tx.signature}: {problem}", f"#{tx.signature}"))
+                    continue
+            try:
+                activities = decode_transaction(tx)
+            except DecodeError as exc:
+                # Counted here, where the program is known; DEAD_LETTERS{stage} counts it in the flow.
+                metrics.DECODE_FAILURES.labels(exc.program or "unknown").inc()
+                out.append(_dead(frame, "decode", str(exc), f"#{tx.signature}"))
+                continue
+            out.append(DecodedTransaction(frame.position, tx.signature, tuple(activities)))
         return out
     if frame.kind == FrameKind.PRICE:
         try:
-            return [parse_price_payload(frame.payload, frame.source)]
+            return [parse_price_payload(frame.payload, frame.source, frame.received_ns, config)]
         except PriceFormatError as exc:
             return [_dead(frame, "price", str(exc))]
     return [_dead(frame, "frame", f"unknown frame kind `{frame.kind}`")]

@@ -339,8 +339,9 @@ def decode(paths: tuple[Path, ...]) -> None:
     \b
     Accepts json, jsonParsed and base64 encodings, JSON-RPC envelopes, bare results, lists of them
     and Yellowstone/Geyser JSON. One line per swap, liquidity add/remove or transfer, with raw
-    integer amounts as strings. Unreadable files are reported on stderr; the others still decode;
-    the exit status is then 1.
+    integer amounts as strings. Unreadable files, and transactions a decoder failed on (naming the
+    signature, program and instruction), are reported on stderr; the others still decode; the exit
+    status is then 1.
     """
     from quantbot.solana.decode import decode_files
 

@@ -4,7 +4,8 @@ Public API:
 
 - `quantbot.solana.normalise.parse_transactions(raw) -> list[Transaction]` (raises
   `TransactionFormatError`), and `normalise(document)` for already-parsed JSON;
-- `quantbot.solana.decode.decode_transaction(tx) -> list[Activity]` (never raises);
+- `quantbot.solana.decode.decode_transaction(tx) -> list[Activity]` (raises `DecodeError` when a
+  decoder fails: never a partial or balance-derived reading);
 - `quantbot.solana.decode.activity_to_json(activity) -> dict` (the `quantbot decode` line shape);
 - `quantbot.solana.decode.decode_files(paths, out, err) -> int` (what `quantbot decode PATH...` runs).
 

@@ -13,12 +13,16 @@ is read once into plain lists (`Context`), which all the scans use; an instructi
 data decoded, only when a decoder reads it; and the context holds no closure, since a reference cycle
 would keep each transaction's objects alive until the cyclic garbage collector ran.
 
+A decoder that raises makes the whole transaction a `DecodeError` (naming the program, the instruction
+and the exception), never a partial or balance-derived reading: a decoder bug must not store wrong
+trades. The flow turns it into a dead letter (`quantbot.steps.parse_frame`), which replays once the
+decoder is fixed.
+
 `decode_files` is what `quantbot decode PATH...` runs; `activity_to_json` is the JSON shape it prints.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -39,8 +43,6 @@ from quantbot.solana.normalise import TransactionFormatError, parse_transactions
 from quantbot.solana.programs import catalog, dflow, generic, jupiter, okx, raydium_route, transfer
 from quantbot.solana.programs.catalog import Decoder
 from quantbot.solana.transaction import Transaction
-
-logger = logging.getLogger(__name__)
 
 AGGREGATOR_DECODERS: dict[str, Decoder] = {
     jupiter.PROGRAM_ID: jupiter.decode,
@@ -68,29 +70,55 @@ SUFFIXES = (".json", ".jsonl")
 
 
 class DecodeError(Exception):  # not RuntimeError: mypyc compiles subclasses of Exception, not of that
-    """A program decoder failed on a transaction (raised only with `strict=True`)."""
+    """Decoding a transaction raised: in a program's decoder (`program_id` set) or around them.
+
+    The message names the signature, the program (name and id), the instruction (`outer`, and `inner`
+    for an inner one) and the exception (type and message); the exception is also `__cause__`.
+    """
+
+    def __init__(
+        self,
+        signature: str,
+        cause: Exception,
+        program_id: str | None = None,
+        outer: int | None = None,
+        inner: int | None = None,
+    ) -> None:
+        self.signature = signature
+        self.cause = cause
+        self.program_id = program_id
+        self.program = PROGRAM_NAMES.get(program_id, "unknown") if program_id is not None else None
+        """The program's short name (`venue`), None when the failure was outside a program decoder."""
+        self.outer = outer
+        self.inner = inner
+        failure = f"{type(cause).__name__}: {cause}"
+        if program_id is None:
+            message = f"decoding {signature} failed outside a program decoder: {failure}"
+        else:
+            where = f"outer instruction {outer}" if inner is None else f"inner instruction {outer}/{inner}"
+            message = f"{self.program} decoder ({program_id}) failed on {signature} at {where}: {failure}"
+        super().__init__(message)
 
 
-def decode_transaction(tx: Transaction, *, strict: bool = False) -> list[Activity]:
+def decode_transaction(tx: Transaction) -> list[Activity]:
     """Every activity recognised in one transaction, in instruction order.
 
     Args:
         tx: a normalised transaction.
-        strict: raise `DecodeError` when a decoder fails instead of logging it and going on (tests).
 
     Returns:
-        The activities; empty for a failed transaction or one without anything recognised. Never raises
-        unless `strict`.
+        The activities; empty for a failed transaction or one without anything recognised.
+
+    Raises:
+        DecodeError: a program decoder (or the decoding around them) raised; nothing of the transaction
+            is returned, not even a balance-derived reading, since that would be a wrong one.
     """
     try:
-        return _decode(tx, strict)
+        return _decode(tx)
     except DecodeError:
         raise
     except Exception as exc:
-        if strict:
-            raise DecodeError(f"decoding {tx.signature} failed: {exc!r}") from exc
-        logger.exception("decode failed signature=%s", tx.signature)
-        return []
+        raise DecodeError(tx.signature, exc) from exc
 
 
 EVENT_AGGREGATORS = frozenset({jupiter.PROGRAM_ID, dflow.PROGRAM_ID})
@@ -99,18 +127,18 @@ _ONLY = {program_id: frozenset({program_id}) for program_id in EVENT_AGGREGATORS
 """Each event aggregator's id as the one-program set `cpi_events_between` takes."""
 
 
-def _decode(tx: Transaction, strict: bool) -> list[Activity]:
+def _decode(tx: Transaction) -> list[Activity]:
     if tx.err is not None:
         return []
-    ctx = Context(tx, _strict_beneath if strict else _decode_beneath)
+    ctx = Context(tx, _decode_beneath)
     invoked = set(ctx.outer_program_ids).union(*ctx.inner_program_ids)
-    activities = _decode_known(ctx, invoked, strict) if not KNOWN_PROGRAMS.isdisjoint(invoked) else []
+    activities = _decode_known(ctx, invoked) if not KNOWN_PROGRAMS.isdisjoint(invoked) else []
     if not activities:
         activities = generic.decode_balances(ctx) or transfer.decode(ctx)
     return _settle_legs(activities)
 
 
-def _decode_known(ctx: Context, invoked: set[str], strict: bool) -> list[Activity]:
+def _decode_known(ctx: Context, invoked: set[str]) -> list[Activity]:
     """Activities of the known programs' invocations, outer instruction by outer instruction."""
     tx = ctx.tx
     inner_ids = ctx.inner_program_ids
@@ -125,11 +153,14 @@ def _decode_known(ctx: Context, invoked: set[str], strict: bool) -> list[Activit
         else:
             invocations = _invocations(ctx, outer, 0, len(inner_ids[outer]) - 1, KNOWN_PROGRAMS)
         for inv in invocations:
-            inv.events = _events_of(ctx, inv, present)
-            activities.extend(_run(DECODERS[inv.program_id], inv, ctx, strict))
+            try:
+                inv.events = _events_of(ctx, inv, present)
+            except Exception as exc:
+                raise _failure(ctx, inv, exc) from exc
+            activities.extend(_run(DECODERS[inv.program_id], inv, ctx))
             if inv.program_id not in AGGREGATOR_DECODERS:
                 # A pool program calling another (a curve migrating into an AMM): decode the callee too.
-                activities.extend(_decode_beneath(ctx, inv, strict, exclude=inv.program_id))
+                activities.extend(_decode_beneath(ctx, inv, exclude=inv.program_id))
     return activities
 
 
@@ -184,24 +215,21 @@ def _position(event: Event) -> int:
     return -1 if position is None else position
 
 
-def _run(decoder: Decoder, inv: Invocation, ctx: Context, strict: bool) -> list[Activity]:
+def _run(decoder: Decoder, inv: Invocation, ctx: Context) -> list[Activity]:
     try:
         return decoder(inv, ctx) or []
+    except DecodeError:
+        raise  # a program this one called (`ctx.beneath`) failed: that one is named
     except Exception as exc:
-        if strict:
-            raise DecodeError(
-                f"{PROGRAM_NAMES.get(inv.program_id)} decoder failed on {ctx.tx.signature} "
-                f"at instruction {inv.outer}/{inv.inner}: {exc!r}"
-            ) from exc
-        logger.exception(
-            "program decoder failed program=%s signature=%s outer=%s", inv.program_id, ctx.tx.signature, inv.outer
-        )
-        return []
+        raise _failure(ctx, inv, exc) from exc
 
 
-def _decode_beneath(
-    ctx: Context, parent: Invocation, strict: bool = False, exclude: str | None = None
-) -> list[Activity]:
+def _failure(ctx: Context, inv: Invocation, exc: Exception) -> DecodeError:
+    """The `DecodeError` of an invocation whose decoding raised `exc`."""
+    return DecodeError(ctx.tx.signature, exc, inv.program_id, inv.outer, inv.inner)
+
+
+def _decode_beneath(ctx: Context, parent: Invocation, exclude: str | None = None) -> list[Activity]:
     """Activities of the DEX programs an invocation called (but `exclude`, the caller's own program)."""
     first, last = parent.start + 1, parent.end
     callees = DEX_PROGRAMS if exclude is None else _OTHER_DEX_PROGRAMS.get(exclude, DEX_PROGRAMS)
@@ -211,13 +239,8 @@ def _decode_beneath(
     for inv in _invocations(ctx, parent.outer, first, last, DEX_PROGRAMS):
         if inv.program_id != exclude:
             inv.events = [e for e in parent.events if inv.covers(_position(e))]
-            out.extend(_run(DECODERS[inv.program_id], inv, ctx, strict))
+            out.extend(_run(DECODERS[inv.program_id], inv, ctx))
     return out
-
-
-def _strict_beneath(ctx: Context, parent: Invocation) -> list[Activity]:
-    """`_decode_beneath` in strict mode (a module-level function: the context must not hold a closure)."""
-    return _decode_beneath(ctx, parent, strict=True)
 
 
 def _invocations(ctx: Context, outer: int, start: int, end: int, known: frozenset[str]) -> list[Invocation]:
@@ -349,11 +372,12 @@ def _expand(paths: Sequence[Path]) -> list[Path]:
 def decode_files(paths: Sequence[Path], out: TextIO, err: TextIO) -> int:
     """Decode files (or directories of `.json`/`.jsonl` files), writing one JSON line per activity.
 
-    Each unreadable file gets one error line on `err` naming it and what is wrong; the other files are
-    still decoded.
+    Each unreadable file, and each transaction whose decoding failed, gets one error line on `err`
+    naming the file and what is wrong (for a decoding failure: the signature, the program, the
+    instruction and the exception); everything else is still decoded.
 
     Returns:
-        The process exit status: 0 when every file was read, 1 otherwise.
+        The process exit status: 0 when every file was read and every transaction decoded, 1 otherwise.
     """
     status = 0
     for path in _expand(paths):
@@ -370,7 +394,13 @@ def decode_files(paths: Sequence[Path], out: TextIO, err: TextIO) -> int:
             status = 1
             continue
         for tx in transactions:
-            for item in decode_transaction(tx):
+            try:
+                activities = decode_transaction(tx)
+            except DecodeError as exc:
+                err.write(f"error: {path}: {exc}\n")
+                status = 1
+                continue
+            for item in activities:
                 out.write(orjson.dumps(activity_to_json(item)).decode())
                 out.write("\n")
     return status

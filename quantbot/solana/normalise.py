@@ -12,7 +12,9 @@ Accepted shapes, alone or in a list (a JSON array or JSON lines):
   JSON numbers or decimal strings, and `loadedWritableAddresses`/`loadedReadonlyAddresses`.
 
 Everything wrong with the input raises `TransactionFormatError`, whose lower-case message names what is
-wrong (`missing field \\`meta\\``, `account index 57 out of range (33 keys)`, ...).
+wrong (`missing field \\`meta\\``, `account index 57 out of range (33 keys)`, ...). That includes values
+no real transaction has: negative numbers, token amounts beyond u64 or not integers, more decimals than
+a mint can use (`max_decimals`), lamport balances that are not one per account key.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import orjson
 from solders.transaction import VersionedTransaction
 
+from quantbot.bounds import MAX_DECIMALS, U64_MAX
 from quantbot.solana.codec import CodecError, b58decode, b64decode, pubkey_str, signature_str
 from quantbot.solana.transaction import Instruction, InstructionList, TokenBalance, Transaction
 
@@ -61,8 +64,12 @@ class TransactionFormatError(ValueError):
     """Input that is not a transaction this module can read; the message says what is wrong."""
 
 
-def parse_transactions(raw: bytes | str) -> list[Transaction]:
+def parse_transactions(raw: bytes | str, max_decimals: int = MAX_DECIMALS) -> list[Transaction]:
     """Parse raw JSON bytes (one document, a JSON array, or JSON lines) into transactions.
+
+    Args:
+        raw: the JSON text.
+        max_decimals: token balances with more decimals are refused (see `quantbot.bounds`).
 
     Raises:
         TransactionFormatError: empty input, invalid JSON, or a document that is not a transaction.
@@ -76,8 +83,8 @@ def parse_transactions(raw: bytes | str) -> list[Transaction]:
         documents = _json_lines(raw)
         if documents is None:
             raise TransactionFormatError(f"not valid json: {str(exc).lower()}") from None
-        return normalise(documents)
-    return normalise(document)
+        return normalise(documents, max_decimals)
+    return normalise(document, max_decimals)
 
 
 def _json_lines(raw: bytes | str) -> list[Any] | None:
@@ -94,8 +101,10 @@ def _json_lines(raw: bytes | str) -> list[Any] | None:
     return documents
 
 
-def normalise(document: Any) -> list[Transaction]:
+def normalise(document: Any, max_decimals: int = MAX_DECIMALS) -> list[Transaction]:
     """Normalise one parsed JSON document (any accepted shape, or a list of them) into transactions.
+
+    `max_decimals` bounds token balances' decimals, as in `parse_transactions`.
 
     Raises:
         TransactionFormatError: when the document is not a transaction in an accepted shape.
@@ -105,12 +114,12 @@ def normalise(document: Any) -> list[Transaction]:
             raise TransactionFormatError("empty list: no transaction")
         out: list[Transaction] = []
         for item in document:
-            out.extend(normalise(item))
+            out.extend(normalise(item, max_decimals))
         return out
     if not isinstance(document, dict):
         raise TransactionFormatError(f"expected a json object, got {type(document).__name__}")
     try:
-        return [_normalise_object(document)]
+        return [_normalise_object(document, max_decimals)]
     except TransactionFormatError:
         raise
     except KeyError as exc:
@@ -121,32 +130,34 @@ def normalise(document: Any) -> list[Transaction]:
         raise TransactionFormatError(f"malformed transaction: {str(exc).lower()}") from None
 
 
-def _normalise_object(obj: dict[str, Any]) -> Transaction:
+def _normalise_object(obj: dict[str, Any], max_decimals: int) -> Transaction:
     if "transaction" not in obj:
         if "error" in obj:
             error = obj["error"]
             message = error.get("message", error) if isinstance(error, dict) else error
             raise TransactionFormatError(f"rpc error response: {message}")
         if "result" in obj:
-            return _unwrap(obj["result"], "result")
+            return _unwrap(obj["result"], "result", max_decimals)
         if "params" in obj:
             params = obj["params"]
             if not isinstance(params, dict) or "result" not in params:
                 raise TransactionFormatError("notification without `params.result`")
-            return _unwrap(params["result"], "params.result")
+            return _unwrap(params["result"], "params.result", max_decimals)
         if "value" in obj:
-            return _unwrap(obj["value"], "value")
+            return _unwrap(obj["value"], "value", max_decimals)
         raise TransactionFormatError("no `transaction` field: not a transaction")
     inner = obj["transaction"]
     if "meta" in obj:
-        return _from_result(obj, obj.get("slot"), obj.get("blockTime"), obj.get("signature"))
+        return _from_result(obj, obj.get("slot"), obj.get("blockTime"), obj.get("signature"), max_decimals)
     if isinstance(inner, dict):
         if "meta" in inner and "transaction" in inner:
             # Geyser SubscribeUpdateTransactionInfo inside a SubscribeUpdateTransaction.
-            return _from_result(inner, obj.get("slot"), obj.get("blockTime"), inner.get("signature"), geyser=True)
+            return _from_result(
+                inner, obj.get("slot"), obj.get("blockTime"), inner.get("signature"), max_decimals, geyser=True
+            )
         if isinstance(inner.get("transaction"), dict):
             # Geyser SubscribeUpdate: {"filters", "transaction": {"transaction": info, "slot"}}.
-            return _normalise_object(inner)
+            return _normalise_object(inner, max_decimals)
     raise TransactionFormatError("missing field `meta`: a transaction needs its status metadata")
 
 
@@ -161,22 +172,26 @@ def _canonical_zero_keys(keys: list[str]) -> None:
             keys[position] = _ZERO_KEY
 
 
-def _unwrap(value: Any, where: str) -> Transaction:
+def _unwrap(value: Any, where: str, max_decimals: int) -> Transaction:
     if value is None:
         raise TransactionFormatError(f"`{where}` is null: transaction not found")
     if isinstance(value, list):
         raise TransactionFormatError(f"`{where}` is a list; pass the list itself instead")
     if not isinstance(value, dict):
         raise TransactionFormatError(f"`{where}` is not an object")
-    return _normalise_object(value)
+    return _normalise_object(value, max_decimals)
 
 
 def _int(value: Any, what: str) -> int:
+    """A non-negative integer, given as a JSON number or a decimal string (every count, index, slot,
+    time and amount of a transaction is one)."""
     if type(value) is int:
+        if value < 0:
+            raise TransactionFormatError(f"`{what}` is negative: {value}")
         return value
     if type(value) is str and value.isdigit() and value.isascii():
         return int(value)
-    raise TransactionFormatError(f"`{what}` is not an integer: {value!r}")
+    raise TransactionFormatError(f"`{what}` is not a non-negative integer: {value!r}")
 
 
 def _opt_int(value: Any, what: str) -> int | None:
@@ -184,7 +199,7 @@ def _opt_int(value: Any, what: str) -> int | None:
 
 
 def _from_result(
-    result: dict[str, Any], slot: Any, block_time: Any, signature: Any, *, geyser: bool = False
+    result: dict[str, Any], slot: Any, block_time: Any, signature: Any, max_decimals: int, *, geyser: bool = False
 ) -> Transaction:
     meta = result["meta"]
     if not isinstance(meta, dict):
@@ -260,6 +275,11 @@ def _from_result(
     fee = _int(meta.get("fee", 0), "meta.fee")
     pre = _lamports(meta.get("preBalances"), "meta.preBalances")
     post = _lamports(meta.get("postBalances"), "meta.postBalances")
+    if len(pre) != len(keys) or len(post) != len(keys):
+        raise TransactionFormatError(
+            f"`meta.preBalances` has {len(pre)} entries and `meta.postBalances` {len(post)}, "
+            f"but there are {len(keys)} account keys: one balance per key expected"
+        )
     # Positional, in the fields' order (signature, slot, block_time, err, fee, account_keys, signers,
     # instructions, inner, logs, pre/post lamports, pre/post token balances): keywords cost twice as much.
     return Transaction(
@@ -275,8 +295,8 @@ def _from_result(
         logs if isinstance(logs, list) else None,
         pre,
         post,
-        _token_balances(meta.get("preTokenBalances"), keys),
-        _token_balances(meta.get("postTokenBalances"), keys),
+        _token_balances(meta.get("preTokenBalances"), keys, max_decimals),
+        _token_balances(meta.get("postTokenBalances"), keys, max_decimals),
     )
 
 
@@ -461,7 +481,7 @@ def _json_instruction(ix: Any, keys: list[str], in_base64: bool, default_height:
     return Instruction(program_id, accounts, data, None, height)
 
 
-def _token_balances(entries: Any, keys: list[str]) -> list[TokenBalance]:
+def _token_balances(entries: Any, keys: list[str], max_decimals: int) -> list[TokenBalance]:
     if not entries:
         return []
     out = []
@@ -477,12 +497,25 @@ def _token_balances(entries: Any, keys: list[str]) -> list[TokenBalance]:
         mint = entry["mint"]
         if type(mint) is not str:
             raise TransactionFormatError("token balance mint is not a string")
-        try:
-            amount = int(ui["amount"])
-        except (TypeError, ValueError):
-            raise TransactionFormatError(f"token amount is not an integer: {ui['amount']!r}") from None
+        text = ui["amount"]
+        # -1 (refused below) for anything but a decimal string or an integer: a float, a bool, ...
+        if type(text) is str:
+            try:
+                amount = int(text)
+            except ValueError:
+                amount = -1
+        elif type(text) is int:
+            amount = text
+        else:
+            amount = -1
+        if not 0 <= amount <= U64_MAX:
+            raise TransactionFormatError(f"token amount {text!r} of account index {index} is not a u64 integer")
         if type(decimals) is not int:
             decimals = _opt_int(decimals, "decimals")
+        if decimals is not None and not 0 <= decimals <= max_decimals:
+            raise TransactionFormatError(
+                f"token decimals {decimals} of account index {index} out of range (0 to {max_decimals})"
+            )
         # tuple.__new__ skips the named tuple's Python-level constructor (this runs per balance entry).
         out.append(_new_tuple(TokenBalance, (index, keys[index], mint, entry.get("owner") or None, amount, decimals)))
     return out
@@ -491,19 +524,17 @@ def _token_balances(entries: Any, keys: list[str]) -> list[TokenBalance]:
 def _lamports(values: Any, what: str) -> list[int]:
     if not values:
         return []
-    if type(values) is list:
-        try:
-            # Lamports are u64: building an unsigned 64-bit array checks, in C, that every value is one.
-            array.array("Q", values)
-            return values
-        except (TypeError, ValueError, OverflowError):
-            pass  # not all of them: convert one by one, saying what is wrong
+    if type(values) is not list:
+        raise TransactionFormatError(f"`{what}` is not a list")
     try:
-        out = list(map(int, values))
-    except (TypeError, ValueError):
-        raise TransactionFormatError(f"`{what}` holds a non-integer") from None
-    if min(out) < 0:
-        raise TransactionFormatError(f"`{what}` holds a negative balance")
+        # Lamports are u64: building an unsigned 64-bit array checks, in C, that every value is one.
+        array.array("Q", values)
+        return values
+    except (TypeError, ValueError, OverflowError):
+        pass  # not all of them (or decimal strings): convert one by one, saying what is wrong
+    out = [_int(value, what) for value in values]
+    if max(out) > U64_MAX:
+        raise TransactionFormatError(f"`{what}` holds a balance beyond u64: {max(out)}")
     return out
 
 

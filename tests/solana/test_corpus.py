@@ -66,12 +66,12 @@ def _matches(event: Event, fields: dict[str, Any]) -> bool:
     "path", corpus_files(), ids=lambda p: p.name[:12] + (".geyser" if ".geyser." in p.name else "")
 )
 def test_every_transaction_decodes_without_internal_errors(path: Any) -> None:
-    """Every recorded transaction normalises and decodes with no decoder raising (strict mode)."""
+    """Every recorded transaction normalises and decodes with no decoder raising (no `DecodeError`)."""
     # Arrange
     tx = load(path.name)
 
     # Act
-    activities = decode_transaction(tx, strict=True)
+    activities = decode_transaction(tx)
 
     # Assert
     assert tx.signature == path.name.split(".")[0]
@@ -121,7 +121,7 @@ def test_trader_deltas_equal_the_index_signer_deltas(entry: dict[str, Any]) -> N
         tx = load(name)
 
         # Act
-        activities = [a for a in decode_transaction(tx, strict=True) if a.trader == entry["signer"]]
+        activities = [a for a in decode_transaction(tx) if a.trader == entry["signer"]]
 
         # Assert
         assert activities, f"{name}: no activity for the signer"
@@ -137,7 +137,7 @@ def test_failed_transactions_yield_no_activity(entry: dict[str, Any]) -> None:
     tx = load(name)
 
     # Act
-    activities = decode_transaction(tx, strict=True)
+    activities = decode_transaction(tx)
 
     # Assert
     assert tx.failed
@@ -158,8 +158,8 @@ def test_geyser_twin_decodes_like_its_rpc_twin() -> None:
 
         # Act
         geyser_tx, rpc_tx = load(geyser_name), load(rpc_name)
-        from_geyser = [activity_to_json(a) for a in decode_transaction(geyser_tx, strict=True)]
-        from_rpc = [activity_to_json(a) for a in decode_transaction(rpc_tx, strict=True)]
+        from_geyser = [activity_to_json(a) for a in decode_transaction(geyser_tx)]
+        from_rpc = [activity_to_json(a) for a in decode_transaction(rpc_tx)]
 
         # Assert
         assert geyser_tx.account_keys == rpc_tx.account_keys
@@ -182,7 +182,7 @@ def test_jupiter_route_is_one_trade_with_a_hop_per_swap_event(entry: dict[str, A
     swap_events = [d["fields"] for d in entry["derived_events"] if d["type"] == "jupiter_v6.SwapEvent"]
 
     # Act
-    routes = [a for a in decode_transaction(load(name), strict=True) if a.venue == "jupiter_v6"]
+    routes = [a for a in decode_transaction(load(name)) if a.venue == "jupiter_v6"]
 
     # Assert
     assert len(routes) == 1
@@ -607,7 +607,7 @@ def test_each_transaction_decodes_to_its_reviewed_activities(prefix: str) -> Non
     tx = load(file_of(prefix))
 
     # Act
-    activities = decode_transaction(tx, strict=True)
+    activities = decode_transaction(tx)
 
     # Assert
     expected = EXPECTED[prefix]
@@ -620,7 +620,7 @@ def test_spam_transfers_are_one_transfer_each() -> None:
     tx = load(file_of("5LUArY58kJQL"))
 
     # Act
-    activities = decode_transaction(tx, strict=True)
+    activities = decode_transaction(tx)
 
     # Assert
     assert len(activities) == 20
@@ -635,8 +635,8 @@ def test_natural_keys_are_unique_and_stable_across_runs() -> None:
         tx_first, tx_second = load(path.name), load(path.name)
 
         # Act
-        first = decode_transaction(tx_first, strict=True)
-        second = decode_transaction(tx_second, strict=True)
+        first = decode_transaction(tx_first)
+        second = decode_transaction(tx_second)
 
         # Assert
         assert first == second
@@ -646,7 +646,7 @@ def test_natural_keys_are_unique_and_stable_across_runs() -> None:
 def test_activity_json_has_the_documented_shape() -> None:
     """`activity_to_json` gives raw amounts as strings and the index as outer/inner."""
     # Arrange
-    (item,) = decode_transaction(load(file_of("2F7KM7K1cZBm")), strict=True)
+    (item,) = decode_transaction(load(file_of("2F7KM7K1cZBm")))
 
     # Act
     doc = activity_to_json(item)
@@ -689,11 +689,11 @@ def test_log_copies_stand_in_for_cpi_events_without_changing_anything(
 ) -> None:
     """Reading Pump.fun/PumpSwap events from their log copies decodes exactly what base58 decoding does."""
     # Arrange
-    with_twins = decode_transaction(load(path.name), strict=True)
+    with_twins = decode_transaction(load(path.name))
     monkeypatch.setattr(REGISTRY, "dual_programs", frozenset())
 
     # Act
-    without_twins = decode_transaction(load(path.name), strict=True)
+    without_twins = decode_transaction(load(path.name))
 
     # Assert
     assert with_twins == without_twins

@@ -6,8 +6,11 @@ import io
 from pathlib import Path
 
 import orjson
+import pytest
 
+from quantbot.solana import decode
 from quantbot.solana.decode import decode_files
+from quantbot.solana.programs import pumpfun
 from tests.solana.conftest import CORPUS, corpus_files, file_of
 
 
@@ -79,3 +82,32 @@ def test_missing_file_is_reported_and_others_continue(tmp_path: Path) -> None:
     assert status == 1
     assert err.getvalue().startswith(f"error: {missing}: cannot read")
     assert len(out.getvalue().splitlines()) == 1
+
+
+def test_a_decoder_failure_is_an_error_line_and_the_other_files_still_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A raising Pump.fun decoder: an error line naming file, signature, program and instruction, no
+    balance-derived line for that transaction, the next file decoded, exit 1."""
+
+    # Arrange
+    def fail(inv: object, ctx: object) -> None:
+        raise KeyError("forced")
+
+    monkeypatch.setitem(decode.DECODERS, pumpfun.PROGRAM_ID, fail)
+    name = file_of("3tJczs8y2bR8")
+    failing = _write(tmp_path, "a_pumpfun.json", (CORPUS / name).read_bytes())
+    _write(tmp_path, "b_good.json", (CORPUS / file_of("2cd7QQSByKy6")).read_bytes())
+    out, err = io.StringIO(), io.StringIO()
+
+    # Act
+    status = decode_files([tmp_path], out, err)
+
+    # Assert
+    assert status == 1
+    (line,) = err.getvalue().splitlines()
+    assert line.startswith(f"error: {failing}: ")
+    for fragment in (name.removesuffix(".json"), pumpfun.NAME, pumpfun.PROGRAM_ID, "instruction", "KeyError"):
+        assert fragment in line, line
+    docs = [orjson.loads(doc) for doc in out.getvalue().splitlines()]
+    assert [doc["signature"][:12] for doc in docs] == ["2cd7QQSByKy6"]

@@ -1,6 +1,6 @@
 """Hostile input: truncated and corrupted transactions, wrong lengths, unknown discriminators, nonsense
-JSON. Normalisation may only raise `TransactionFormatError`; decoders must never raise at all (they run
-in strict mode here, so a decoder exception would surface instead of being logged).
+JSON. Normalisation may only raise `TransactionFormatError`; decoders must never raise at all (a decoder
+exception would surface here as `DecodeError`).
 """
 
 from __future__ import annotations
@@ -55,8 +55,8 @@ def test_corrupted_instruction_data_never_makes_a_decoder_raise(path: Any) -> No
             target = copy.instructions[outer] if inner is None else copy.inner[outer][inner]
             target.raw = mutated
 
-            # Act / Assert: strict mode surfaces any decoder exception.
-            decode_transaction(copy, strict=True)
+            # Act / Assert: any decoder exception raises `DecodeError`.
+            decode_transaction(copy)
 
 
 @pytest.mark.parametrize(
@@ -79,7 +79,7 @@ def test_corrupted_log_lines_never_make_a_decoder_raise(path: Any) -> None:
                 copy.logs = copy.logs[: position + 1]  # and the log truncated right after
 
             # Act / Assert
-            decode_transaction(copy, strict=True)
+            decode_transaction(copy)
 
 
 @pytest.mark.parametrize(
@@ -105,7 +105,7 @@ def test_truncated_and_flipped_json_only_raises_format_errors(path: Any) -> None
 
         # Assert: whatever parsed also decodes without raising.
         for tx in transactions:
-            decode_transaction(tx, strict=True)
+            decode_transaction(tx)
 
 
 def _json_values() -> st.SearchStrategy[Any]:
@@ -129,7 +129,7 @@ def test_nonsense_json_only_raises_format_errors(document: dict[str, Any]) -> No
 
     # Assert
     for tx in transactions:
-        decode_transaction(tx, strict=True)
+        decode_transaction(tx)
 
 
 @settings(max_examples=200, deadline=None)
@@ -151,7 +151,7 @@ def test_event_instructions_with_wrong_lengths_or_unknown_discriminators_decode_
     )
 
     # Act
-    activities = decode_transaction(tx, strict=True)
+    activities = decode_transaction(tx)
 
     # Assert
     assert all(a.kind for a in activities)
@@ -164,7 +164,7 @@ def test_event_tag_alone_is_not_an_event() -> None:
     tx = make_tx([key(1), pid, key(2)], [ix(pid, [key(1)], b"", 1)], {0: [ix(pid, [key(2)], EVENT_IX_TAG, 2)]})
 
     # Act / Assert
-    assert decode_transaction(tx, strict=True) == []
+    assert decode_transaction(tx) == []
 
 
 def test_nonsense_document_shapes_raise_format_errors() -> None:

@@ -58,7 +58,7 @@ def test_damm_v2_swap2_event_gives_the_trade_with_mints_from_the_instruction() -
     )
 
     # Act
-    (swap,) = decode_transaction(tx, strict=True)
+    (swap,) = decode_transaction(tx)
 
     # Assert
     assert (swap.kind, swap.venue, swap.index.outer, swap.index.inner) == (ActivityKind.SWAP, "meteora_damm_v2", 0, 0)
@@ -98,7 +98,7 @@ def test_dbc_swap_event_buys_the_curve_token_with_the_quote_token() -> None:
     )
 
     # Act
-    (swap,) = decode_transaction(tx, strict=True)
+    (swap,) = decode_transaction(tx)
 
     # Assert
     assert (swap.venue, swap.input.mint, swap.input.amount) == ("meteora_dbc", WSOL_MINT, 1000)  # type: ignore[union-attr]
@@ -139,7 +139,7 @@ def test_whirlpool_traded_log_orders_mints_as_the_pool_does() -> None:
     )
 
     # Act
-    (swap,) = decode_transaction(tx, strict=True)
+    (swap,) = decode_transaction(tx)
 
     # Assert
     assert (swap.venue, swap.index.outer, swap.index.inner) == ("orca_whirlpool", 0, None)
@@ -173,7 +173,7 @@ def test_lifinity_swap_is_read_from_the_traders_transfers() -> None:
     )
 
     # Act
-    (swap,) = decode_transaction(tx, strict=True)
+    (swap,) = decode_transaction(tx)
 
     # Assert
     assert (swap.venue, swap.hops[0].pool) == ("lifinity_v2", amm)
@@ -203,7 +203,7 @@ def test_phoenix_taker_swap_is_read_from_the_traders_transfers() -> None:
     )
 
     # Act
-    (swap,) = decode_transaction(tx, strict=True)
+    (swap,) = decode_transaction(tx)
 
     # Assert
     assert (swap.venue, swap.hops[0].pool) == ("phoenix", market)
@@ -245,7 +245,7 @@ def test_okx_route_takes_its_hops_from_the_pools_it_calls() -> None:
     )
 
     # Act
-    (route,) = decode_transaction(tx, strict=True)
+    (route,) = decode_transaction(tx)
 
     # Assert
     assert (route.venue, route.index.outer, route.index.inner) == ("okx_dex", 0, 1)
@@ -271,7 +271,7 @@ def test_jupiter_swaps_event_vector_gives_one_hop_per_entry() -> None:
     )
 
     # Act
-    (route,) = decode_transaction(tx, strict=True)
+    (route,) = decode_transaction(tx)
 
     # Assert
     assert [(h.program_id, h.input.amount, h.output.amount) for h in route.hops] == [
@@ -291,7 +291,7 @@ def test_unknown_program_moving_two_tokens_is_a_generic_swap() -> None:
     tx = make_tx(keys, [ix(program, [TRADER, key(81), key(82)], b"\x01", 1)], tokens=(pre, post))
 
     # Act
-    (swap,) = decode_transaction(tx, strict=True)
+    (swap,) = decode_transaction(tx)
 
     # Assert
     assert (swap.kind, swap.venue, swap.index.outer) == (ActivityKind.SWAP, program, 0)
