@@ -4,6 +4,7 @@
 QuantbotError
  ├── ConfigError            bad configuration; the CLI exits with status 78 (EX_CONFIG)
  ├── SchemaError            a store's schema is not what this version expects (edited migration, ...)
+ ├── ResumeRefusedError     a recovery snapshot is of other input than given (another recording, ...)
  └── StoreError             a store refused or failed a request
       └── TransientStoreError   connection lost, timeout, server restarting: retrying may succeed
 ```
@@ -37,6 +38,10 @@ class ConfigError(QuantbotError):
 
 class SchemaError(QuantbotError):
     """A store's schema does not match what this version of quantbot defines."""
+
+
+class ResumeRefusedError(QuantbotError):
+    """A snapshot would resume other input than the input given; the message says what differs, how to start fresh."""
 
 
 class StoreError(QuantbotError):
