@@ -37,9 +37,6 @@ USDT_MINT = "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB"
 SOL_DECIMALS = 9
 KNOWN_SYMBOLS = {WSOL_MINT: "SOL", USDC_MINT: "USDC", USDT_MINT: "USDT"}
 KNOWN_DECIMALS = {WSOL_MINT: SOL_DECIMALS, USDC_MINT: 6, USDT_MINT: 6}
-SEQUENCE_WINDOW_S = 600
-"""How far behind the newest block second a transaction may still arrive and be numbered apart from its
-same-second neighbours: ten minutes covers reorder and retry delays of live feeds many times over."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +112,6 @@ class PriceBook:
         self.feed_sol: tuple[float, int] | None = None
         self.trade_sol: tuple[float, int] | None = None
         self.tokens: OrderedDict[str, tuple[float, int]] = OrderedDict()
-        self._newest_second = 0
-        self._pruned_at = 0
-        self._sequences: dict[tuple[str, str, int], int] = {}
 
     def sol_usd(self, at: int) -> float | None:
         """SOL/USD at block time `at`: the feed's while fresh, else the last trade-derived one."""
@@ -194,23 +188,6 @@ class PriceBook:
                     ticks.append(self._tick(activity, reference.mint, unit, usd))
         return ValuedActivity(activity, usd, self.sol_usd(at), tuple(ticks))
 
-    def _sequence(self, token: str, source: str, block_time: int) -> int:
-        """The next number of a (token, source) tick within `block_time`'s second (see `PriceTick`).
-
-        Transactions do not arrive in block-time order (a later block may land first), so counts are
-        kept per second for `SEQUENCE_WINDOW_S` behind the newest second seen, then forgotten.
-        """
-        key = (token, source, block_time)
-        count = self._sequences.get(key, -1) + 1
-        self._sequences[key] = count
-        if block_time > self._newest_second:
-            self._newest_second = block_time
-            if block_time - self._pruned_at >= SEQUENCE_WINDOW_S:
-                horizon = block_time - SEQUENCE_WINDOW_S
-                self._sequences = {k: v for k, v in self._sequences.items() if k[2] >= horizon}
-                self._pruned_at = block_time
-        return count
-
     def _tick(self, activity: Activity, mint: str, price: float, usd: float) -> PriceTick:
         block_time = activity.block_time or 0
         return PriceTick(
@@ -222,7 +199,6 @@ class PriceBook:
             signature=activity.signature,
             index=activity.index,
             symbol=KNOWN_SYMBOLS.get(mint),
-            sequence=self._sequence(mint, activity.venue, block_time),
         )
 
     def quote_tick(self, quote: FeedQuote) -> PriceTick:
@@ -236,5 +212,4 @@ class PriceBook:
             signature="",
             index=InstructionIndex(0),
             symbol=KNOWN_SYMBOLS.get(quote.token),
-            sequence=self._sequence(quote.token, quote.source, quote.ts),
         )

@@ -171,3 +171,78 @@ def test_whale_documents_carry_exact_raw_amounts(settings: Settings, tmp_path: P
             for a in activities
         ]
         assert raw in candidates, orjson.dumps(whale, default=str)
+
+
+def _token_price_samples(influx: InfluxEndpoint, start: int, end: int) -> list[tuple[str, int, float]]:
+    """Every token_prices sample with a time in [start, end) Unix seconds: (series, ms, price), sorted."""
+    samples = []
+    for series in influx.export('{__name__="token_prices_price"}'):
+        name = ",".join(f"{k}={v}" for k, v in sorted(series["metric"].items()))
+        samples += [
+            (name, ms, value)
+            for ms, value in zip(series["timestamps"], series["values"], strict=True)
+            if start * 1000 <= ms < end * 1000
+        ]
+    return sorted(samples)
+
+
+def _tick_identities(settings: Settings, recording: Path) -> set[tuple[object, ...]]:
+    """The natural keys of the price ticks a replay of `recording` derives: a trade's, or a quote's publish time."""
+    from bytewax.testing import TestingSink, run_main
+
+    from connectors.replay import ReplaySource
+    from flows.graph import FlowSinks, build_flow
+    from flows.runtime import flow_config
+    from quantbot.models import PriceTick
+
+    out: list[object] = []
+    sinks = FlowSinks(TestingSink(out), TestingSink([]), TestingSink([]), TestingSink([]))
+    run_main(build_flow(ReplaySource([recording]), sinks, flow_config(settings, [])))
+    return {
+        (t.token, t.source, t.signature, t.index) if t.signature else (t.token, t.source, t.block_time)
+        for t in out
+        if isinstance(t, PriceTick)
+    }
+
+
+def test_duplicated_frames_add_no_influx_point(settings: Settings, tmp_path: Path, influx: InfluxEndpoint) -> None:
+    """A recording with 5 of its lines duplicated leaves exactly the token_prices points of the original."""
+    from quantbot.synthetic import FeedSpec, generate_feed
+
+    # Two transactions a second, so that no two trades share a VictoriaMetrics millisecond (it keeps
+    # one of them, its choice) and the comparison can be exact, prices included.
+    start = 1_500_000_000
+    original = tmp_path / "original" / "feed.jsonl"
+    generate_feed(FeedSpec(txs=200, seed=21, garbage_share=0.0, start_time=start, tx_per_s=2.0), original)
+    lines = original.read_bytes().splitlines(keepends=True)
+    transactions = [i for i, line in enumerate(lines) if b'"kind":"transaction"' in line][10:15]
+    duplicated = tmp_path / "duplicated" / "feed.jsonl"
+    duplicated.parent.mkdir()
+    duplicated.write_bytes(b"".join(line * (2 if i in transactions else 1) for i, line in enumerate(lines)))
+    assert len(transactions) == 5
+
+    replay(settings, [original])
+    points = _token_price_samples(influx, start, start + 3600)
+    replay(settings, [duplicated])
+
+    assert points and _token_price_samples(influx, start, start + 3600) == points
+
+
+def test_two_recordings_of_the_same_time_keep_every_point(
+    settings: Settings, tmp_path: Path, influx: InfluxEndpoint
+) -> None:
+    """Two recordings covering the same seconds, replayed one after the other: every trade of both keeps its point."""
+    from quantbot.synthetic import FeedSpec, generate_feed
+
+    # Two transactions a second: trades of one token on one venue rarely share a second, so none
+    # shares a millisecond either (VictoriaMetrics keeps milliseconds; see sinks.influx).
+    start = 1_500_100_000
+    first, second = tmp_path / "a" / "feed.jsonl", tmp_path / "b" / "feed.jsonl"
+    for seed, path in ((31, first), (32, second)):
+        generate_feed(FeedSpec(txs=200, seed=seed, garbage_share=0.0, start_time=start, tx_per_s=2.0), path)
+    expected = _tick_identities(settings, first) | _tick_identities(settings, second)
+
+    replay(settings, [first])
+    replay(settings, [second])
+
+    assert len(_token_price_samples(influx, start, start + 3600)) == len(expected)
