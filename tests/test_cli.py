@@ -140,11 +140,9 @@ def test_replay_refuses_to_resume_another_recording(env: dict[str, str], tmp_pat
 
 def test_replay_of_damaged_recordings_stores_the_rest_and_warns(env: dict[str, str], tmp_path: Path) -> None:
     """A corrupted .gz and a cut .zst among others: dead letters at file@offset, warnings, the rest stored, exit 0."""
-    import gzip
-    import zlib
-
     from quantbot.models import Frame
     from quantbot.recordings import RecordingReadError, RecordingWriter, read_lines
+    from tests.test_replay_integrity import corrupt_gzip
 
     assert run_cli("migrate", "up", env=env).returncode == 0
     recordings = tmp_path / "recordings"
@@ -165,15 +163,8 @@ def test_replay_of_damaged_recordings_stores_the_rest_and_warns(env: dict[str, s
             writer.flush()
         writer.close()
         (path,) = writer.files
-        data = bytearray(path.read_bytes())
-        if compression == "gzip":
-            at = len(data) // 3
-            data[at : at + 16] = b"\xff" * 16
-            with pytest.raises(zlib.error):
-                gzip.decompress(bytes(data))
-        else:
-            del data[len(data) * 2 // 3 :]
-        path.write_bytes(bytes(data))
+        data = path.read_bytes()
+        path.write_bytes(corrupt_gzip(data) if compression == "gzip" else data[: len(data) * 2 // 3])
         with pytest.raises(RecordingReadError) as error:
             for _ in read_lines(path):
                 pass

@@ -277,6 +277,28 @@ def test_ticks_carry_the_trades_natural_key() -> None:
     assert not first.ticks[0].is_quote and book.quote_tick(FeedQuote(WSOL_MINT, 1.0, T0, "feed")).is_quote
 
 
+def test_settings_are_not_kept_with_the_learned_prices() -> None:
+    """The valuation's snapshot holds learned prices only; one of the former layout keeps its prices, not settings."""
+    import pickle
+
+    from quantbot.pricing import LearnedPrices
+    from quantbot.steps import Valuation
+
+    valuation = Valuation()
+    valuation.apply(FeedQuote(WSOL_MINT, 100.0, T0, "feed"), PricingConfig(min_learn_usd=5.0))
+    assert b"PricingConfig" not in pickle.dumps(valuation)
+
+    former = PriceBook.__new__(PriceBook)
+    former.__dict__.update(
+        config=PricingConfig(min_learn_usd=5.0), feed_sol=(100.0, T0), trade_sol=None, tokens={BONK: (2.0, T0)}
+    )
+    old = Valuation.__new__(Valuation)
+    old.__dict__["book"] = former
+    restored = pickle.loads(pickle.dumps(old))  # noqa: S301 - the test's own bytes, as bytewax keeps a snapshot
+
+    assert restored.__dict__ == {"learned": LearnedPrices((100.0, T0), None, {BONK: (2.0, T0)})}
+
+
 def test_labels_file_names_known_wallets(tmp_path: Path) -> None:
     """A labels file gives a wallet its name and type; a malformed entry is an error naming it."""
     from quantbot.whales import load_labels

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
+import bytewax.operators as op
 import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import TestingSink, TestingSource, run_main
 
 from connectors.replay import ReplayPosition, ReplaySource
+from flows.graph import _value
 from quantbot.errors import ResumeRefusedError
-from quantbot.models import DeadLetter, Frame
+from quantbot.models import WSOL_MINT, Activity, ActivityKind, DeadLetter, Frame, InstructionIndex, TokenAmount
+from quantbot.pricing import FeedQuote, PricingConfig
 from quantbot.recordings import RecordingWriter, decode_frame, read_lines
+from quantbot.steps import DecodedTransaction, ValuedTransaction
 
 T0 = 1_750_000_000
 TOKEN_X = "X1111111111111111111111111111111111111111111"
@@ -29,6 +38,19 @@ def record(directory: Path, frames_: list[Frame], compression: str = "none") -> 
     writer.close()
     (path,) = writer.files
     return path
+
+
+def corrupt_gzip(data: bytes) -> bytes:
+    """`data` with 16 bytes of its deflate stream overwritten so that zlib itself fails (not only the CRC check)."""
+    for at in range(len(data) // 3, len(data) * 2 // 3):
+        damaged = data[:at] + b"\xff" * 16 + data[at + 16 :]
+        try:
+            gzip.decompress(damaged)
+        except zlib.error:
+            return damaged
+        except (gzip.BadGzipFile, EOFError):
+            continue
+    raise AssertionError("no corruption found that zlib rejects")
 
 
 def drain(
@@ -146,12 +168,7 @@ def test_replayed_recordings_may_be_removed_and_new_ones_appended(tmp_path: Path
 def test_damaged_recordings_become_dead_letters_and_the_others_replay(tmp_path: Path) -> None:
     """A .gz with a corrupted member and a truncated .zst each end in a dead letter at file@offset; the rest replays."""
     gz = record(tmp_path / "gz", frames(400, "g"), "gzip").rename(tmp_path / "frames-1.jsonl.gz")
-    data = bytearray(gz.read_bytes())
-    at = len(data) // 3
-    data[at : at + 16] = b"\xff" * 16  # garbage in the middle of the deflate stream
-    gz.write_bytes(bytes(data))
-    with pytest.raises(zlib.error):  # the failure this pins: zlib's own error, not gzip's
-        gzip.decompress(bytes(data))
+    gz.write_bytes(corrupt_gzip(gz.read_bytes()))
     writer = RecordingWriter(tmp_path / "zst", compression="zstd")
     for i in range(0, 400, 100):  # a recorder flushes as it goes: blocks a cut file still holds whole
         writer.write(frames(400, "z")[i : i + 100])
@@ -177,3 +194,51 @@ def test_damaged_recordings_become_dead_letters_and_the_others_replay(tmp_path: 
         assert letter.reason
     assert payloads(items)[-30:] == [f.payload for f in frames(30, "p")]
     assert all(decode_frame(line.data, "") for line in read_lines(plain))
+
+
+# -------------------------------------------------------------------------- settings are not state
+
+
+def _swap(signature: str, give: TokenAmount, get: TokenAmount) -> DecodedTransaction:
+    activity = Activity(
+        signature=signature,
+        slot=1,
+        block_time=T0,
+        kind=ActivityKind.SWAP,
+        index=InstructionIndex(0),
+        trader="W",
+        venue="v",
+        input=give,
+        output=get,
+    )
+    return DecodedTransaction(f"f@{signature}", signature, (activity,))
+
+
+def _valuation_flow(inputs: list[object], config: PricingConfig, out: list[object], recovery: Path) -> None:
+    flow = Dataflow("valuation")
+    keyed = op.key_on("one_book", op.input("frames", flow, TestingSource(inputs)), lambda _item: "book")
+    valued = op.key_rm("unkey", op.stateful_map("value", keyed, partial(_value, config=config)))
+    op.output("out", valued, TestingSink(out))
+    run_main(flow, epoch_interval=timedelta(0), recovery_config=RecoveryConfig(recovery))
+
+
+def test_a_changed_pricing_setting_takes_effect_after_a_resume(tmp_path: Path) -> None:
+    """`pricing.min_learn_usd` raised between an aborted run and its resume: the resumed run applies the new value."""
+    init_db_dir(tmp_path, 1)
+    sol = TokenAmount(WSOL_MINT, 10**9, 9)  # $100 at the quote below
+    inputs: list[object] = [
+        FeedQuote(WSOL_MINT, 100.0, T0, "feed"),
+        _swap("x", sol, TokenAmount(TOKEN_X, 10**6, 6)),
+        TestingSource.ABORT(),
+        _swap("y", sol, TokenAmount(TOKEN_Y, 10**6, 6)),  # $100: teaches Y only if min_learn_usd <= 100
+        _swap("z", TokenAmount(TOKEN_Y, 10**6, 6), TokenAmount(TOKEN_Z, 10**6, 6)),  # valued only if Y was learned
+    ]
+    before: list[object] = []
+    _valuation_flow(inputs, PricingConfig(min_learn_usd=10.0), before, tmp_path)
+    after: list[object] = []
+    _valuation_flow(inputs, PricingConfig(min_learn_usd=1_000.0), after, tmp_path)
+
+    resumed = {v.signature: v for v in after if isinstance(v, ValuedTransaction)}
+    assert "x" in {v.signature for v in before if isinstance(v, ValuedTransaction)}
+    assert resumed["y"].valued[0].usd_value == pytest.approx(100.0)  # the SOL price came from the snapshot
+    assert resumed["z"].valued[0].usd_value is None
