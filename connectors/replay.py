@@ -21,6 +21,7 @@ from quantbot.recordings import (
     RecordingReadError,
     dead_letter_for_line,
     decode_frame,
+    is_compressed,
     read_lines,
 )
 
@@ -152,6 +153,8 @@ def resume_plan(files: list[Path], resume: ReplayPosition | None) -> ReplayPosit
         )
     if resume.fingerprint is not None and (difference := resume.fingerprint.differences(files[first])) is not None:
         _refuse(f"recording `{resume.file}` is not the one the snapshot was taken of: {difference}")
+    if not is_compressed(files[first]) and (size := files[first].stat().st_size) < resume.offset:
+        _refuse(f"recording `{resume.file}` is {size:,} bytes, shorter than the offset {resume.offset:,} replayed")
     return resume
 
 

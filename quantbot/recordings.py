@@ -148,6 +148,11 @@ def is_recording(path: Path) -> bool:
     return path.name.endswith(SUFFIXES)
 
 
+def is_compressed(path: Path) -> bool:
+    """Whether `path` is a compressed recording (read forward to an offset rather than seeked)."""
+    return not path.name.endswith(".jsonl")
+
+
 def find_recordings(paths: list[Path]) -> list[Path]:
     """The recordings named by `paths` (files, or directories searched recursively), sorted, deduplicated.
 
@@ -248,7 +253,7 @@ def read_lines(path: Path, start_offset: int = 0) -> Iterator[RecordedLine]:
     with open_for_reading(path) as stream:
         offset = 0
         if start_offset:
-            if path.name.endswith(".jsonl"):
+            if not is_compressed(path):
                 stream.seek(start_offset)
                 offset = start_offset
             else:

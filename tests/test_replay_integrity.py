@@ -19,7 +19,7 @@ from flows.graph import _value
 from quantbot.errors import ResumeRefusedError
 from quantbot.models import WSOL_MINT, Activity, ActivityKind, DeadLetter, Frame, InstructionIndex, TokenAmount
 from quantbot.pricing import FeedQuote, PricingConfig
-from quantbot.recordings import RecordingWriter, decode_frame, read_lines
+from quantbot.recordings import RecordingWriter, decode_frame, encode_frame, read_lines
 from quantbot.steps import DecodedTransaction, ValuedTransaction
 
 T0 = 1_750_000_000
@@ -242,3 +242,24 @@ def test_a_changed_pricing_setting_takes_effect_after_a_resume(tmp_path: Path) -
     assert "x" in {v.signature for v in before if isinstance(v, ValuedTransaction)}
     assert resumed["y"].valued[0].usd_value == pytest.approx(100.0)  # the SOL price came from the snapshot
     assert resumed["z"].valued[0].usd_value is None
+
+
+def test_resume_of_a_plain_recording_cut_before_the_offset_is_refused(tmp_path: Path) -> None:
+    """A plain recording that grew while read, then was cut below the replayed offset: refused, not read past it."""
+    path = record(tmp_path, frames(100, "a"))
+    partition = ReplaySource([path], batch_size=10).build_part("frames", "replay", None)
+    seen = partition.next_batch()
+    with path.open("ab") as fh:  # a recorder appends while the replay reads
+        fh.write(b"".join(encode_frame(f) for f in frames(200, "b")))
+    while len(seen) < 250:
+        seen += partition.next_batch()
+    position = partition.snapshot()
+    opened_at = position.fingerprint.size if position and position.fingerprint else 0
+    assert position is not None and opened_at < position.offset - 10
+    path.write_bytes(path.read_bytes()[: position.offset - 10])
+
+    source = ReplaySource([path], batch_size=10)
+    drain(source, position)
+
+    assert isinstance(source.refusal, ResumeRefusedError)
+    assert "shorter than the offset" in str(source.refusal)
