@@ -173,6 +173,21 @@ def test_whale_documents_carry_exact_raw_amounts(settings: Settings, tmp_path: P
         assert raw in candidates, orjson.dumps(whale, default=str)
 
 
+# VictoriaMetrics makes a new series searchable a little after its first sample is flushed (its index
+# is cached); a read-back waits this long at most for the count it expects.
+SERIES_VISIBLE_S = 15.0
+
+
+def _samples_once_counted(influx: InfluxEndpoint, start: int, end: int, expected: int) -> list[tuple[str, int, float]]:
+    """The token_prices samples in [start, end), read back once `expected` are visible (or the wait ran out)."""
+    deadline = time.monotonic() + SERIES_VISIBLE_S
+    samples = _token_price_samples(influx, start, end)
+    while len(samples) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+        samples = _token_price_samples(influx, start, end)
+    return samples
+
+
 def _token_price_samples(influx: InfluxEndpoint, start: int, end: int) -> list[tuple[str, int, float]]:
     """Every token_prices sample with a time in [start, end) Unix seconds: (series, ms, price), sorted."""
     samples = []
@@ -220,12 +235,14 @@ def test_duplicated_frames_add_no_influx_point(settings: Settings, tmp_path: Pat
     duplicated.parent.mkdir()
     duplicated.write_bytes(b"".join(line * (2 if i in transactions else 1) for i, line in enumerate(lines)))
     assert len(transactions) == 5
+    expected = len(_tick_identities(settings, original))
 
     replay(settings, [original])
-    points = _token_price_samples(influx, start, start + 3600)
+    points = _samples_once_counted(influx, start, start + 3600, expected)
     replay(settings, [duplicated])
 
-    assert points and _token_price_samples(influx, start, start + 3600) == points
+    assert len(points) == expected
+    assert _samples_once_counted(influx, start, start + 3600, expected) == points
 
 
 def test_two_recordings_of_the_same_time_keep_every_point(
@@ -245,4 +262,4 @@ def test_two_recordings_of_the_same_time_keep_every_point(
     replay(settings, [first])
     replay(settings, [second])
 
-    assert len(_token_price_samples(influx, start, start + 3600)) == len(expected)
+    assert len(_samples_once_counted(influx, start, start + 3600, len(expected))) == len(expected)
