@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from connectors.replay import ReplaySource, _ReplayPartition  # noqa: E402
+from connectors.replay import ReplaySource, _ReplayPartition, resume_plan  # noqa: E402
 from flows import graph, runtime  # noqa: E402
 from flows.replay import replay  # noqa: E402
 from quantbot.models import Frame, PriceTick  # noqa: E402
@@ -98,7 +98,8 @@ class _TimedPartition(_ReplayPartition):
 
 class _TimedSource(ReplaySource):
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _ReplayPartition:
-        return _TimedPartition(self.files, resume_state, self.speed, self.batch_size)
+        plan = resume_plan(self.files, resume_state)
+        return _TimedPartition(self.files, plan, self.speed, self.batch_size, self.damaged)
 
 
 def latency(settings: Settings, work: Path, txs: int, rate: float) -> None:

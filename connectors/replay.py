@@ -8,11 +8,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from quantbot.errors import ResumeRefusedError
 from quantbot.models import DeadLetter, Frame
-from quantbot.recordings import FrameFormatError, RecordedLine, dead_letter_for_line, decode_frame, read_lines
+from quantbot.recordings import (
+    FrameFormatError,
+    RecordedLine,
+    RecordingFingerprint,
+    RecordingReadError,
+    dead_letter_for_line,
+    decode_frame,
+    is_compressed,
+    read_lines,
+)
 
 log = logging.getLogger(__name__)
 
@@ -21,22 +32,47 @@ PARTITION = "replay"
 # enough that a paced replay still releases frames close to their due time.
 DEFAULT_BATCH_SIZE = 512
 NS_PER_S = 1_000_000_000
+DAMAGED_STAGE = "recording"
+"""The dead-letter stage of a recording that cannot be read to its end."""
 
 
 @dataclass(frozen=True, slots=True)
 class ReplayPosition:
-    """Where a replay resumes: the recording's name and the byte offset of the next line to read."""
+    """Where a replay resumes, and what it resumes.
+
+    Attributes:
+        file: the name of the recording being read (or to be read next, at offset 0).
+        offset: the byte offset (in the decompressed content) of the next line to read in `file`.
+        fingerprint: `file`'s fingerprint when it was opened; None before it is opened.
+        replayed: the recordings read to their end, by name, with their fingerprints.
+    """
 
     file: str
     offset: int
+    fingerprint: RecordingFingerprint | None = None
+    replayed: tuple[tuple[str, RecordingFingerprint], ...] = ()
+
+
+START_FRESH = "to start fresh, delete the recovery directory or use another one"
 
 
 class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | None]):
-    """Frames from recordings, in file-name order and line order within each file.
+    """Frames from recordings, in the order given and line order within each file.
 
     Delivery: at-least-once. The snapshot is the position after the last emitted line, so a resumed
     replay re-emits only what followed the last completed epoch; the stores' natural keys make that
-    exactly-once in effect. A line that is not a frame is emitted as a `DeadLetter`, never skipped.
+    exactly-once in effect. A line that is not a frame is emitted as a `DeadLetter`, never skipped; so
+    is a recording that cannot be read to its end (truncated, corrupted): a dead letter at
+    `<file>@<offset where reading stopped>`, and the replay goes on with the next recording.
+
+    Resuming checks what it resumes (see `resume_plan`): the recording being read must be the same
+    file (its fingerprint: size and first bytes; grown since is fine, as a recorder appends), the
+    recordings already replayed that are still given must be unchanged, and no new recording may sort
+    before the resume point (it would be skipped). Recordings already replayed may be left out, and
+    new ones after the resume point are replayed. A refused resume emits nothing, keeps the snapshot
+    as it was, and leaves the reason in `refusal` for the caller to raise once the engine has stopped
+    (an exception raised inside the engine reaches the user as a Rust panic, not as one clear line).
+    Likewise the dead letters of damaged recordings are also kept in `damaged`, for the run's summary.
 
     Parallelism: one partition reads every file in turn. Replaying one stream in one order is what
     makes a replay deterministic (prices are learned in order), so a crashed replay can be compared
@@ -57,45 +93,128 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
         self.files = list(files)
         self.speed = speed
         self.batch_size = batch_size
+        self.refusal: ResumeRefusedError | None = None
+        self.damaged: list[DeadLetter] = []
 
     def list_parts(self) -> list[str]:
         """One partition: see the class docstring."""
         return [PARTITION]
 
-    def build_part(self, step_id: str, for_part: str, resume_state: ReplayPosition | None) -> _ReplayPartition:
-        """Open the replay where the last snapshot left it."""
-        return _ReplayPartition(self.files, resume_state, self.speed, self.batch_size)
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: ReplayPosition | None
+    ) -> StatefulSourcePartition[Frame | DeadLetter, ReplayPosition | None]:
+        """Open the replay where the last snapshot left it, or refuse to (see the class docstring)."""
+        try:
+            plan = resume_plan(self.files, resume_state)
+        except ResumeRefusedError as exc:
+            self.refusal = exc
+            return _RefusedPartition(resume_state)
+        return _ReplayPartition(self.files, plan, self.speed, self.batch_size, self.damaged)
+
+
+def _refuse(problem: str) -> NoReturn:
+    raise ResumeRefusedError(f"cannot resume the replay: {problem}; {START_FRESH}")
+
+
+def resume_plan(files: list[Path], resume: ReplayPosition | None) -> ReplayPosition:
+    """Where a replay of `files` starts: the first recording not yet replayed, at the snapshot's offset if it is that.
+
+    Raises:
+        ResumeRefusedError: `resume` is of other recordings (see `ReplaySource`), saying what differs.
+    """
+    if resume is None:
+        return ReplayPosition(files[0].name, 0)
+    if not isinstance(resume, ReplayPosition) or not hasattr(resume, "replayed"):
+        _refuse("the snapshot was taken by an older version, which did not record what it replayed")
+    done = dict(resume.replayed)
+    for path in files:
+        known = done.get(path.name)
+        if known is not None and (difference := known.differences(path)) is not None:
+            _refuse(f"recording `{path.name}` is not the one already replayed under that name: {difference}")
+    first = next((i for i, path in enumerate(files) if path.name not in done), len(files))
+    replayed_later = [path.name for path in files[first:] if path.name in done]
+    if replayed_later:
+        _refuse(
+            f"recording `{files[first].name}` sorts before `{replayed_later[0]}`, which was already replayed,"
+            " but was not part of that replay"
+        )
+    if resume.offset == 0:  # nothing of `resume.file` was read: whatever comes next starts at its beginning
+        name = files[first].name if first < len(files) else resume.file
+        return ReplayPosition(name, 0, None, resume.replayed)
+    names = [path.name for path in files]
+    if first == len(files) or files[first].name != resume.file:
+        if resume.file in names[first:]:
+            _refuse(
+                f"recording `{files[first].name}` sorts before `{resume.file}`, where the replay stopped,"
+                " but was not part of that replay"
+            )
+        _refuse(
+            f"recording `{resume.file}`, replayed up to offset {resume.offset:,}, is not among the recordings given"
+        )
+    if resume.fingerprint is not None and (difference := resume.fingerprint.differences(files[first])) is not None:
+        _refuse(f"recording `{resume.file}` is not the one the snapshot was taken of: {difference}")
+    if not is_compressed(files[first]) and (size := files[first].stat().st_size) < resume.offset:
+        _refuse(f"recording `{resume.file}` is {size:,} bytes, shorter than the offset {resume.offset:,} replayed")
+    return resume
+
+
+class _RefusedPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPosition | None]):
+    """Emits nothing and keeps the snapshot it was given: a refused resume changes no state."""
+
+    def __init__(self, resume: ReplayPosition | None) -> None:
+        self._resume = resume
+
+    def next_batch(self) -> list[Frame | DeadLetter]:
+        raise StopIteration
+
+    def snapshot(self) -> ReplayPosition | None:
+        return self._resume
 
 
 class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPosition | None]):
-    def __init__(self, files: list[Path], resume: ReplayPosition | None, speed: float | None, batch_size: int) -> None:
+    def __init__(
+        self, files: list[Path], start: ReplayPosition, speed: float | None, batch_size: int, damaged: list[DeadLetter]
+    ) -> None:
         self._files = files
+        self._damaged = damaged
         self._speed = speed
         self._batch_size = batch_size
-        start = 0
-        offset = 0
-        if resume is not None:
-            names = [f.name for f in files]
-            if resume.file in names:
-                start, offset = names.index(resume.file), resume.offset
-            else:
-                # Recordings sort by name in recording order: resume with the first file after it.
-                start = sum(1 for name in names if name < resume.file)
-            log.info("replay resuming file=%s offset=%d", resume.file, resume.offset)
-        self._position: ReplayPosition | None = resume
-        self._lines = self._iterate(start, offset)
-        self._pending: tuple[Path, RecordedLine] | None = None
+        if start.offset or start.replayed:
+            log.info("replay resuming file=%s offset=%d replayed=%d", start.file, start.offset, len(start.replayed))
+        # The position is kept in parts and assembled by `snapshot()`: the offset changes with every line.
+        self._file = start.file
+        self._offset = start.offset
+        self._fingerprint = start.fingerprint
+        self._replayed = start.replayed
+        done = {name for name, _ in start.replayed}
+        first = next((i for i, path in enumerate(files) if path.name not in done), len(files))
+        self._lines = self._iterate(first, start.offset, start.fingerprint)
+        self._pending: tuple[Path, RecordedLine | DeadLetter] | None = None
         self._pace_origin: tuple[float, int] | None = None  # (monotonic s, received_ns) of the first frame
         self._awake: datetime | None = None
 
-    def _iterate(self, start: int, offset: int) -> Iterator[tuple[Path, RecordedLine]]:
+    def _iterate(
+        self, start: int, offset: int, fingerprint: RecordingFingerprint | None
+    ) -> Iterator[tuple[Path, RecordedLine | DeadLetter]]:
         for i in range(start, len(self._files)):
             path = self._files[i]
-            for line in read_lines(path, offset if i == start else 0):
-                yield path, line
+            if i != start or fingerprint is None:
+                # The fingerprint of a resumed recording stays the one taken when it was first opened: the
+                # file only grows, so that one matches it as long as it is the same recording.
+                fingerprint = RecordingFingerprint.of(path)
+            self._file, self._fingerprint = path.name, fingerprint
+            try:
+                for line in read_lines(path, offset if i == start else 0):
+                    yield path, line
+            except RecordingReadError as exc:
+                log.warning("recording=%s offset=%d unreadable: %s", path, exc.offset, exc.problem)
+                letter = _damaged(path, exc)
+                self._damaged.append(letter)
+                yield path, letter
             # A file read to its end: the position moves to the next file's start.
             if i + 1 < len(self._files):
-                self._position = ReplayPosition(self._files[i + 1].name, 0)
+                self._replayed = (*self._replayed, (path.name, fingerprint))
+                self._file, self._offset, self._fingerprint = self._files[i + 1].name, 0, None
 
     def _due(self, frame: Frame) -> float:
         """Seconds until `frame` is due at the configured pace (<= 0: now)."""
@@ -108,6 +227,7 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
         return origin_wall + (frame.received_ns - origin_ns) / NS_PER_S / self._speed - now
 
     def next_batch(self) -> list[Frame | DeadLetter]:
+        """Up to `batch_size` frames (and dead letters), fewer when the next frame is not due yet."""
         batch: list[Frame | DeadLetter] = []
         self._awake = None
         while len(batch) < self._batch_size:
@@ -119,6 +239,10 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
                         return batch
                     raise
             path, line = self._pending
+            if isinstance(line, DeadLetter):
+                batch.append(line)
+                self._pending = None
+                continue
             position = f"{path.name}@{line.offset}"
             item: Frame | DeadLetter
             try:
@@ -131,12 +255,26 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
                     self._awake = datetime.now(UTC) + timedelta(seconds=wait)
                     break
             batch.append(item)
-            self._position = ReplayPosition(path.name, line.next_offset)
+            self._offset = line.next_offset
             self._pending = None
         return batch
 
     def next_awake(self) -> datetime | None:
+        """When the next frame is due, at a paced replay's pace; None: now."""
         return self._awake
 
-    def snapshot(self) -> ReplayPosition | None:
-        return self._position
+    def snapshot(self) -> ReplayPosition:
+        """The position after the last emitted line."""
+        return ReplayPosition(self._file, self._offset, self._fingerprint, self._replayed)
+
+
+def _damaged(path: Path, exc: RecordingReadError) -> DeadLetter:
+    """The dead letter of a recording that cannot be read past `exc.offset`."""
+    return DeadLetter(
+        position=f"{path.name}@{exc.offset}",
+        source="recording",
+        stage=DAMAGED_STAGE,
+        reason=f"recording unreadable from here on: {exc.problem}",
+        raw="",
+        received_ns=0,
+    )

@@ -72,8 +72,8 @@ def _count_parsed(item: DecodedTransaction | FeedQuote | DeadLetter) -> None:
 def _value(
     state: Valuation | None, item: DecodedTransaction | FeedQuote, *, config: PricingConfig
 ) -> tuple[Valuation, ValuedTransaction | PriceTick]:
-    valuation = state if state is not None else Valuation.start(config)
-    return valuation, valuation.apply(item)
+    valuation = state if state is not None else Valuation()
+    return valuation, valuation.apply(item, config)
 
 
 def _count_dead(item: object) -> None:

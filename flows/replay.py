@@ -14,7 +14,8 @@ from connectors.replay import ReplaySource
 from flows.graph import build_flow
 from flows.runtime import active_strategies, flow_config, run, store_sinks
 from quantbot import metrics
-from quantbot.recordings import find_recordings, read_lines
+from quantbot.errors import ResumeRefusedError
+from quantbot.recordings import RecordingReadError, find_recordings, read_lines
 from quantbot.settings import Settings
 
 PROGRESS_REFRESH_S = 0.25
@@ -34,6 +35,8 @@ class ReplaySummary:
     dead_letters: int
     strategies: int
     elapsed_s: float
+    warnings: tuple[str, ...] = ()
+    """What the user should look at: recordings that could not be read to their end."""
 
     @property
     def frames_per_s(self) -> float:
@@ -42,7 +45,14 @@ class ReplaySummary:
 
 
 def _lines_in(files: list[Path]) -> int:
-    return sum(1 for path in files for _ in read_lines(path))
+    count = 0
+    for path in files:
+        try:
+            for _ in read_lines(path):
+                count += 1
+        except RecordingReadError:
+            count += 1  # the dead letter the replay emits in its place
+    return count
 
 
 def _processed() -> int:
@@ -59,17 +69,24 @@ def replay(
 ) -> ReplaySummary:
     """Replay recordings into the stores; resumes from `recovery_dir` when it holds a snapshot.
 
+    A recording that cannot be read to its end is a dead letter and a warning of the summary; the
+    other recordings are replayed.
+
     Args:
         settings: the effective settings (stores, thresholds).
         paths: recordings or directories of recordings.
         recovery_dir: where snapshots are kept; `None` runs without recovery.
         speed: `None` as fast as possible, else the recorded pace times `speed`.
         console: where to draw a progress bar; `None` draws none.
+
+    Raises:
+        ResumeRefusedError: `recovery_dir` holds a snapshot of other recordings; nothing was replayed.
     """
     files = find_recordings(paths)
     strategies = active_strategies(settings)
+    source = ReplaySource(files, speed=speed, batch_size=settings.pipeline.replay_batch_size)
     flow = build_flow(
-        ReplaySource(files, speed=speed, batch_size=settings.pipeline.replay_batch_size),
+        source,
         store_sinks(settings),
         flow_config(settings, strategies),
         name="replay",
@@ -88,6 +105,8 @@ def replay(
         done.set()
         if drawer is not None:
             drawer.join()
+    if source.refusal is not None:
+        raise ResumeRefusedError(f"recovery directory `{recovery_dir}`: {source.refusal}")
     elapsed = time.monotonic() - start
     after = {name: metrics.total(counter) - before[name] for name, counter in _COUNTERS.items()}
     return ReplaySummary(
@@ -101,6 +120,11 @@ def replay(
         dead_letters=int(after["dead_letters"]),
         strategies=len(strategies),
         elapsed_s=elapsed,
+        warnings=tuple(
+            f"recording {letter.position} could not be read further ({letter.reason}): the lines before are"
+            f" replayed, a dead letter of stage `{letter.stage}` marks the place"
+            for letter in source.damaged
+        ),
     )
 
 

@@ -5,6 +5,7 @@ QuantbotError
  ├── ConfigError            bad configuration; the CLI exits with status 78 (EX_CONFIG)
  ├── SchemaError            a store's schema is not what this version expects (edited migration, ...)
  ├── SchemaInUseError       a destructive migration refused: flows are running on the schema (exit 75)
+ ├── ResumeRefusedError     a recovery snapshot is of other input than given (another recording, ...)
  └── StackError             an embedded server could not be started or stopped (quantbot.stack_state)
 ```
 
@@ -38,6 +39,10 @@ class ConfigError(QuantbotError):
 
 class SchemaError(QuantbotError):
     """A store's schema does not match what this version of quantbot defines."""
+
+
+class ResumeRefusedError(QuantbotError):
+    """A snapshot would resume other input than the input given; the message says what differs, how to start fresh."""
 
 
 class SchemaInUseError(QuantbotError):

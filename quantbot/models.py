@@ -171,9 +171,9 @@ class DeadLetter:
 class PriceTick:
     """A token's USD unit price implied by one trade (or given by a price feed).
 
-    `volume_usd` is the USD value of the trade that implied it (0 for a feed quote). `sequence` numbers
-    the ticks of one token from one source within one block second, in stream order: block times have
-    one-second resolution, and the sequence keeps same-second ticks apart as distinct points in time.
+    `volume_usd` is the USD value of the trade that implied it (0 for a feed quote). A trade's tick is
+    identified by the trade's natural key (`signature`, `index`); a feed quote's (which has no
+    signature) by its source, token and publish time (`block_time`).
     """
 
     token: str
@@ -184,7 +184,11 @@ class PriceTick:
     signature: str
     index: InstructionIndex
     symbol: str | None = None
-    sequence: int = 0
+
+    @property
+    def is_quote(self) -> bool:
+        """Whether the tick is a price feed's quote rather than a trade's implied price."""
+        return not self.signature
 
 
 @record

@@ -11,14 +11,16 @@ A trade with no such leg keeps `usd_value=None`: it is stored unvalued, never gu
 teaches the price of its other token (value / amount), unless it is too small to be trusted
 (`min_learn_usd`). All times are block times, so a replay learns exactly what the first run learned.
 
-`PriceBook` is the state; the flow keeps one per worker under a single key and snapshots it, so a
-restarted flow resumes with the prices it had.
+`LearnedPrices` is the state: what the stream taught, and nothing else. The flow keeps one per worker
+under a single key and snapshots it, so a restarted flow resumes with the prices it had; the settings
+(`PricingConfig`) are not state, they come from the profile at every start, and a `PriceBook` joins the
+two for each item.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -38,9 +40,6 @@ USDT_MINT = "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB"
 SOL_DECIMALS = 9
 KNOWN_SYMBOLS = {WSOL_MINT: "SOL", USDC_MINT: "USDC", USDT_MINT: "USDT"}
 KNOWN_DECIMALS = {WSOL_MINT: SOL_DECIMALS, USDC_MINT: 6, USDT_MINT: 6}
-SEQUENCE_WINDOW_S = 600
-"""How far behind the newest block second a transaction may still arrive and be numbered apart from its
-same-second neighbours: ten minutes covers reorder and retry delays of live feeds many times over."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,25 +122,46 @@ def ui_amount(amount: TokenAmount) -> float | None:
     return amount.amount / scale
 
 
-class PriceBook:
-    """What the flow knows of prices: SOL/USD and the last USD price of every token it has seen trade."""
+@dataclass
+class LearnedPrices:
+    """What the stream taught of prices, each with the block time it held at: the valuation's state.
 
-    def __init__(self, config: PricingConfig | None = None) -> None:
+    Attributes:
+        feed_sol: the last SOL/USD of a price feed.
+        trade_sol: the last SOL/USD implied by a SOL/stablecoin trade.
+        tokens: the last USD price of every token seen trade, least recently updated first.
+    """
+
+    feed_sol: tuple[float, int] | None = None
+    trade_sol: tuple[float, int] | None = None
+    tokens: OrderedDict[str, tuple[float, int]] = field(default_factory=OrderedDict)
+
+
+class PriceBook:
+    """Prices under a configuration: what the flow learned (`LearnedPrices`), read and extended by its settings.
+
+    Args:
+        config: the thresholds, from the settings of this start.
+        learned: the prices learned so far (from a snapshot); None starts with none.
+    """
+
+    def __init__(self, config: PricingConfig | None = None, learned: LearnedPrices | None = None) -> None:
         self.config = config or PricingConfig()
-        self.feed_sol: tuple[float, int] | None = None
-        self.trade_sol: tuple[float, int] | None = None
-        self.tokens: OrderedDict[str, tuple[float, int]] = OrderedDict()
-        self._newest_second = 0
-        self._pruned_at = 0
-        self._sequences: dict[tuple[str, str, int], int] = {}
+        self.learned = learned if learned is not None else LearnedPrices()
+
+    @property
+    def tokens(self) -> OrderedDict[str, tuple[float, int]]:
+        """The learned token prices, least recently updated first."""
+        return self.learned.tokens
 
     def sol_usd(self, at: int) -> float | None:
         """SOL/USD at block time `at`: the feed's while fresh, else the last trade-derived one."""
-        if self.feed_sol is not None and at - self.feed_sol[1] <= self.config.feed_stale_s:
-            return self.feed_sol[0]
-        if self.trade_sol is not None:
-            return self.trade_sol[0]
-        return self.feed_sol[0] if self.feed_sol is not None else None
+        feed_sol, trade_sol = self.learned.feed_sol, self.learned.trade_sol
+        if feed_sol is not None and at - feed_sol[1] <= self.config.feed_stale_s:
+            return feed_sol[0]
+        if trade_sol is not None:
+            return trade_sol[0]
+        return feed_sol[0] if feed_sol is not None else None
 
     def token_usd(self, mint: str, at: int) -> float | None:
         """The USD unit price of `mint` usable at block time `at`, or None."""
@@ -149,7 +169,7 @@ class PriceBook:
             return 1.0
         if mint == WSOL_MINT:
             return self.sol_usd(at)
-        known = self.tokens.get(mint)
+        known = self.learned.tokens.get(mint)
         if known is None or at - known[1] > self.config.token_stale_s:
             return None
         price: float = known[0]
@@ -158,16 +178,17 @@ class PriceBook:
     def apply_quote(self, quote: FeedQuote) -> None:
         """Take a price-feed quote (newest wins)."""
         if quote.token == WSOL_MINT:
-            if self.feed_sol is None or quote.ts >= self.feed_sol[1]:
-                self.feed_sol = (quote.price_usd, quote.ts)
+            if self.learned.feed_sol is None or quote.ts >= self.learned.feed_sol[1]:
+                self.learned.feed_sol = (quote.price_usd, quote.ts)
         else:
             self._learn(quote.token, quote.price_usd, quote.ts)
 
     def _learn(self, mint: str, price: float, at: int) -> None:
-        self.tokens[mint] = (price, at)
-        self.tokens.move_to_end(mint)
-        while len(self.tokens) > self.config.max_tokens:
-            self.tokens.popitem(last=False)
+        tokens = self.learned.tokens
+        tokens[mint] = (price, at)
+        tokens.move_to_end(mint)
+        while len(tokens) > self.config.max_tokens:
+            tokens.popitem(last=False)
 
     def _leg_value(self, leg: TokenAmount, at: int) -> tuple[int, float] | None:
         """(rank, USD value) of a leg: rank 0 stable, 1 SOL, 2 learned token; None if unvaluable."""
@@ -200,7 +221,7 @@ class PriceBook:
                 if usd >= self.config.min_learn_usd:
                     if leg.mint == WSOL_MINT:
                         if reference.mint in self.config.stable_mints:
-                            self.trade_sol = (implied, at)
+                            self.learned.trade_sol = (implied, at)
                     else:
                         self._learn(leg.mint, implied, at)
                 ticks.append(self._tick(activity, leg.mint, implied, usd))
@@ -209,23 +230,6 @@ class PriceBook:
                 if unit is not None:
                     ticks.append(self._tick(activity, reference.mint, unit, usd))
         return ValuedActivity(activity, usd, self.sol_usd(at), tuple(ticks))
-
-    def _sequence(self, token: str, source: str, block_time: int) -> int:
-        """The next number of a (token, source) tick within `block_time`'s second (see `PriceTick`).
-
-        Transactions do not arrive in block-time order (a later block may land first), so counts are
-        kept per second for `SEQUENCE_WINDOW_S` behind the newest second seen, then forgotten.
-        """
-        key = (token, source, block_time)
-        count = self._sequences.get(key, -1) + 1
-        self._sequences[key] = count
-        if block_time > self._newest_second:
-            self._newest_second = block_time
-            if block_time - self._pruned_at >= SEQUENCE_WINDOW_S:
-                horizon = block_time - SEQUENCE_WINDOW_S
-                self._sequences = {k: v for k, v in self._sequences.items() if k[2] >= horizon}
-                self._pruned_at = block_time
-        return count
 
     def _tick(self, activity: Activity, mint: str, price: float, usd: float) -> PriceTick:
         block_time = activity.block_time or 0
@@ -238,7 +242,6 @@ class PriceBook:
             signature=activity.signature,
             index=activity.index,
             symbol=KNOWN_SYMBOLS.get(mint),
-            sequence=self._sequence(mint, activity.venue, block_time),
         )
 
     def quote_tick(self, quote: FeedQuote) -> PriceTick:
@@ -252,5 +255,4 @@ class PriceBook:
             signature="",
             index=InstructionIndex(0),
             symbol=KNOWN_SYMBOLS.get(quote.token),
-            sequence=self._sequence(quote.token, quote.source, quote.ts),
         )

@@ -5,16 +5,28 @@ being the message text exactly as it arrived. A frame's position is `<file name>
 its line in the decompressed stream: stable across replays, so it keys dead letters, and the offset
 after a line is where a replay resumes.
 
+A recording is identified by its fingerprint (`RecordingFingerprint`): its size and a hash of its
+first bytes. A recorder appends, so a recording that grew is the same recording; one that shrank or
+starts differently is another.
+
 This module does file I/O only; the Bytewax source and sink that use it live in `connectors/` and `sinks/`.
+
+Exceptions::
+
+    ValueError
+     ├── FrameFormatError        a line is not a frame
+     └── RecordingReadError      a recording cannot be read past some offset (truncated, corrupted)
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import logging
 import os
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,12 +42,61 @@ log = logging.getLogger(__name__)
 SUFFIXES = (".jsonl", ".jsonl.gz", ".jsonl.zst")
 # Reading a compressed stream forward to a resume offset, this many bytes at a time.
 SKIP_CHUNK_BYTES = 1 << 20
+# Compressed bytes read at a time from a zstd recording: large enough that the Python-level
+# decompression loop runs a few times per MiB, small enough to keep a replay's memory flat.
+READ_CHUNK_BYTES = 1 << 20
+# A recording's fingerprint hashes at most its first 64 KiB: far more than any two recordings share by
+# chance (a recording starts with its first frame's receive time), and one read however large the file.
+FINGERPRINT_BYTES = 64 << 10
 # zstd level 3 is the library default: most of the ratio at a small fraction of the CPU of higher levels.
 ZSTD_LEVEL = 3
+READ_ERRORS = (EOFError, zstandard.ZstdError, gzip.BadGzipFile, zlib.error)
+"""What reading a damaged compressed stream raises: cut short (EOFError), or corrupted (the rest)."""
 
 
 class FrameFormatError(ValueError):
     """A recording line is not a frame."""
+
+
+class RecordingReadError(ValueError):
+    """A recording cannot be read past `offset` (of its decompressed content): truncated or corrupted."""
+
+    def __init__(self, path: Path, offset: int, problem: str) -> None:
+        self.path = path
+        self.offset = offset
+        self.problem = problem
+        super().__init__(f"recording `{path.name}` unreadable from offset {offset}: {problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingFingerprint:
+    """What identifies a recording file: its size (bytes on disk) and the SHA-256 of its first bytes.
+
+    The hash covers the first `min(size, FINGERPRINT_BYTES)` bytes, so the fingerprint of a recording
+    that grew since (a recorder still appending) still matches: see `differences`.
+    """
+
+    size: int
+    head_sha256: str
+
+    @classmethod
+    def of(cls, path: Path) -> RecordingFingerprint:
+        """The fingerprint of the file at `path` now."""
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            head = fh.read(min(size, FINGERPRINT_BYTES))
+        return cls(size, hashlib.sha256(head).hexdigest())
+
+    def differences(self, path: Path) -> str | None:
+        """How the file at `path` differs from the recording this fingerprint was taken of; None if it is that one."""
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size < self.size:
+                return f"it is {size:,} bytes, shorter than the {self.size:,} it had"
+            head = fh.read(min(self.size, FINGERPRINT_BYTES))
+        if hashlib.sha256(head).hexdigest() != self.head_sha256:
+            return f"its first {len(head):,} bytes differ"
+        return None
 
 
 def encode_frame(frame: Frame) -> bytes:
@@ -87,6 +148,11 @@ def is_recording(path: Path) -> bool:
     return path.name.endswith(SUFFIXES)
 
 
+def is_compressed(path: Path) -> bool:
+    """Whether `path` is a compressed recording (read forward to an offset rather than seeked)."""
+    return not path.name.endswith(".jsonl")
+
+
 def find_recordings(paths: list[Path]) -> list[Path]:
     """The recordings named by `paths` (files, or directories searched recursively), sorted, deduplicated.
 
@@ -114,9 +180,54 @@ def open_for_reading(path: Path) -> IO[bytes]:
     if path.name.endswith(".gz"):
         return gzip.open(path, "rb")  # type: ignore[return-value]  # GzipFile is a binary IO
     if path.name.endswith(".zst"):
-        raw = path.open("rb")
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True))
+        return io.BufferedReader(_ZstdFrames(path.open("rb")), buffer_size=READ_CHUNK_BYTES)
     return path.open("rb")
+
+
+class _ZstdFrames(io.RawIOBase):
+    """The decompressed content of zstd frames one after the other, and EOFError if the file ends inside one.
+
+    zstandard's own `stream_reader` ends quietly where a cut-short file ends, so a truncated recording
+    could not be told from a whole one; a decompression object says whether its frame was complete.
+    """
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._decompressor = zstandard.ZstdDecompressor()
+        self._frame = self._decompressor.decompressobj()
+        self._in_frame = False
+        self._out = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._out:
+            data = self._raw.read(READ_CHUNK_BYTES)
+            if not data:
+                if self._in_frame:
+                    raise EOFError("the zstd stream ends inside a frame (the file was cut short)")
+                return 0
+            self._out = memoryview(self._decompress(data))
+        n = min(len(buffer), len(self._out))
+        buffer[:n] = self._out[:n]
+        self._out = self._out[n:]
+        return n
+
+    def _decompress(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            out.append(self._frame.decompress(data))
+            self._in_frame = not self._frame.eof
+            if self._in_frame:
+                break
+            data = self._frame.unused_data
+            self._frame = self._decompressor.decompressobj()
+        return b"".join(out)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,30 +242,43 @@ class RecordedLine:
 def read_lines(path: Path, start_offset: int = 0) -> Iterator[RecordedLine]:
     """Lines of a recording from `start_offset` (a line start) on.
 
-    A compressed file cut short (a recorder killed mid-write) ends the iteration at its last whole
-    line with a warning; a last line without its newline is still yielded, as it was written whole
-    or is garbage that the flow dead-letters.
+    A last line without its newline is still yielded, as it was written whole or is garbage that the
+    flow dead-letters.
+
+    Raises:
+        RecordingReadError: after the last whole line, when a compressed file is cut short (a recorder
+            killed mid-write) or corrupted, or ends before `start_offset`; it names the offset where
+            reading stopped.
     """
     with open_for_reading(path) as stream:
         offset = 0
         if start_offset:
-            if path.name.endswith(".jsonl"):
+            if not is_compressed(path):
                 stream.seek(start_offset)
                 offset = start_offset
             else:
-                while offset < start_offset:
-                    chunk = stream.read(min(SKIP_CHUNK_BYTES, start_offset - offset))
-                    if not chunk:
-                        return
-                    offset += len(chunk)
+                try:
+                    while offset < start_offset:
+                        chunk = stream.read(min(SKIP_CHUNK_BYTES, start_offset - offset))
+                        if not chunk:
+                            break
+                        offset += len(chunk)
+                except READ_ERRORS as exc:
+                    raise RecordingReadError(path, offset, _problem(exc)) from None
+                if offset < start_offset:
+                    raise RecordingReadError(path, offset, f"its content ends before offset {start_offset}")
         try:
             for line in stream:
                 next_offset = offset + len(line)
                 if line.strip():
                     yield RecordedLine(offset, next_offset, line)
                 offset = next_offset
-        except (EOFError, zstandard.ZstdError, gzip.BadGzipFile) as exc:
-            log.warning("recording=%s offset=%d truncated: %s", path, offset, exc)
+        except READ_ERRORS as exc:
+            raise RecordingReadError(path, offset, _problem(exc)) from None
+
+
+def _problem(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class RecordingWriter:

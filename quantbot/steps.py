@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from quantbot import metrics
 from quantbot.bounds import ParseConfig, time_problem
 from quantbot.models import Activity, DeadLetter, Frame, FrameKind, PriceTick, Signal, ValuedActivity, WhaleTransaction
-from quantbot.pricing import FeedQuote, PriceBook, PriceFormatError, PricingConfig, parse_price_payload
+from quantbot.pricing import FeedQuote, LearnedPrices, PriceBook, PriceFormatError, PricingConfig, parse_price_payload
 from quantbot.signals import WhaleFollower, evaluate
 from quantbot.solana.decode import DecodeError, decode_transaction
 from quantbot.solana.normalise import TransactionFormatError, parse_transactions
@@ -97,21 +98,29 @@ def parse_frame(
 
 @dataclass
 class Valuation:
-    """The valuation step's state: one `PriceBook`, fed in stream order (see `quantbot.pricing`)."""
+    """The valuation step's state: the prices learned in stream order (see `quantbot.pricing`), never settings.
 
-    book: PriceBook = field(default_factory=PriceBook)
+    The pricing settings are given with every item, from the profile of the running process, so a
+    changed `[pricing]` key takes effect at the next start, snapshot or not.
+    """
 
-    @classmethod
-    def start(cls, config: PricingConfig) -> Valuation:
-        """Fresh state for a flow with no snapshot."""
-        return cls(PriceBook(config))
+    learned: LearnedPrices = field(default_factory=LearnedPrices)
 
-    def apply(self, item: DecodedTransaction | FeedQuote) -> ValuedTransaction | PriceTick:
-        """Value a transaction's activities, or take a feed quote (which becomes a price tick)."""
+    def apply(self, item: DecodedTransaction | FeedQuote, config: PricingConfig) -> ValuedTransaction | PriceTick:
+        """Value a transaction's activities, or take a feed quote (which becomes a price tick), under `config`."""
+        book = PriceBook(config, self.learned)
         if isinstance(item, FeedQuote):
-            self.book.apply_quote(item)
-            return self.book.quote_tick(item)
-        return ValuedTransaction(item.signature, tuple(self.book.value(a) for a in item.activities))
+            book.apply_quote(item)
+            return book.quote_tick(item)
+        return ValuedTransaction(item.signature, tuple(book.value(a) for a in item.activities))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a snapshot; one of the former layout (a whole `PriceBook`) keeps its prices, not its settings."""
+        book = state.get("book")
+        if book is not None:
+            former = vars(book)  # its attributes as pickled: `tokens` is a property of today's class
+            state = {"learned": LearnedPrices(former["feed_sol"], former["trade_sol"], former["tokens"])}
+        self.__dict__.update(state)
 
 
 def price_ticks(item: ValuedTransaction | PriceTick) -> list[PriceTick]:

@@ -89,14 +89,14 @@ def position_of(item: object) -> str:
     """The natural key of an item, as a dead letter's position: the same item always gets the same one.
 
     A trade's tick is keyed by signature, instruction index and token (a trade prices two legs); a feed
-    quote's, which has no signature, by its point (source, time, sequence, token); a signal by its id;
+    quote's, which has no signature, by its point (source, publish time, token); a signal by its id;
     a whale by its document id (the transaction signature).
     """
     if isinstance(item, PriceTick):
         if item.signature:
             inner = "" if item.index.inner is None else f".{item.index.inner}"
             return f"{item.signature}#{item.index.outer}{inner}/{item.token}"
-        return f"{item.source}@{item.block_time}.{item.sequence}/{item.token}"
+        return f"{item.source}@{item.block_time}/{item.token}"
     if isinstance(item, Signal):
         return item.signal_id
     if isinstance(item, WhaleTransaction):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -21,11 +22,11 @@ from sinks.retry import Retry
 
 log = logging.getLogger(__name__)
 
-# A tick's point lies `sequence` milliseconds into its block second: same-second trades of one token
-# on one venue stay distinct points, and a replay, which numbers them the same, rewrites the same
-# points. Milliseconds, because VictoriaMetrics (the development store) keeps no finer time.
-MS_PER_S = 1000
-MAX_SEQUENCE = MS_PER_S - 1
+NS_PER_S = 1_000_000_000
+NS_PER_US = 1000
+# Bytes of the BLAKE2b digest a point's offset is taken from: 64 bits, whose remainder modulo a second
+# of nanoseconds is uniform to within 1e-10.
+OFFSET_DIGEST_BYTES = 8
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 REFUSED_STATUS = frozenset({400, 413, 422})
 """The body itself is refused: a line the server cannot parse or store (400), too large a body (413, cured
@@ -34,20 +35,38 @@ by the halving that finds the offender), points the bucket will not keep, e.g. b
 STORE = "influx"
 
 
-def point_time(tick: PriceTick) -> datetime:
-    """The time of a tick's point: its block second plus `sequence` milliseconds.
+def point_offset_ns(tick: PriceTick) -> int:
+    """Where in its second a tick's point lies, in nanoseconds: a function of what the tick is, not of when it came.
 
-    A thousand ticks of one token on one venue in one second is beyond any pool's block rate; past
-    that, the last millisecond is reused and the later points replace earlier ones.
+    A trade's tick is placed by a hash of the trade's natural key (signature, outer and inner
+    instruction index) into the second's 10^9 nanoseconds: a duplicate frame, a replay or a second
+    recording of the same trade rewrites the very same point, and two distinct trades of one token on
+    one venue in one second share a point with probability 1 in 10^9 per pair. A feed quote has no
+    signature; its identity is its source and token (the point's tags) and its publish time, so it lies
+    on its publish second itself.
+
+    VictoriaMetrics, the development stand-in, keeps milliseconds: there the offsets fall into 1,000
+    slots, and two distinct trades of one series in one second share one with probability 1 in 1,000
+    (about k^2/2,000 such pairs for k trades), of which it keeps one sample.
     """
-    offset = min(tick.sequence, MAX_SEQUENCE)
-    return datetime.fromtimestamp(tick.block_time, tz=UTC) + timedelta(milliseconds=offset)
+    if tick.is_quote:
+        return 0
+    key = f"{tick.signature}/{tick.index.outer}/{tick.index.inner}".encode()
+    digest = hashlib.blake2b(key, digest_size=OFFSET_DIGEST_BYTES).digest()
+    return int.from_bytes(digest, "big") % NS_PER_S
+
+
+def point_time_ns(tick: PriceTick) -> int:
+    """The time of a tick's point, in nanoseconds since the epoch: its block second plus `point_offset_ns`."""
+    return tick.block_time * NS_PER_S + point_offset_ns(tick)
 
 
 def price_point(tick: PriceTick) -> TokenPrice:
     """The `token_prices` point of a price tick."""
+    offset = point_offset_ns(tick)
     return TokenPrice(
-        time=point_time(tick),
+        time=datetime.fromtimestamp(tick.block_time, tz=UTC) + timedelta(microseconds=offset // NS_PER_US),
+        nanosecond=offset % NS_PER_US,
         token_address=tick.token,
         symbol=tick.symbol,
         source=tick.source,
@@ -57,7 +76,11 @@ def price_point(tick: PriceTick) -> TokenPrice:
 
 
 def signal_point(signal: Signal) -> TradingSignalEvent:
-    """The `trading_signals` point of a signal (outcome fields stay absent until known)."""
+    """The `trading_signals` point of a signal (outcome fields stay absent until known).
+
+    The signal id is a tag, so each signal is a series of its own: its point at `created_at` is
+    unique to it, and a replayed signal (same id, derived from strategy and signature) rewrites it.
+    """
     predicted = None
     if signal.price and signal.take_profit:
         predicted = (signal.take_profit / signal.price - 1) * 100
@@ -104,7 +127,8 @@ class InfluxSink(DynamicSink[PriceTick | Signal]):
     """Writes price ticks and signals as line protocol through the v2 write API, synchronously.
 
     Delivery: a batch is one HTTP write that has succeeded when `write_batch` returns. Points are keyed
-    by measurement, tags and a deterministic time, so a replayed point is the identical point.
+    by measurement, tags and a time derived from what the item is (`point_offset_ns`, the signal id),
+    never from when it arrived, so a replayed or duplicated item rewrites the identical point.
 
     An item that cannot become a point (a time past year 9999, a value the point builder refuses), or
     whose line the server refuses (HTTP 400, 413 or 422 for the body: the body is bisected to find

@@ -110,3 +110,81 @@ def test_doctor_without_any_configured_store_says_what_to_do(tmp_path: Path) -> 
     assert result.returncode == EX_UNAVAILABLE
     assert "quantbot stack up" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_replay_refuses_to_resume_another_recording(env: dict[str, str], tmp_path: Path) -> None:
+    """`replay --recovery-dir` given another recording than its snapshot's: exit 1, one line saying what differs."""
+    from quantbot.models import Frame
+    from quantbot.recordings import RecordingWriter
+
+    assert run_cli("migrate", "up", env=env).returncode == 0
+    for name, price in (("one", 150.0), ("two", 151.0)):
+        writer = RecordingWriter(tmp_path / name, prefix=name)
+        quote = f'{{"symbol": "SOL/USD", "price": {price}, "ts": 1750000000}}'
+        writer.write([Frame(received_ns=i, source="feed", kind="price", payload=quote) for i in range(20)])
+        writer.close()
+    recovery = str(tmp_path / "recovery")
+    first = run_cli("replay", str(tmp_path / "one"), "--recovery-dir", recovery, "--no-progress", env=env)
+    assert first.returncode == 0, first.stderr
+
+    refused = run_cli("replay", str(tmp_path / "two"), "--recovery-dir", recovery, "--no-progress", env=env)
+
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    (line,) = [line for line in refused.stderr.splitlines() if "error" in line.lower()]
+    assert "Traceback" not in refused.stderr and "panicked" not in refused.stderr
+    (recorded,) = (tmp_path / "one").iterdir()
+    assert line.startswith("error: ") and recorded.name in line and "not among the recordings given" in line
+    assert recovery in line and "start fresh" in line
+    assert "this run" not in refused.stdout  # nothing was replayed, no summary printed
+
+
+def test_replay_of_damaged_recordings_stores_the_rest_and_warns(env: dict[str, str], tmp_path: Path) -> None:
+    """A corrupted .gz and a cut .zst among others: dead letters at file@offset, warnings, the rest stored, exit 0."""
+    from quantbot.models import Frame
+    from quantbot.recordings import RecordingReadError, RecordingWriter, read_lines
+    from tests.test_replay_integrity import corrupt_gzip
+
+    assert run_cli("migrate", "up", env=env).returncode == 0
+    recordings = tmp_path / "recordings"
+    quotes = [
+        Frame(
+            received_ns=i,
+            source="feed",
+            kind="price",
+            payload=f'{{"symbol": "SOL/USD", "price": {100 + i}, "ts": {i}}}',
+        )
+        for i in range(400)
+    ]
+    damaged = {}
+    for prefix, compression in (("a", "gzip"), ("b", "zstd")):
+        writer = RecordingWriter(recordings, prefix=prefix, compression=compression)
+        for i in range(0, 400, 100):
+            writer.write(quotes[i : i + 100])
+            writer.flush()
+        writer.close()
+        (path,) = writer.files
+        data = path.read_bytes()
+        path.write_bytes(corrupt_gzip(data) if compression == "gzip" else data[: len(data) * 2 // 3])
+        with pytest.raises(RecordingReadError) as error:
+            for _ in read_lines(path):
+                pass
+        damaged[path.name] = error.value.offset
+    writer = RecordingWriter(recordings, prefix="c")
+    writer.write(quotes[:10])
+    writer.close()
+    with writer.files[0].open("ab") as fh:
+        fh.write(b"".join(b"not a frame %d\n" % i for i in range(7)))
+
+    result = run_cli("replay", str(recordings), "--no-progress", env=env)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2
+    for (name, offset), warning in zip(sorted(damaged.items()), warnings, strict=True):
+        assert f"{name}@{offset}" in warning
+    with psycopg.connect(env["QUANTBOT_POSTGRES_URL"]) as conn:
+        letters = conn.execute("SELECT position, stage FROM dead_letters ORDER BY position").fetchall()
+    assert [(p, s) for p, s in letters if s == "recording"] == [
+        (f"{n}@{o}", "recording") for n, o in sorted(damaged.items())
+    ]
+    assert len([p for p, s in letters if p.startswith(writer.files[0].name)]) == 7  # the other recording, to its end

@@ -186,3 +186,95 @@ def test_whale_documents_carry_the_signers_net_token_changes(settings: Settings,
     # 19 of the 22 whales have a non-SOL leg that index.json has the signer's delta for: two move only SOL,
     # and 33LHUzKf...'s recorded token balances do not move at all (its amount comes from the Pump.fun event).
     assert compared == 19
+
+
+# VictoriaMetrics makes a new series searchable a little after its first sample is flushed (its index
+# is cached); a read-back waits this long at most for the count it expects.
+SERIES_VISIBLE_S = 15.0
+
+
+def _samples_once_counted(influx: InfluxEndpoint, start: int, end: int, expected: int) -> list[tuple[str, int, float]]:
+    """The token_prices samples in [start, end), read back once `expected` are visible (or the wait ran out)."""
+    deadline = time.monotonic() + SERIES_VISIBLE_S
+    samples = _token_price_samples(influx, start, end)
+    while len(samples) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+        samples = _token_price_samples(influx, start, end)
+    return samples
+
+
+def _token_price_samples(influx: InfluxEndpoint, start: int, end: int) -> list[tuple[str, int, float]]:
+    """Every token_prices sample with a time in [start, end) Unix seconds: (series, ms, price), sorted."""
+    samples = []
+    for series in influx.export('{__name__="token_prices_price"}'):
+        name = ",".join(f"{k}={v}" for k, v in sorted(series["metric"].items()))
+        samples += [
+            (name, ms, value)
+            for ms, value in zip(series["timestamps"], series["values"], strict=True)
+            if start * 1000 <= ms < end * 1000
+        ]
+    return sorted(samples)
+
+
+def _tick_identities(settings: Settings, recording: Path) -> set[tuple[object, ...]]:
+    """The natural keys of the price ticks a replay of `recording` derives: a trade's, or a quote's publish time."""
+    from bytewax.testing import TestingSink, run_main
+
+    from connectors.replay import ReplaySource
+    from flows.graph import FlowSinks, build_flow
+    from flows.runtime import flow_config
+    from quantbot.models import PriceTick
+
+    out: list[object] = []
+    sinks = FlowSinks(TestingSink(out), TestingSink([]), TestingSink([]), TestingSink([]))
+    run_main(build_flow(ReplaySource([recording]), sinks, flow_config(settings, [])))
+    return {
+        (t.token, t.source, t.signature, t.index) if t.signature else (t.token, t.source, t.block_time)
+        for t in out
+        if isinstance(t, PriceTick)
+    }
+
+
+def test_duplicated_frames_add_no_influx_point(settings: Settings, tmp_path: Path, influx: InfluxEndpoint) -> None:
+    """A recording with 5 of its lines duplicated leaves exactly the token_prices points of the original."""
+    from quantbot.synthetic import FeedSpec, generate_feed
+
+    # Two transactions a second, so that no two trades share a VictoriaMetrics millisecond (it keeps
+    # one of them, its choice) and the comparison can be exact, prices included.
+    start = 1_500_000_000
+    original = tmp_path / "original" / "feed.jsonl"
+    generate_feed(FeedSpec(txs=200, seed=21, garbage_share=0.0, start_time=start, tx_per_s=2.0), original)
+    lines = original.read_bytes().splitlines(keepends=True)
+    transactions = [i for i, line in enumerate(lines) if b'"kind":"transaction"' in line][10:15]
+    duplicated = tmp_path / "duplicated" / "feed.jsonl"
+    duplicated.parent.mkdir()
+    duplicated.write_bytes(b"".join(line * (2 if i in transactions else 1) for i, line in enumerate(lines)))
+    assert len(transactions) == 5
+    expected = len(_tick_identities(settings, original))
+
+    replay(settings, [original])
+    points = _samples_once_counted(influx, start, start + 3600, expected)
+    replay(settings, [duplicated])
+
+    assert len(points) == expected
+    assert _samples_once_counted(influx, start, start + 3600, expected) == points
+
+
+def test_two_recordings_of_the_same_time_keep_every_point(
+    settings: Settings, tmp_path: Path, influx: InfluxEndpoint
+) -> None:
+    """Two recordings covering the same seconds, replayed one after the other: every trade of both keeps its point."""
+    from quantbot.synthetic import FeedSpec, generate_feed
+
+    # Two transactions a second: trades of one token on one venue rarely share a second, so none
+    # shares a millisecond either (VictoriaMetrics keeps milliseconds; see sinks.influx).
+    start = 1_500_100_000
+    first, second = tmp_path / "a" / "feed.jsonl", tmp_path / "b" / "feed.jsonl"
+    for seed, path in ((31, first), (32, second)):
+        generate_feed(FeedSpec(txs=200, seed=seed, garbage_share=0.0, start_time=start, tx_per_s=2.0), path)
+    expected = _tick_identities(settings, first) | _tick_identities(settings, second)
+
+    replay(settings, [first])
+    replay(settings, [second])
+
+    assert len(_samples_once_counted(influx, start, start + 3600, len(expected))) == len(expected)

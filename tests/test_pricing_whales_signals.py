@@ -261,18 +261,42 @@ def test_signal_ids_are_deterministic_and_distinct() -> None:
     assert signal_id("s", "a") != signal_id("t", "a")
 
 
-def test_same_second_ticks_are_numbered_per_token_and_source() -> None:
-    """Ticks of one token from one venue in one block second get 0, 1, 2...; a new second restarts at 0."""
+def test_ticks_carry_the_trades_natural_key() -> None:
+    """Each tick names the trade it came from (signature and instruction index), whatever arrived before it."""
     book = PriceBook()
     book.apply_quote(FeedQuote(WSOL_MINT, 100.0, T0, "feed"))
 
     first = book.value(swap(sol(10**9), bonk(10**10), signature="a"))
     second = book.value(swap(sol(10**9), bonk(10**10), signature="b"))
-    later = book.value(swap(sol(10**9), bonk(10**10), signature="c", at=T0 + 1))
 
-    assert [(t.token, t.sequence) for t in first.ticks] == [(BONK, 0), (WSOL_MINT, 0)]
-    assert [(t.token, t.sequence) for t in second.ticks] == [(BONK, 1), (WSOL_MINT, 1)]
-    assert [(t.token, t.sequence) for t in later.ticks] == [(BONK, 0), (WSOL_MINT, 0)]
+    assert [(t.token, t.signature, t.index) for t in first.ticks] == [
+        (BONK, "a", InstructionIndex(0, None)),
+        (WSOL_MINT, "a", InstructionIndex(0, None)),
+    ]
+    assert [(t.token, t.signature) for t in second.ticks] == [(BONK, "b"), (WSOL_MINT, "b")]
+    assert not first.ticks[0].is_quote and book.quote_tick(FeedQuote(WSOL_MINT, 1.0, T0, "feed")).is_quote
+
+
+def test_settings_are_not_kept_with_the_learned_prices() -> None:
+    """The valuation's snapshot holds learned prices only; one of the former layout keeps its prices, not settings."""
+    import pickle
+
+    from quantbot.pricing import LearnedPrices
+    from quantbot.steps import Valuation
+
+    valuation = Valuation()
+    valuation.apply(FeedQuote(WSOL_MINT, 100.0, T0, "feed"), PricingConfig(min_learn_usd=5.0))
+    assert b"PricingConfig" not in pickle.dumps(valuation)
+
+    former = PriceBook.__new__(PriceBook)
+    former.__dict__.update(
+        config=PricingConfig(min_learn_usd=5.0), feed_sol=(100.0, T0), trade_sol=None, tokens={BONK: (2.0, T0)}
+    )
+    old = Valuation.__new__(Valuation)
+    old.__dict__["book"] = former
+    restored = pickle.loads(pickle.dumps(old))  # noqa: S301 - the test's own bytes, as bytewax keeps a snapshot
+
+    assert restored.__dict__ == {"learned": LearnedPrices((100.0, T0), None, {BONK: (2.0, T0)})}
 
 
 def test_labels_file_names_known_wallets(tmp_path: Path) -> None:

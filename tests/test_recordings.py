@@ -10,6 +10,8 @@ import pytest
 from quantbot.models import Frame
 from quantbot.recordings import (
     FrameFormatError,
+    RecordedLine,
+    RecordingReadError,
     RecordingWriter,
     decode_frame,
     encode_frame,
@@ -68,19 +70,28 @@ def test_writer_rotates_and_reader_resumes_at_any_line(tmp_path: Path, compressi
     assert list(read_lines(first, all_lines[-1].next_offset)) == []
 
 
-def test_truncated_compressed_recording_yields_its_whole_lines(tmp_path: Path) -> None:
-    """A gzip recording cut short (a killed recorder) gives the lines before the cut, then stops."""
-    writer = RecordingWriter(tmp_path, compression="gzip")
-    writer.write(frames(200))
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_truncated_compressed_recording_yields_its_whole_lines_then_says_where_it_stopped(
+    tmp_path: Path, compression: str
+) -> None:
+    """A compressed recording cut short (a killed recorder) gives the lines before the cut, then an error at the cut."""
+    writer = RecordingWriter(tmp_path, compression=compression)
+    for i in range(0, 200, 50):  # flushed as a recorder flushes: whole blocks before the cut
+        writer.write(frames(200)[i : i + 50])
+        writer.flush()
     writer.close()
     (path,) = writer.files
     data = path.read_bytes()
     path.write_bytes(data[: len(data) * 2 // 3])
 
-    lines = list(read_lines(path))
+    lines: list[RecordedLine] = []
+    with pytest.raises(RecordingReadError) as error:
+        lines.extend(read_lines(path))
 
     assert 0 < len(lines) < 200
     assert all(decode_frame(line.data, "") == frames(200)[i] for i, line in enumerate(lines[:-1]))
+    assert error.value.offset == lines[-1].next_offset
+    assert path.name in str(error.value)
 
 
 def test_find_recordings_rejects_what_is_not_one(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from quantbot.schema import mongo as mongo_schema
 from quantbot.schema import postgres as pg_schema
 from quantbot.signals import WhaleFollower, evaluate
 from quantbot.whales import WhaleConfig, detect
-from sinks.influx import InfluxSink
+from sinks.influx import NS_PER_S, InfluxSink, point_time_ns, price_point
 from sinks.mongo import MongoSink
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisPolicy, RedisSink
@@ -34,6 +34,7 @@ BONK = "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263"
 WALLET = "7tN3U3EHDBhP9ETMhzG3Sd1rovFF6UfpWQ45YHyotMGC"
 STRATEGY_ID = "5b0f6a3e-5f6e-4c1a-9a3b-1d2c3e4f5a6b"
 USER_ID = "0d9b6c2a-1111-4222-8333-944455566677"
+NS_PER_MS = 1_000_000
 FAST_RETRY = Retry(budget_s=30.0, backoff=Backoff(base_s=0.05, cap_s=0.5))
 
 
@@ -144,11 +145,9 @@ def test_mongo_sink_upserts_whale_documents_by_signature(mongo_url: str, mongo_d
 
 
 def test_influx_sink_points_are_identical_on_replay(influx: InfluxEndpoint) -> None:
-    """Same-second ticks of one token are distinct points by their sequence; rewriting adds no point."""
+    """Same-second trades of one token are distinct points by their natural key; rewriting adds no point."""
     ticks = [
-        PriceTick(
-            BONK, 0.00002 + i * 1e-7, 1_750_000_000, "raydium", 100.0 + i, f"sig{i}", InstructionIndex(i), sequence=i
-        )
+        PriceTick(BONK, 0.00002 + i * 1e-7, 1_750_000_000, "raydium", 100.0 + i, f"sig{i}", InstructionIndex(i))
         for i in range(5)
     ]
     _, signal = whale_and_signal(1_750_000_000)
@@ -160,10 +159,32 @@ def test_influx_sink_points_are_identical_on_replay(influx: InfluxEndpoint) -> N
 
     (prices,) = influx.export(f'{{__name__="token_prices_price",token_address="{BONK}"}}')
     assert sorted(prices["values"]) == pytest.approx(sorted(t.price_usd for t in ticks))
-    assert len(set(prices["timestamps"])) == 5
-    assert sorted(prices["timestamps"]) == [1_750_000_000_000 + i for i in range(5)]
+    assert sorted(prices["timestamps"]) == sorted(point_time_ns(t) // NS_PER_MS for t in ticks)
+    assert all(1_750_000_000_000 <= ms < 1_750_000_001_000 for ms in prices["timestamps"])  # within the block second
     (confidence,) = influx.export(f'{{__name__="trading_signals_confidence",signal_id="{signal.signal_id}"}}')
     assert confidence["values"] == [signal.confidence]
+
+
+def test_influx_point_time_is_the_trades_identity_not_its_arrival() -> None:
+    """A tick's point time depends only on the trade (signature, outer, inner): equal ticks, equal lines; distinct
+    trades of one second, distinct nanoseconds; a feed quote lies on its publish second."""
+    second = 1_750_000_000
+    trades = [
+        PriceTick(BONK, 1.0, second, "raydium", 1.0, f"{i:064x}", InstructionIndex(outer, inner))
+        for i in range(2_000)
+        for outer, inner in ((0, None), (0, 0), (1, 2))
+    ]
+    again = [
+        PriceTick(t.token, t.price_usd, t.block_time, t.source, t.volume_usd, t.signature, t.index) for t in trades
+    ]
+
+    assert [price_point(t).to_line_protocol() for t in again] == [price_point(t).to_line_protocol() for t in trades]
+    times = [point_time_ns(t) for t in trades]
+    assert len(set(times)) == len(trades)
+    assert all(second * NS_PER_S <= ns < (second + 1) * NS_PER_S for ns in times)
+    assert [int(price_point(t).to_line_protocol().rsplit(" ", 1)[1]) for t in trades[:50]] == times[:50]
+    quote = PriceTick(WSOL_MINT, 150.0, second, "pyth", 0.0, "", InstructionIndex(0))
+    assert point_time_ns(quote) == second * NS_PER_S
 
 
 @pytest.mark.slow  # starts and restarts a Valkey server of its own

@@ -118,7 +118,7 @@ def test_every_malformed_line_becomes_a_dead_letter_and_nothing_else_does() -> N
 @pytest.mark.slow  # generates and values 20,000 transactions: about 20 s
 def test_trade_sizes_are_heavy_tailed_so_whales_are_rare() -> None:
     """Valued by the flow's own pricing, some swaps are whales ($50k+), but fewer than 1%."""
-    valuation = Valuation.start(PricingConfig())
+    valuation, config = Valuation(), PricingConfig()
     swaps = whales = 0
     for item, _ in iter_feed(_spec(20_000)):
         if isinstance(item, bytes):
@@ -126,7 +126,7 @@ def test_trade_sizes_are_heavy_tailed_so_whales_are_rare() -> None:
         for parsed in parse_frame(item):
             if isinstance(parsed, DeadLetter):
                 continue
-            valued = valuation.apply(parsed)
+            valued = valuation.apply(parsed, config)
             if not isinstance(valued, ValuedTransaction):
                 continue
             for one in valued.valued:

@@ -387,6 +387,8 @@ def _print_summary(summary: Any, counts: Any) -> None:
         for w in counts.largest_whales
     ]
     console.print(_table("largest whales", ["signature", "wallet", "category", "venue", "value"], whales))
+    for warning in summary.warnings:
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
 
 
 @cli.command()

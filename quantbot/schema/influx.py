@@ -183,6 +183,8 @@ class TokenPrice(_Measurement):
         price_change_24h: Price change over 24 hours, in percent.
         high_24h: Highest price over 24 hours, in USD.
         low_24h: Lowest price over 24 hours, in USD.
+        nanosecond: Nanoseconds past `time` (0-999), which a `datetime` cannot hold: line protocol has
+            nanosecond precision, and the flow spreads same-second trades over it (see `sinks.influx`).
     """
 
     MEASUREMENT: ClassVar[str] = "token_prices"
@@ -211,6 +213,17 @@ class TokenPrice(_Measurement):
     price_change_24h: float | None = None
     high_24h: float | None = None
     low_24h: float | None = None
+    nanosecond: int = 0
+
+    def __post_init__(self) -> None:
+        _Measurement.__post_init__(self)  # not super(): slotted dataclasses are rebuilt, which breaks its cell
+        if isinstance(self.nanosecond, bool) or not isinstance(self.nanosecond, int) or not 0 <= self.nanosecond < 1000:
+            raise InvalidPointError(f"{self.MEASUREMENT} nanosecond must be an integer 0-999, got {self.nanosecond!r}")
+
+    @property
+    def timestamp_ns(self) -> int:
+        """The point's time in nanoseconds since the epoch, `nanosecond` included."""
+        return to_nanoseconds(self.time) + self.nanosecond
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

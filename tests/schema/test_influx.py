@@ -156,6 +156,16 @@ def test_tags_are_escaped_as_line_protocol_requires() -> None:
     assert line.startswith(r"token_prices,source=dex\ one,symbol=x\,y\=z,token_address=a\ b price=1.5 ")
 
 
+def test_token_price_time_keeps_nanoseconds_a_datetime_cannot() -> None:
+    """`nanosecond` adds to the point's time exactly as line protocol renders it; outside 0-999 it is refused."""
+    built = TokenPrice(time=MOMENT, token_address="a", symbol=None, source="s", price=1.5, nanosecond=789)
+
+    assert built.timestamp_ns == to_nanoseconds(MOMENT) + 789
+    assert built.to_line_protocol() == _reference_line(built)
+    with pytest.raises(InvalidPointError, match="nanosecond"):
+        TokenPrice(time=MOMENT, token_address="a", symbol=None, source="s", price=1.5, nanosecond=1000)
+
+
 def test_field_types_are_fixed_whatever_python_type_arrives() -> None:
     """An int given for a float field is written as a float, integers get `i`, the boolean stays boolean."""
     built = TradingSignalEvent(
