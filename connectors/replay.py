@@ -24,6 +24,7 @@ from quantbot.recordings import (
     is_compressed,
     read_lines,
 )
+from quantbot.units import NS_PER_S
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,6 @@ PARTITION = "replay"
 # Frames handed to the flow per call: large enough to amortise the engine's per-batch cost, small
 # enough that a paced replay still releases frames close to their due time.
 DEFAULT_BATCH_SIZE = 512
-NS_PER_S = 1_000_000_000
 DAMAGED_STAGE = "recording"
 """The dead-letter stage of a recording that cannot be read to its end."""
 

@@ -23,6 +23,7 @@ from quantbot.schema import postgres as pg_schema
 from quantbot.schema.mongo import STRATEGY_CONFIGS
 from quantbot.settings import Settings
 from quantbot.signals import WhaleFollower, load_strategies
+from quantbot.units import SECONDS_PER_HOUR
 from quantbot.whales import WhaleConfig, load_labels
 from sinks.clients import influx_client, mongo_client, postgres_connect, redis_client, resolve_endpoints
 from sinks.dead_letters import DeadLetterStore
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 
 RECOVERY_PARTITIONS = 1
 """Recovery partitions of a new recovery directory: one suffices for one process's workers."""
-SECONDS_PER_HOUR = 3600
 FLOW_LOCK_CHECK_S = 5.0
 """How often a running flow checks the session holding its flow lock, and re-takes the lock after the
 session broke (PostgreSQL restarted): a few seconds unguarded at most, one trivial query per period."""

@@ -13,13 +13,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from quantbot.units import NS_PER_S
+
 SOLANA_GENESIS_S = 1_584_368_940
 """Creation time of mainnet-beta's genesis block, 2020-03-16T14:29:00Z: what `getBlockTime(0)` returns, and
 Firedancer's `FD_RUNTIME_GENESIS_CREATION_TIME_MAINNET` (firedancer-io/firedancer,
 src/flamenco/runtime/fd_runtime_const.h). No block, and no price of a Solana trade, is older."""
 MILLISECONDS_FROM = SOLANA_GENESIS_S * 1_000
 """Times from here on are milliseconds: genesis in milliseconds, while in seconds it is the year 52,000."""
-NS_PER_S = 1_000_000_000
 U64_MAX = 2**64 - 1
 """Token amounts and lamports are u64 on chain."""
 MAX_DECIMALS = 19

@@ -34,6 +34,7 @@ from quantbot.models import (
     TokenAmount,
     ValuedActivity,
 )
+from quantbot.units import SECONDS_PER_DAY
 
 USDC_MINT = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 USDT_MINT = "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB"
@@ -51,7 +52,7 @@ class PricingConfig:
     """Trades worth less than this teach no price: dust trades are where prices are most wrong."""
     feed_stale_s: int = 300
     """A SOL/USD feed quote older than this (in block time) gives way to trade-derived prices."""
-    token_stale_s: int = 86_400
+    token_stale_s: int = SECONDS_PER_DAY
     """A learned token price older than this is not used to value a trade."""
     max_tokens: int = 200_000
     """Learned prices kept at most; the least recently updated are forgotten first (flat memory)."""

@@ -36,6 +36,7 @@ import orjson
 import zstandard
 
 from quantbot.models import DeadLetter, Frame
+from quantbot.units import SECONDS_PER_HOUR
 
 log = logging.getLogger(__name__)
 
@@ -296,7 +297,7 @@ class RecordingWriter:
         prefix: str = "frames",
         compression: str = "none",
         max_bytes: int = 256 << 20,
-        max_age_s: float = 3600.0,
+        max_age_s: float = SECONDS_PER_HOUR,
     ) -> None:
         if compression not in ("none", "gzip", "zstd"):
             raise ValueError(f"unknown compression `{compression}`; use none, gzip or zstd")

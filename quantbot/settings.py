@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from quantbot.errors import ConfigError
 from quantbot.redaction import REDACTED, redact, redact_url
+from quantbot.units import SECONDS_PER_DAY
 
 ENV_PREFIX = "QUANTBOT_"
 DEFAULT_PROFILE = "local"
@@ -137,7 +138,7 @@ class PricingSettings(_Section):
     )
     min_learn_usd: float = Field(10.0, ge=0, description="trades worth less teach no price")
     feed_stale_s: int = Field(300, ge=0, description="a SOL/USD feed quote older than this gives way to trades")
-    token_stale_s: int = Field(86_400, ge=0, description="a learned token price older than this is not used")
+    token_stale_s: int = Field(SECONDS_PER_DAY, ge=0, description="a learned token price older than this is not used")
     max_tokens: int = Field(200_000, ge=1, description="learned token prices kept at most")
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from quantbot.models import WSOL_MINT, Signal, WhaleTransaction
 from quantbot.pricing import USDC_MINT, USDT_MINT
+from quantbot.units import SECONDS_PER_HOUR
 
 WHALE_FOLLOWER = "whale_follower"
 SIGNAL_NAMESPACE = uuid.UUID("6f0c1a2e-4b1d-5c8e-9a57-0e6b1e3c2d10")
@@ -35,7 +36,6 @@ SIGNAL_NAMESPACE = uuid.UUID("6f0c1a2e-4b1d-5c8e-9a57-0e6b1e3c2d10")
 QUOTE_MINTS = frozenset({WSOL_MINT, USDC_MINT, USDT_MINT})
 CONFIDENCE_PER_STRENGTH_POINT = 10.0
 """Signal strength 0-10 maps onto `trading_signals.confidence` 0-100 (DECIMAL(5,2))."""
-SECONDS_PER_HOUR = 3600
 
 
 class StrategyError(ValueError):

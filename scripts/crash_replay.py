@@ -54,9 +54,8 @@ from quantbot.settings import Settings, load_settings
 from quantbot.stack_state import RunningServer
 from quantbot.steps import DecodedTransaction, Valuation, parse_frame, price_ticks
 from quantbot.synthetic import FeedSpec, generate_feed
+from quantbot.units import NS_PER_MS, SECONDS_PER_DAY
 from sinks.influx import price_point
-
-NS_PER_MS = 1_000_000
 
 # Snapshots every half second: a kill loses at most that much work, and each restart, which takes a
 # couple of seconds to import and resume, still gets past a snapshot before the next kill.
@@ -66,7 +65,6 @@ PRICE_TTL_S = "86400"
 # A replay is killed no sooner than this after it starts: past start-up (about a second) and a snapshot.
 EARLIEST_KILL_S = 1.5
 RUN_DEADLINE_S = 1800
-SECONDS_PER_DAY = 86_400
 
 
 @dataclass

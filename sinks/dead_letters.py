@@ -37,6 +37,7 @@ import psycopg
 from quantbot import metrics
 from quantbot.errors import QuantbotError
 from quantbot.models import DeadLetter, PriceTick, Signal, WhaleTransaction
+from quantbot.units import NS_PER_S
 from sinks.retry import Retry
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ def dead_letter_row(letter: DeadLetter) -> tuple[Any, ...]:
     left NULL), so that storing a dead letter never fails because of what it holds.
     """
     try:
-        received = datetime.fromtimestamp(letter.received_ns / 1e9, tz=UTC) if letter.received_ns else None
+        received = datetime.fromtimestamp(letter.received_ns / NS_PER_S, tz=UTC) if letter.received_ns else None
     except CONVERSION_ERRORS:
         received = None
     return (

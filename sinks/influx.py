@@ -17,13 +17,12 @@ from influxdb_client.rest import ApiException
 
 from quantbot.models import PriceTick, Signal
 from quantbot.schema.influx import TokenPrice, TradingSignalEvent
+from quantbot.units import NS_PER_S, NS_PER_US
 from sinks.dead_letters import DeadLetterStore, DeadLetterWriter, convert_each, deliver, find_refused, refused
 from sinks.retry import Retry
 
 log = logging.getLogger(__name__)
 
-NS_PER_S = 1_000_000_000
-NS_PER_US = 1000
 # Bytes of the BLAKE2b digest a point's offset is taken from: 64 bits, whose remainder modulo a second
 # of nanoseconds is uniform to within 1e-10.
 OFFSET_DIGEST_BYTES = 8

@@ -14,6 +14,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from quantbot.models import Frame
 from quantbot.recordings import RecordingWriter
+from quantbot.units import SECONDS_PER_HOUR
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class RecorderSink(DynamicSink[Frame]):
         prefix: str = "frames",
         compression: str = "zstd",
         max_bytes: int = 256 << 20,
-        max_age_s: float = 3600.0,
+        max_age_s: float = SECONDS_PER_HOUR,
     ) -> None:
         self.directory = directory
         self.prefix = prefix

@@ -14,6 +14,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from quantbot.models import DeadLetter, PriceTick, Signal
 from quantbot.schema.redis_keys import price_fields, price_key, signal_fields, signal_key
+from quantbot.units import MS_PER_S
 from sinks.dead_letters import DeadLetterStore, DeadLetterWriter, convert_each, deliver, refused
 from sinks.retry import Retry
 
@@ -30,7 +31,6 @@ redis.call('HSET', KEYS[1], 'updated_at', ARGV[1], unpack(ARGV, 3))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
-MS_PER_S = 1000
 STORE = "redis"
 
 

@@ -146,12 +146,13 @@ def test_replay_of_damaged_recordings_stores_the_rest_and_warns(env: dict[str, s
 
     assert run_cli("migrate", "up", env=env).returncode == 0
     recordings = tmp_path / "recordings"
+    start = 1_700_000_000  # plausible quote times: the parse step dead-letters any before Solana's genesis
     quotes = [
         Frame(
-            received_ns=i,
+            received_ns=(start + i) * 1_000_000_000,
             source="feed",
             kind="price",
-            payload=f'{{"symbol": "SOL/USD", "price": {100 + i}, "ts": {i}}}',
+            payload=f'{{"symbol": "SOL/USD", "price": {100 + i}, "ts": {start + i}}}',
         )
         for i in range(400)
     ]

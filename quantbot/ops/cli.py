@@ -24,6 +24,7 @@ from quantbot import __version__
 from quantbot.errors import EX_CONFIG, EX_TEMPFAIL, ConfigError, QuantbotError, SchemaInUseError
 from quantbot.redaction import redact
 from quantbot.settings import Settings, load_settings
+from quantbot.units import SECONDS_PER_DAY
 
 log = logging.getLogger("quantbot")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -482,7 +483,6 @@ def synthetic_generate(txs: int, seed: int, out: Path, garbage: float, start_tim
 # ------------------------------------------------------------------------------------------------ demo
 
 DEMO_DIR = Path(".quantbot/demo")
-SECONDS_PER_DAY = 86_400
 
 
 @cli.command()

@@ -18,6 +18,7 @@ import orjson
 from quantbot.schema import mongo as mongo_schema
 from quantbot.schema.mongo import WHALE_ACTIVITY
 from quantbot.settings import Settings
+from quantbot.units import MS_PER_S
 from sinks.clients import mongo_client, postgres_connect, redis_client, resolve_endpoints
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def _influx_series_count(settings: Settings, url: str | None, measurement: str, 
     if url is None:
         return None
     query = f'sum(count_over_time({{__name__="{measurement}_{field}"}}[{COUNT_WINDOW}]))'
-    timeout_s = settings.influx.timeout_ms / 1000
+    timeout_s = settings.influx.timeout_ms / MS_PER_S
     try:
         _force_flush(url, timeout_s)
         address = f"{url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"

@@ -31,6 +31,7 @@ from quantbot.schema import mongo as mongo_schema
 from quantbot.schema import postgres as pg_schema
 from quantbot.settings import Settings
 from quantbot.stack_state import StoreName
+from quantbot.units import MS_PER_S, SECONDS_PER_DAY
 from sinks.clients import (
     describe,
     influx_client,
@@ -44,8 +45,6 @@ from sinks.clients import (
 )
 
 log = logging.getLogger(__name__)
-SECONDS_PER_DAY = 86_400
-MS_PER_S = 1_000
 
 
 @dataclass(frozen=True)

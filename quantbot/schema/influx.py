@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from quantbot.units import NS_PER_US, SECONDS_PER_DAY
+
 if TYPE_CHECKING:
     from influxdb_client.client.influxdb_client import InfluxDBClient
 
@@ -45,7 +47,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RETENTION_SECONDS = 90 * 24 * 3600
+DEFAULT_RETENTION_SECONDS = 90 * SECONDS_PER_DAY
 """Ninety days: a quarter of history, the longest window the platform's reports compare (24 h and
 30-day figures), with margin. Older history belongs to the archival process, not the hot bucket."""
 
@@ -81,7 +83,7 @@ def to_nanoseconds(moment: datetime) -> int:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidPointError(f"timestamp `{moment.isoformat()}` is naive: give it a timezone")
     # Integer arithmetic on timedelta keeps every microsecond; float seconds would not.
-    nanoseconds = (moment - _EPOCH) // timedelta(microseconds=1) * 1000
+    nanoseconds = (moment - _EPOCH) // timedelta(microseconds=1) * NS_PER_US
     if not -_INT64 <= nanoseconds < _INT64:
         raise InvalidPointError(f"timestamp `{moment.isoformat()}` is outside line protocol's 1677-2262 range")
     return nanoseconds

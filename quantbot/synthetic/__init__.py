@@ -36,13 +36,14 @@ from quantbot.solana.codec import b58encode
 from quantbot.synthetic.market import Market
 from quantbot.synthetic.spec import Expected, FeedSpec, FeedStats
 from quantbot.synthetic.venues import LEGACY_SHARE, PUMPFUN_MAX_USD, PUMPSWAP_MAX_USD, VENUE_NAMES, Outcome, Venues
+from quantbot.units import NS_PER_S
 
 __all__ = ["Expected", "FeedSpec", "FeedStats", "generate_feed", "iter_feed"]
 
 SOURCE = "synthetic"
 SIGNATURE_SIZE = 64
 HASH_SIZE = 32
-NS = 1_000_000_000
+NS = NS_PER_S
 SLOT_SECONDS = 0.4
 """Solana's target slot time."""
 SLOT_ORIGIN = (1_731_000_000, 300_000_000)

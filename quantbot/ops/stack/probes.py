@@ -20,6 +20,7 @@ from typing import Any
 from quantbot.ops.stack.process import ServerUnavailableError, first_line
 from quantbot.redaction import redact, redact_url
 from quantbot.stack_state import StoreName
+from quantbot.units import MS_PER_S
 
 PROBE_TIMEOUT_S = 2.0
 """One reachability probe. Loopback servers answer in milliseconds; 2 s is also libpq's smallest
@@ -140,7 +141,7 @@ def _probe_mongo(url: str, timeout_s: float, options: ClientOptions) -> str | No
     import pymongo  # network clients load only when used
     import pymongo.errors
 
-    ms = int(timeout_s * 1000)
+    ms = int(timeout_s * MS_PER_S)
     kwargs = {"serverSelectionTimeoutMS": ms, "connectTimeoutMS": ms, "socketTimeoutMS": ms, **options}
     client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(url, **kwargs)
     try:
