@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import orjson
 from quantbot.schema import mongo as mongo_schema
 from quantbot.schema.mongo import WHALE_ACTIVITY
 from quantbot.settings import Settings
-from quantbot.units import MS_PER_S
+from quantbot.units import MS_PER_S, SECONDS_PER_DAY
 from sinks.clients import mongo_client, postgres_connect, redis_client, resolve_endpoints
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,9 @@ log = logging.getLogger(__name__)
 # Every measurement the flow writes; VictoriaMetrics names a series `<measurement>_<field>`.
 FLOW_SERIES = '{__name__=~"token_prices_.*|trading_signals_.*"}'
 HTTP_TIMEOUT_S = 30
+EXPORT_AHEAD_S = SECONDS_PER_DAY
+"""How far past now a read-back looks: points lie up to a second ahead of their block second, and block
+times up to `[parse] max_ahead_s` ahead of the receive clock; a day covers both with room."""
 FLOAT_REL_TOLERANCE = 1e-9
 """How far two stored floats may be apart and still be the same value. VictoriaMetrics stores a block of
 samples as integers with a shared decimal exponent, so one float written in differently cut batches can
@@ -36,10 +40,12 @@ exactly; a real difference in the flow's output is many orders of magnitude larg
 def influx_export(url: str, match: str, timeout_s: float = HTTP_TIMEOUT_S) -> list[dict[str, Any]]:
     """Every series matching `match` on a VictoriaMetrics server, as `/api/v1/export` gives them.
 
-    The server's in-memory buffers are flushed first, so that what was just written is read back.
+    The server's in-memory buffers are flushed first, so that what was just written is read back. The
+    export's window ends `EXPORT_AHEAD_S` from now rather than at now (the server's default): a point of
+    the current second lies up to a second ahead of its block second (`sinks.influx.point_offset_ns`).
     """
     _force_flush(url, timeout_s)
-    query = urllib.parse.urlencode({"match[]": match})
+    query = urllib.parse.urlencode({"match[]": match, "end": str(int(time.time()) + EXPORT_AHEAD_S)})
     with urllib.request.urlopen(f"{url}/api/v1/export?{query}", timeout=timeout_s) as response:  # noqa: S310 - store URL
         return [orjson.loads(line) for line in response.read().splitlines() if line.strip()]
 
@@ -136,7 +142,8 @@ def _influx_series_count(settings: Settings, url: str | None, measurement: str, 
     timeout_s = settings.influx.timeout_ms / MS_PER_S
     try:
         _force_flush(url, timeout_s)
-        address = f"{url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+        at = str(int(time.time()) + EXPORT_AHEAD_S)  # as the export: points of this second lie ahead of now
+        address = f"{url}/api/v1/query?{urllib.parse.urlencode({'query': query, 'time': at})}"
         with urllib.request.urlopen(address, timeout=timeout_s) as response:  # noqa: S310
             result = orjson.loads(response.read())["data"]["result"]
     except Exception as exc:
