@@ -221,3 +221,55 @@ def _cli_env(config: Settings) -> dict[str, str]:
         "QUANTBOT_WHALES_TIERS": f"[{tiers}]",
         "QUANTBOT_STACK_DIR": config.stack.dir,
     }
+
+
+def test_every_bad_input_at_once_is_a_dead_letter_and_the_good_frames_are_all_stored(
+    settings: Settings,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 8's whole list in one replay: garbage lines, a decoder failure, a millisecond price time,
+    impossible transaction values, duplicated lines and a corrupted .gz recording beside a good one. The replay
+    finishes; each bad input is exactly one dead letter of its stage; the other stores hold exactly what a
+    replay of the good frames alone writes; and a resume of the same recovery directory with another
+    recording is refused."""
+    # Arrange
+    from quantbot.errors import ResumeRefusedError
+    from quantbot.recordings import RecordingWriter
+    from tests.test_flow import GARBAGE, store_state
+    from tests.test_replay_integrity import corrupt_gzip
+
+    good = _good_frames()
+    failing = next(f for f in good if f.kind == "transaction" and _sig(f).startswith(PUMPFUN_TX))
+    # The good frames: the quote and the transactions Pump.fun's (failing) program plays no part in.
+    good_only = [good[0], *(f for f in good[1:] if pumpfun.PROGRAM_ID not in _keys(f))]
+    bad = [f for f, _ in _bad_route_frames()]
+    received = good[0].received_ns // NS
+    ms_price = _price_frame(received * 1_000, received)
+    mixed = [good[0], ms_price, *good_only[1:6], *good_only[1:6], failing, *bad, *good_only[6:]]  # 5 lines twice
+    write_recording(tmp_path / "mixed", mixed, GARBAGE)
+    damaged = RecordingWriter(tmp_path / "mixed", prefix="quotes", compression="gzip")
+    damaged.write([_price_frame(received + i, received + i) for i in range(2_000)])
+    damaged.close()
+    (gz,) = damaged.files
+    gz.write_bytes(corrupt_gzip(gz.read_bytes()))
+    write_recording(tmp_path / "good", good_only, [])
+    monkeypatch.setitem(decode.DECODERS, pumpfun.PROGRAM_ID, _failing_decoder)
+
+    # Act
+    summary = replay(settings, [tmp_path / "mixed"], recovery_dir=tmp_path / "recovery")
+    after_mixed = store_state(settings)
+    replay(settings, [tmp_path / "good"])
+    after_good = store_state(settings)
+
+    # Assert
+    stages = sorted(stage for _, stage, _ in _dead_letters(settings))
+    expected = ["decode", "price", "recording", *["frame"] * len(GARBAGE), *["normalise"] * len(bad)]
+    assert stages == sorted(expected)
+    assert len(summary.warnings) == 1 and gz.name in summary.warnings[0]
+    # Everything a replay of the good frames alone writes was already there: nothing good was lost.
+    for part in ("signals", "whales", "prices"):
+        assert after_mixed[part] == after_good[part], part
+    assert after_mixed["whales"] and after_mixed["prices"]
+    with pytest.raises(ResumeRefusedError, match="delete the recovery directory"):
+        replay(settings, [tmp_path / "good"], recovery_dir=tmp_path / "recovery")
