@@ -77,10 +77,8 @@ def redact_url(url: str) -> str:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
         return REDACTED
-    userinfo, at, hosts = parts.netloc.rpartition("@")
-    netloc = parts.netloc
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:{REDACTED}@{hosts}"
+    user, hosts, has_password = _userinfo(parts)
+    netloc = f"{user}:{REDACTED}@{hosts}" if has_password else parts.netloc
     query = _SECRET_QUERY.sub(rf"\1\2={REDACTED}", parts.query)
     if netloc == parts.netloc and query == parts.query:
         return url
@@ -96,11 +94,8 @@ def without_secrets(url: str) -> str:
         parts = urllib.parse.urlsplit(url)
     except ValueError:
         return REDACTED
-    userinfo, at, hosts = parts.netloc.rpartition("@")
-    netloc = parts.netloc
-    if at and ":" in userinfo:
-        user = userinfo.split(":", 1)[0]
-        netloc = f"{user}@{hosts}" if user else hosts
+    user, hosts, has_password = _userinfo(parts)
+    netloc = (f"{user}@{hosts}" if user else hosts) if has_password else parts.netloc
     kept = [
         pair
         for pair in re.split(r"[&;]", parts.query)
@@ -110,6 +105,18 @@ def without_secrets(url: str) -> str:
     if netloc == parts.netloc and query == parts.query:
         return url
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _userinfo(parts: urllib.parse.SplitResult) -> tuple[str, str, bool]:
+    """(user, hosts, whether a password follows the user) of a URL's network location.
+
+    Split at the last `@`, so that a password containing `@` stays whole, and a multi-host Mongo
+    location keeps all its hosts.
+    """
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return userinfo, hosts if at else parts.netloc, False
+    return userinfo.split(":", 1)[0], hosts, True
 
 
 def redact(text: str) -> str:

@@ -136,6 +136,25 @@ class InfluxEndpoint:
         return readback.influx_export(self.url, match)
 
 
+def store_env(
+    pg_url: str, redis_url: str, mongo_url: str, influx: InfluxEndpoint, *, mongo_db: str, stack_dir: Path
+) -> dict[str, str]:
+    """The environment of a `quantbot` run against the test stores: profile `default`, nothing embedded.
+
+    Tests add what they need on top (thresholds, snapshot interval, retry budget, ...).
+    """
+    return {
+        "QUANTBOT_PROFILE": "default",
+        "QUANTBOT_POSTGRES_URL": pg_url,
+        "QUANTBOT_REDIS_URL": redis_url,
+        "QUANTBOT_MONGO_URL": mongo_url,
+        "QUANTBOT_MONGO_DB": mongo_db,
+        "QUANTBOT_INFLUX_URL": influx.url,
+        "QUANTBOT_INFLUX_TOKEN": influx.token,
+        "QUANTBOT_STACK_DIR": str(stack_dir),
+    }
+
+
 @pytest.fixture(scope="session")
 def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxEndpoint]:
     """A VictoriaMetrics server accepting the InfluxDB v2 write API, for the whole session."""

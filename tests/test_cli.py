@@ -12,7 +12,7 @@ import pymongo
 import pytest
 
 from quantbot.schema import mongo as mongo_schema
-from tests.conftest import InfluxEndpoint, run_cli
+from tests.conftest import InfluxEndpoint, run_cli, store_env
 
 EX_UNAVAILABLE = 69
 
@@ -27,15 +27,8 @@ def closed_port() -> int:
 @pytest.fixture
 def env(pg_url: str, redis_url: str, mongo_url: str, influx: InfluxEndpoint, tmp_path: Path) -> dict[str, str]:
     """A profile whose four stores are the test servers (nothing embedded)."""
-    return {
-        "QUANTBOT_PROFILE": "default",
-        "QUANTBOT_POSTGRES_URL": pg_url,
-        "QUANTBOT_REDIS_URL": redis_url,
-        "QUANTBOT_MONGO_URL": mongo_url,
-        "QUANTBOT_MONGO_DB": f"cli_{secrets.token_hex(4)}",
-        "QUANTBOT_INFLUX_URL": influx.url,
-        "QUANTBOT_STACK_DIR": str(tmp_path / "stack"),
-    }
+    db = f"cli_{secrets.token_hex(4)}"
+    return store_env(pg_url, redis_url, mongo_url, influx, mongo_db=db, stack_dir=tmp_path / "stack")
 
 
 def row(output: str, store: str) -> str:

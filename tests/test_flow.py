@@ -20,7 +20,7 @@ from quantbot.recordings import RecordingWriter
 from quantbot.schema import mongo as mongo_schema
 from quantbot.schema import postgres as pg_schema
 from quantbot.settings import Settings, load_settings
-from tests.conftest import CORPUS_DIR, REPO_ROOT, InfluxEndpoint
+from tests.conftest import CORPUS_DIR, REPO_ROOT, InfluxEndpoint, store_env
 
 GARBAGE = [
     b"this is not json\n",
@@ -63,15 +63,9 @@ def settings(pg_url: str, redis_url: str, mongo_url: str, influx: InfluxEndpoint
     """Settings pointing at the test stores, migrated, with whale tiers low enough for the corpus' trades."""
     db = f"flow_{int(time.time() * 1000)}"
     env = {
-        "QUANTBOT_POSTGRES_URL": pg_url,
-        "QUANTBOT_REDIS_URL": redis_url,
-        "QUANTBOT_MONGO_URL": mongo_url,
-        "QUANTBOT_MONGO_DB": db,
-        "QUANTBOT_INFLUX_URL": influx.url,
-        "QUANTBOT_INFLUX_TOKEN": influx.token,
+        **store_env(pg_url, redis_url, mongo_url, influx, mongo_db=db, stack_dir=tmp_path / "stack"),
         # Corpus trades are small; a $1 whale tier makes every valued trade a whale.
         "QUANTBOT_WHALES_TIERS": '[{name = "test", min_usd = 1.0}]',
-        "QUANTBOT_STACK_DIR": str(tmp_path / "stack"),
         "QUANTBOT_PIPELINE_SNAPSHOT_INTERVAL_S": "0.5",
     }
     settings = load_settings("default", REPO_ROOT / "config", environ=env)

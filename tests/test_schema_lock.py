@@ -25,7 +25,7 @@ from quantbot.ops import schema as operations
 from quantbot.schema import mongo as mongo_schema
 from quantbot.schema import postgres as pg_schema
 from quantbot.settings import Settings, load_settings
-from tests.conftest import REPO_ROOT, InfluxEndpoint, run_cli
+from tests.conftest import REPO_ROOT, InfluxEndpoint, run_cli, store_env
 
 EX_TEMPFAIL = 75
 LOCK_SEEN_WITHIN_S = 60.0
@@ -40,29 +40,27 @@ def table_exists(pg_url: str, table: str) -> bool:
     return bool(row and row[0])
 
 
-def store_env(pg_url: str, redis_url: str, mongo_url: str, influx: InfluxEndpoint, db: str) -> dict[str, str]:
+def lock_env(
+    pg_url: str, redis_url: str, mongo_url: str, influx: InfluxEndpoint, *, db: str, stack_dir: Path
+) -> dict[str, str]:
     """The environment pointing quantbot at the test stores, with a one-second lock wait."""
     return {
-        "QUANTBOT_PROFILE": "default",
-        "QUANTBOT_POSTGRES_URL": pg_url,
-        "QUANTBOT_REDIS_URL": redis_url,
-        "QUANTBOT_MONGO_URL": mongo_url,
-        "QUANTBOT_MONGO_DB": db,
-        "QUANTBOT_INFLUX_URL": influx.url,
-        "QUANTBOT_INFLUX_TOKEN": influx.token,
+        **store_env(pg_url, redis_url, mongo_url, influx, mongo_db=db, stack_dir=stack_dir),
         "QUANTBOT_MIGRATE_LOCK_WAIT_S": "1",
     }
 
 
 @pytest.fixture
-def migrated(pg_url: str, redis_url: str, mongo_url: str, influx: InfluxEndpoint) -> Iterator[dict[str, str]]:
+def migrated(
+    pg_url: str, redis_url: str, mongo_url: str, influx: InfluxEndpoint, tmp_path: Path
+) -> Iterator[dict[str, str]]:
     """The test stores, PostgreSQL and MongoDB migrated; yields the environment pointing at them."""
     db = f"lock_{int(time.time() * 1000)}"
     with psycopg.connect(pg_url, autocommit=True) as conn:
         pg_schema.migrate_up(conn)
     with pymongo.MongoClient(mongo_url) as client:
         mongo_schema.apply(client[db])
-    yield store_env(pg_url, redis_url, mongo_url, influx, db)
+    yield lock_env(pg_url, redis_url, mongo_url, influx, db=db, stack_dir=tmp_path / "stack")
     with pymongo.MongoClient(mongo_url) as client:
         client.drop_database(db)
 

@@ -39,7 +39,7 @@ from sinks.influx import InfluxSink
 from sinks.mongo import MongoSink
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisSink
-from tests.conftest import REPO_ROOT, InfluxEndpoint, run_cli
+from tests.conftest import REPO_ROOT, InfluxEndpoint, run_cli, store_env
 from tests.test_sinks import FAST_RETRY, STRATEGY_ID, USER_ID, whale_and_signal
 
 JUP = "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN"
@@ -192,19 +192,14 @@ def settings(letters_pg: str, redis_url: str, mongo_url: str, influx: InfluxEndp
     with pymongo.MongoClient(mongo_url) as client:
         mongo_schema.apply(client[db])
     return load_settings(
-        "default", REPO_ROOT / "config", environ=store_env(letters_pg, redis_url, mongo_url, influx, db)
+        "default", REPO_ROOT / "config", environ=letters_env(letters_pg, redis_url, mongo_url, influx, db)
     )
 
 
-def store_env(pg_url: str, redis_url: str, mongo_url: str, influx: InfluxEndpoint, db: str) -> dict[str, str]:
-    """The environment pointing quantbot at the test stores."""
+def letters_env(pg_url: str, redis_url: str, mongo_url: str, influx: InfluxEndpoint, db: str) -> dict[str, str]:
+    """The environment pointing quantbot at the test stores, with frequent snapshots and a short retry budget."""
     return {
-        "QUANTBOT_POSTGRES_URL": pg_url,
-        "QUANTBOT_REDIS_URL": redis_url,
-        "QUANTBOT_MONGO_URL": mongo_url,
-        "QUANTBOT_MONGO_DB": db,
-        "QUANTBOT_INFLUX_URL": influx.url,
-        "QUANTBOT_INFLUX_TOKEN": influx.token,
+        **store_env(pg_url, redis_url, mongo_url, influx, mongo_db=db, stack_dir=REPO_ROOT / ".quantbot" / "unused"),
         "QUANTBOT_PIPELINE_SNAPSHOT_INTERVAL_S": "0.5",
         "QUANTBOT_SINKS_RETRY_BUDGET_S": "5",
     }
@@ -236,7 +231,7 @@ def cli_env(letters_pg: str, redis_url: str, mongo_url: str, influx: InfluxEndpo
     db = f"letters_{int(time.time() * 1000)}"
     with pymongo.MongoClient(mongo_url) as client:
         mongo_schema.apply(client[db])
-    yield {**store_env(letters_pg, redis_url, mongo_url, influx, db), "QUANTBOT_PROFILE": "default"}
+    yield letters_env(letters_pg, redis_url, mongo_url, influx, db)
     with pymongo.MongoClient(mongo_url) as client:
         client.drop_database(db)
 
