@@ -76,7 +76,8 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
 
     Parallelism: one partition reads every file in turn. Replaying one stream in one order is what
     makes a replay deterministic (prices are learned in order), so a crashed replay can be compared
-    with an uninterrupted one; the decode and store steps after it parallelise instead.
+    with an uninterrupted one. Bytewax runs a stateless step on the worker that holds the item, so with
+    one partition the decode and store steps run on one worker too: a replay uses one core.
 
     Args:
         files: the recordings, in replay order (see `quantbot.recordings.find_recordings`).
