@@ -115,11 +115,11 @@ def _program() -> configparser.SectionProxy:
 
 
 def test_supervisord_program_restarts_only_unexpected_exits_and_stops_with_sigterm() -> None:
-    """autorestart=unexpected with exitcodes=0, TERM with more than 30 s, env file through run-with-env, logs."""
+    """autorestart=unexpected, exitcodes 0 and 78, TERM with more than 30 s, env file through run-with-env, logs."""
     program = _program()
 
     assert program["autorestart"] == "unexpected"
-    assert program["exitcodes"] == "0"
+    assert program["exitcodes"].split(",") == ["0", str(EX_CONFIG)]  # a finished replay; a bad configuration
     assert program["stopsignal"] == "TERM"
     assert int(program["stopwaitsecs"]) > FLOW_STOP_S
     command = shlex.split(program["command"])
