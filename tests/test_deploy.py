@@ -298,6 +298,7 @@ def test_compose_file_is_valid_and_orders_stores_migration_and_pipeline(tmp_path
         assert services[store]["healthcheck"]["test"][0] == "CMD", store
     migrate, pipeline = services["migrate"], services["pipeline"]
     assert migrate["command"] == ["migrate", "up"] and migrate["restart"] == "no"
+    assert migrate["healthcheck"] == {"test": ["NONE"]}, "a one-shot serves no /healthz"
     assert all(migrate["depends_on"][s]["condition"] == "service_healthy" for s in STORES)
     assert pipeline["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert pipeline["command"][0] == "replay" and "--recovery-dir" in pipeline["command"]
