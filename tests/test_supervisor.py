@@ -28,7 +28,7 @@ from quantbot.ops.demo import ensure_demo_strategy
 from quantbot.settings import Settings, load_settings
 from quantbot.synthetic import FeedSpec, generate_feed
 from quantbot.units import SECONDS_PER_DAY
-from tests.conftest import POSTGRES_ADMIN_URL, REPO_ROOT, InfluxEndpoint
+from tests.conftest import POSTGRES_ADMIN_URL, REPO_ROOT
 
 pytestmark = pytest.mark.slow  # runs supervisord, replays in child processes and their stores
 
@@ -84,14 +84,26 @@ def reference_pg_url() -> Iterator[str]:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def reference_influx(tmp_path: Path) -> Iterator[str]:
-    """A second VictoriaMetrics server, for the uninterrupted run (series of two runs cannot be told apart)."""
-    server = stack.start_victoria_metrics(tmp_path / "vm-reference", stack.free_port(), tmp_path / "vm-reference.log")
+def _victoria_metrics(directory: Path) -> Iterator[str]:
+    server = stack.start_victoria_metrics(directory / "data", stack.free_port(), directory / "server.log")
     try:
         yield server.url
     finally:
         stack.stop(server)
+
+
+# Each run has a VictoriaMetrics server of its own: series of two runs, or of other tests (the session's
+# server), cannot be told apart.
+@pytest.fixture
+def reference_influx(tmp_path: Path) -> Iterator[str]:
+    """An empty VictoriaMetrics server for the uninterrupted run."""
+    yield from _victoria_metrics(tmp_path / "vm-reference")
+
+
+@pytest.fixture
+def supervised_influx(tmp_path: Path) -> Iterator[str]:
+    """An empty VictoriaMetrics server for the supervised run."""
+    yield from _victoria_metrics(tmp_path / "vm-supervised")
 
 
 def _supervisord_conf(tmp_path: Path, env_file: Path, state: Path, logs: Path, socket: Path) -> Path:
@@ -167,8 +179,8 @@ def test_sigkill_under_supervisord_is_restarted_and_ends_with_the_stores_of_an_u
     reference_pg_url: str,
     redis_url: str,
     mongo_url: str,
-    influx: InfluxEndpoint,
     reference_influx: str,
+    supervised_influx: str,
 ) -> None:
     """SIGKILL of the replay mid-stream: supervisord restarts it, it resumes, exits 0, the stores match a clean run."""
     state, logs = tmp_path / "state", tmp_path / "log"
@@ -196,7 +208,7 @@ def test_sigkill_under_supervisord_is_restarted_and_ends_with_the_stores_of_an_u
     redis.Redis.from_url(redis_url).flushdb()
 
     # The supervised run: settings only in the environment file, as deployed.
-    env = _environment(pg_url, redis_url, mongo_url, f"supervised_{suffix}", influx.url)
+    env = _environment(pg_url, redis_url, mongo_url, f"supervised_{suffix}", supervised_influx)
     settings = _prepared(env)
     env_file = tmp_path / "quantbot.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
