@@ -13,8 +13,9 @@ every store is identical, 1 when one differs (with the first difference).
 VictoriaMetrics keeps milliseconds, and a price point lies at its trade's hash-derived nanosecond (see
 `sinks.influx.point_offset_ns`): two distinct trades of one series may share a millisecond there, and
 which of the two samples it keeps depends on how the writes were cut into requests, which a crash
-changes. Such samples (computed from the recording with the flow's own steps) are compared as "one of
-the trades' values"; every other sample must be equal.
+changes. Such samples (computed from the recording with the flow's own steps,
+`quantbot.ops.readback.shared_milliseconds`) are compared as "one of the trades' values"; every other
+sample must be equal.
 
 With --outage STORE, the second run is not killed: STORE (PostgreSQL or Redis) is stopped a third of
 the way into the replay and restarted on the same port --outage-s seconds later; the replay must wait
@@ -24,7 +25,6 @@ the outage out (its sinks retry) and end with the same stores as the uninterrupt
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import random
 import shutil
@@ -33,29 +33,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import psycopg
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from flows.runtime import flow_config
 from quantbot.ops import schema as operations
 from quantbot.ops import stack
 from quantbot.ops.demo import ensure_demo_strategy
-from quantbot.ops.readback import counts, first_difference, store_snapshot
-from quantbot.pricing import FeedQuote
-from quantbot.recordings import FrameFormatError, decode_frame, read_lines
+from quantbot.ops.readback import counts, first_difference, settle_shared, shared_milliseconds, store_snapshot
 from quantbot.settings import Settings, load_settings
 from quantbot.stack_state import RunningServer
-from quantbot.steps import DecodedTransaction, Valuation, parse_frame, price_ticks
 from quantbot.synthetic import FeedSpec, generate_feed
-from quantbot.units import NS_PER_MS, SECONDS_PER_DAY
-from sinks.influx import price_point
+from quantbot.units import SECONDS_PER_DAY
 
 # Snapshots every half second: a kill loses at most that much work, and each restart, which takes a
 # couple of seconds to import and resume, still gets past a snapshot before the next kill.
@@ -174,47 +167,6 @@ def run_with_outage(  # noqa: PLR0917 - a script-local helper called once
         status = process.wait(timeout=RUN_DEADLINE_S)
     if status != 0:
         raise SystemExit(f"replay failed with status {status} after the outage; see {log}")
-
-
-SeriesKey = tuple[tuple[str, str], ...]
-
-
-def shared_milliseconds(recording: Path, settings: Settings) -> dict[tuple[SeriesKey, int], list[float]]:
-    """The VictoriaMetrics samples that two or more distinct trades share, with each trade's value.
-
-    The recording is valued with the flow's own steps, in stream order, as the replay values it.
-    """
-    valuation, config = Valuation(), flow_config(settings, []).pricing
-    values: dict[tuple[SeriesKey, int], dict[object, float]] = defaultdict(dict)
-    for line in read_lines(recording):
-        try:
-            frame = decode_frame(line.data, "")
-        except FrameFormatError:
-            continue
-        for item in parse_frame(frame):
-            if not isinstance(item, DecodedTransaction | FeedQuote):
-                continue
-            for tick in price_ticks(valuation.apply(item, config)):
-                point = price_point(tick)
-                identity = (tick.signature, tick.index) if tick.signature else tick.block_time
-                for field, value in point.fields().items():
-                    labels = {"__name__": f"{point.MEASUREMENT}_{field}", **point.tags()}
-                    key = (tuple(sorted(labels.items())), point.timestamp_ns // NS_PER_MS)
-                    values[key][identity] = float(value)
-    return {key: sorted(by_trade.values()) for key, by_trade in values.items() if len(by_trade) > 1}
-
-
-def settle_shared(series: list[dict[str, Any]], shared: dict[tuple[SeriesKey, int], list[float]]) -> int:
-    """Replace each shared sample's value by "one of" its trades' values when it is one of them; how many were."""
-    settled = 0
-    for line in series:
-        key = tuple(sorted(line["metric"].items()))
-        for i, (ms, value) in enumerate(line["samples"]):
-            candidates = shared.get((key, ms))
-            if candidates and any(math.isclose(value, c, rel_tol=1e-9) for c in candidates):
-                line["samples"][i] = (ms, ["one of", candidates])
-                settled += 1
-    return settled
 
 
 def main() -> int:

@@ -11,7 +11,9 @@ import math
 import time
 import urllib.parse
 import urllib.request
+from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,7 +21,7 @@ import orjson
 from quantbot.schema import mongo as mongo_schema
 from quantbot.schema.mongo import WHALE_ACTIVITY
 from quantbot.settings import Settings
-from quantbot.units import MS_PER_S, SECONDS_PER_DAY
+from quantbot.units import MS_PER_S, NS_PER_MS, SECONDS_PER_DAY
 from sinks.clients import mongo_client, postgres_connect, redis_client, resolve_endpoints
 
 log = logging.getLogger(__name__)
@@ -122,6 +124,73 @@ def first_difference(a: object, b: object, path: str = "") -> str | None:
                 return found
         return None
     return None if a == b else f"{path}: {a!r} vs {b!r}"
+
+
+SeriesKey = tuple[tuple[str, str], ...]
+"""A VictoriaMetrics series: its labels (`__name__` included), sorted."""
+
+
+def shared_milliseconds(recording: Path, settings: Settings) -> dict[tuple[SeriesKey, int], list[float]]:
+    """The VictoriaMetrics samples that two or more distinct trades share, with each trade's value.
+
+    VictoriaMetrics keeps milliseconds, and a price point lies at its trade's hash-derived nanosecond
+    (`sinks.influx.point_offset_ns`): two distinct trades of one series may share a millisecond there,
+    and which of the two samples the server keeps depends on how the writes were cut into requests,
+    which a crash or a restart changes. The recording is valued with the flow's own steps, in stream
+    order, as the replay values it.
+
+    Args:
+        recording: the recording that was replayed.
+        settings: the settings the replay ran with (its pricing thresholds).
+
+    Returns:
+        For each shared (series, millisecond), the values of the trades that share it, sorted.
+    """
+    from flows.runtime import flow_config
+    from quantbot.pricing import FeedQuote
+    from quantbot.recordings import FrameFormatError, decode_frame, read_lines
+    from quantbot.steps import DecodedTransaction, Valuation, parse_frame, price_ticks
+    from sinks.influx import price_point
+
+    valuation, config = Valuation(), flow_config(settings, []).pricing
+    values: dict[tuple[SeriesKey, int], dict[object, float]] = defaultdict(dict)
+    for line in read_lines(recording):
+        try:
+            frame = decode_frame(line.data, "")
+        except FrameFormatError:
+            continue
+        for item in parse_frame(frame):
+            if not isinstance(item, DecodedTransaction | FeedQuote):
+                continue
+            for tick in price_ticks(valuation.apply(item, config)):
+                point = price_point(tick)
+                identity = (tick.signature, tick.index) if tick.signature else tick.block_time
+                for field, value in point.fields().items():
+                    labels = {"__name__": f"{point.MEASUREMENT}_{field}", **point.tags()}
+                    key = (tuple(sorted(labels.items())), point.timestamp_ns // NS_PER_MS)
+                    values[key][identity] = float(value)
+    return {key: sorted(by_trade.values()) for key, by_trade in values.items() if len(by_trade) > 1}
+
+
+def settle_shared(series: list[dict[str, Any]], shared: dict[tuple[SeriesKey, int], list[float]]) -> int:
+    """Mark each shared sample as "one of" its trades' values when it is one of them; how many were.
+
+    Applied to two snapshots' `influx` parts, a sample either run kept for a shared millisecond compares
+    equal to the other's, while a value no trade had still differs.
+
+    Args:
+        series: a snapshot's `influx` part (`influx_series`), changed in place.
+        shared: `shared_milliseconds` of the replayed recording.
+    """
+    settled = 0
+    for line in series:
+        key = tuple(sorted(line["metric"].items()))
+        for i, (ms, value) in enumerate(line["samples"]):
+            candidates = shared.get((key, ms))
+            if candidates and any(math.isclose(value, c, rel_tol=FLOAT_REL_TOLERANCE) for c in candidates):
+                line["samples"][i] = (ms, ["one of", candidates])
+                settled += 1
+    return settled
 
 
 def counts(snapshot: dict[str, Any]) -> dict[str, int]:
