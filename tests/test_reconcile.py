@@ -234,3 +234,71 @@ def test_an_unreachable_store_exits_69(env: dict[str, str]) -> None:
 
     assert result.returncode == EX_UNAVAILABLE, result.stdout + result.stderr
     assert "redis" in result.stderr
+
+
+def _signal_samples(influx: InfluxEndpoint, signal_id: str) -> dict[str, tuple[list[int], list[float]]]:
+    """Every field's samples of one signal's `trading_signals` point: {series name: (times, values)}."""
+    lines = influx.export(f'{{__name__=~"trading_signals_.*",signal_id="{signal_id}"}}')
+    return {line["metric"]["__name__"]: (line["timestamps"], line["values"]) for line in lines}
+
+
+def test_a_rebuilt_hash_and_point_equal_what_the_flow_wrote(env: dict[str, str], own_influx: InfluxEndpoint) -> None:
+    """`--fix` rewrites a signal's hash and point from PostgreSQL alone, as the flow wrote them (volume to the cent)."""
+    cache = redis.Redis.from_url(env["QUANTBOT_REDIS_URL"], decode_responses=True)
+    # Not the Geyser twin's signal: a Geyser update carries no block time, so its row says 1970, while
+    # the RPC twin's hash, written later, says when the trade happened (a difference of the flow's own).
+    with psycopg.connect(env["QUANTBOT_POSTGRES_URL"]) as conn:
+        (signal_id,) = conn.execute(
+            "SELECT min(signal_id::text) FROM trading_signals WHERE created_at > '2020-03-16'"
+            " AND metadata->'price' <> 'null'::jsonb"
+        ).fetchone() or ("",)
+    hash_before, ttl_before = cache.hgetall(f"signal:{signal_id}"), cache.pttl(f"signal:{signal_id}")
+    points_before = _signal_samples(own_influx, signal_id)
+    assert "trading_signals_price" in points_before
+    cache.delete(f"signal:{signal_id}")
+    _delete_series(own_influx, f'{{__name__=~"trading_signals_.*",signal_id="{signal_id}"}}')
+
+    _, checks = reconcile_json(env, "--fix")
+
+    assert checks["redis_signal_missing"]["fixed"] == 1
+    assert checks["influx_signal_missing"]["fixed"] == 1
+    assert cache.hgetall(f"signal:{signal_id}") == hash_before
+    assert abs(cache.pttl(f"signal:{signal_id}") - ttl_before) < SERIES_VISIBLE_S * 1000
+    deadline = time.monotonic() + SERIES_VISIBLE_S
+    points_after = _signal_samples(own_influx, signal_id)
+    while points_after.keys() != points_before.keys() and time.monotonic() < deadline:
+        time.sleep(0.5)
+        points_after = _signal_samples(own_influx, signal_id)
+    assert points_after.keys() == points_before.keys()
+    for name, (times, values) in points_before.items():
+        assert points_after[name][0] == times
+        tolerance = 0.005 if name == "trading_signals_volume" else 1e-9 * abs(values[0])
+        assert abs(points_after[name][1][0] - values[0]) <= tolerance, name
+
+
+def test_a_token_without_decimals_is_reported_only(env: dict[str, str]) -> None:
+    """A whale token no whale leg gives decimals for gets no token document: `--fix` leaves it, exit 65."""
+    token = "So1anaTokenWithoutDecima1s11111111111111111"
+    with pymongo.MongoClient(env["QUANTBOT_MONGO_URL"]) as client:
+        client[env["QUANTBOT_MONGO_DB"]].whale_activity.insert_one(
+            {
+                "_id": "no-decimals-signature",
+                "signature": "no-decimals-signature",
+                "timestamp": "2025-01-01T00:00:00Z",
+                "walletAddress": "wallet",
+                "transactionType": "swap",
+                "tokens": [{"address": token, "direction": "buy", "amount": 1}],
+            }
+        )
+
+    status, checks = reconcile_json(env, "--fix", "--limit", "1000")
+
+    assert status == EX_DIFFERENCES
+    missing = checks["whale_token_missing"]
+    assert token in missing["sample"]
+    assert missing["unfixable"] == 1
+    assert missing["remaining"] == 1
+    assert "report only" in missing["note"]
+    assert {name: check["remaining"] for name, check in checks.items() if check["remaining"]} == {
+        "whale_token_missing": 1
+    }
