@@ -37,6 +37,7 @@ CHECKS = (
     "signal_whale_missing",
     "redis_signal_missing",
     "redis_signal_stray",
+    "redis_signal_differs",
     "influx_signal_missing",
     "influx_signal_unknown",
     "whale_token_missing",
@@ -121,14 +122,21 @@ def consistent_within(env: dict[str, str], deadline_s: float) -> dict[str, int]:
 
 
 def test_a_replayed_corpus_lacks_only_token_documents(env: dict[str, str]) -> None:
-    """After a replay, the one difference is whale tokens without a token document; `--fix` writes them."""
+    """After a replay, whale tokens lack token documents, and the Geyser twin's hash differs; `--fix` repairs both.
+
+    The corpus holds one transaction twice, as an RPC result and as a Geyser update, which carries no
+    block time: PostgreSQL keeps the first signal written (the Geyser twin's, created at 0), the Redis
+    hash the last (the RPC twin's, created at its block time).
+    """
     status, checks = reconcile_json(env)
 
     assert status == EX_DIFFERENCES
     assert set(checks) == set(CHECKS)
-    assert set(found(checks)) == {"whale_token_missing"}
+    assert found(checks).keys() == {"whale_token_missing", "redis_signal_differs"}
+    assert checks["redis_signal_differs"]["found"] == 1
     fixed_status, fixed = reconcile_json(env, "--fix")
     assert fixed["whale_token_missing"]["fixed"] == checks["whale_token_missing"]["found"]
+    assert fixed["redis_signal_differs"]["fixed"] == 1
     assert fixed_status == 0
     assert consistent_within(env, SERIES_VISIBLE_S) == {}
 
@@ -138,12 +146,13 @@ def _plant(env: dict[str, str], own_influx: InfluxEndpoint) -> dict[str, str]:
     pg_url, db = env["QUANTBOT_POSTGRES_URL"], env["QUANTBOT_MONGO_DB"]
     cache = redis.Redis.from_url(env["QUANTBOT_REDIS_URL"], decode_responses=True)
     cached = sorted(key.removeprefix("signal:") for key in cache.scan_iter(match="signal:*"))
-    assert len(cached) >= 3, "the corpus replay cached too few signals to plant in"
-    deleted_key, orphaned_by_whale, unpointed = cached[0], cached[1], cached[2]
+    assert len(cached) >= 4, "the corpus replay cached too few signals to plant in"
+    deleted_key, orphaned_by_whale, unpointed, altered = cached[:4]
     stray_key, stray_point = str(uuid.uuid4()), str(uuid.uuid4())
     unknown_strategy, orphaned_by_strategy = str(uuid.uuid4()), str(uuid.uuid4())
 
     cache.delete(f"signal:{deleted_key}")
+    cache.hset(f"signal:{altered}", "confidence", "99.99")
     cache.hset(f"signal:{stray_key}", mapping={"token_address": "x", "direction": "buy"})
     with psycopg.connect(pg_url, autocommit=True) as conn:
         (signature,) = conn.execute(
@@ -174,6 +183,7 @@ def _plant(env: dict[str, str], own_influx: InfluxEndpoint) -> dict[str, str]:
     return {
         "redis_signal_missing": deleted_key,
         "redis_signal_stray": stray_key,
+        "redis_signal_differs": altered,
         "signal_whale_missing": orphaned_by_whale,
         "signal_strategy_missing": orphaned_by_strategy,
         "influx_signal_missing": unpointed,

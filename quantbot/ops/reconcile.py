@@ -15,6 +15,8 @@ redis_signal_missing     redis    a pending, unexpired signal with a price but n
                                   `signal:{id}` hash
 redis_signal_stray       redis    a `signal:{id}` hash of no pending, unexpired       deleted
                                   signal
+redis_signal_differs     redis    a signal's hash whose fields are not those the       rewritten by the sink
+                                  sink writes from its row
 influx_signal_missing    influx   a signal without a `trading_signals` point         written by the sink
 influx_signal_unknown    influx   a `trading_signals` series of no signal            deleted (VictoriaMetrics)
 whale_token_missing      mongo    a whale's token address without a `tokens` doc     minimal token document
@@ -88,7 +90,7 @@ from sinks.clients import (
     resolve_endpoints,
 )
 from sinks.influx import InfluxSink
-from sinks.redis import RedisPolicy, RedisSink
+from sinks.redis import RedisPolicy, RedisSink, signal_hash
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +180,11 @@ class _PendingSignal:
 
 
 def _chunks(items: Sequence[str], size: int = IN_BATCH) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _chunks_of(items: Sequence[Signal], size: int = IN_BATCH) -> Iterable[Sequence[Signal]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -310,6 +317,23 @@ class _Reconciler:
     def _signal_keys(self) -> set[str]:
         return {k.decode().removeprefix("signal:") for k in self.cache.scan_iter(match="signal:*", count=SCAN_COUNT)}
 
+    def _write_signals(self, signals: Sequence[Signal]) -> None:
+        """Cache `signals` through the Redis sink itself: its fields, its TTL to each signal's expiry."""
+        sink = RedisSink(
+            lambda: redis_client(self.settings, self.endpoints.redis),
+            retry_policy(self.settings),
+            RedisPolicy(price_ttl_s=self.settings.redis.price_ttl_s),
+        )
+        partition = sink.build("reconcile", 0, 1)
+        try:
+            partition.write_batch(list(signals))
+        finally:
+            partition.close()
+
+    def _cached_now(self, signals: Sequence[Signal]) -> int:
+        """How many of `signals` are cached now (one expiring between check and write is not)."""
+        return sum(int(self.cache.exists(f"signal:{s.signal_id}")) for s in signals)
+
     def redis_signal_missing(self) -> CheckResult:
         # The sink caches a signal only with a price (`sinks.redis`): none, nothing to compare.
         expected = [s for s in self._active() if s.price is not None]
@@ -323,18 +347,34 @@ class _Reconciler:
             self.limit,
         )
         if self.fix:
-            sink = RedisSink(
-                lambda: redis_client(self.settings, self.endpoints.redis),
-                retry_policy(self.settings),
-                RedisPolicy(price_ttl_s=self.settings.redis.price_ttl_s),
-            )
-            partition = sink.build("reconcile", 0, 1)
-            try:
-                partition.write_batch(list(missing))
-            finally:
-                partition.close()
-            # A signal expiring between the check and the write is not cached: count what is there now.
-            result.fixed = sum(int(self.cache.exists(f"signal:{s.signal_id}")) for s in missing)
+            self._write_signals(missing)
+            result.fixed = self._cached_now(missing)
+        return result
+
+    def redis_signal_differs(self) -> CheckResult:
+        differing: list[Signal] = []
+        for chunk in _chunks_of([s for s in self._active() if s.price is not None]):
+            pipe = self.cache.pipeline(transaction=False)
+            for signal in chunk:
+                pipe.hgetall(f"signal:{signal.signal_id}")
+            for signal, stored in zip(chunk, pipe.execute(), strict=True):
+                expected = signal_hash(signal)
+                fields = {k.decode(): v.decode() for k, v in stored.items()}
+                if fields and expected is not None and fields != expected.fields:
+                    differing.append(signal)
+        result = _result(
+            "redis_signal_differs",
+            "redis",
+            "signal:{id} hashes whose fields differ from the signal's row",
+            (s.signal_id for s in differing),
+            self.limit,
+        )
+        if self.fix:
+            # Replaced as a whole: an HSET over the old hash would keep fields the row no longer has.
+            for chunk in _chunks_of(differing):
+                self.cache.delete(*(f"signal:{s.signal_id}" for s in chunk))
+            self._write_signals(differing)
+            result.fixed = self._cached_now(differing)
         return result
 
     def redis_signal_stray(self) -> CheckResult:
@@ -459,6 +499,7 @@ class _Reconciler:
             self.signal_whale_missing,
             self.redis_signal_missing,
             self.redis_signal_stray,
+            self.redis_signal_differs,
             self.influx_signal_missing,
             self.influx_signal_unknown,
             self.whale_token_missing,
