@@ -60,7 +60,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import psycopg
@@ -93,6 +93,7 @@ from sinks.influx import InfluxSink
 from sinks.redis import RedisPolicy, RedisSink, signal_hash
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ORPHANED = "orphaned"
 """The status an orphaned signal is given: out of the active set, kept, and saying why."""
@@ -103,7 +104,9 @@ SIGNAL_SERIES_OF = '{{__name__=~"trading_signals_.*",signal_id="{}"}}'
 IN_BATCH = 1000
 """Keys per `$in` query or pipelined batch: large enough for few round trips, small enough for one message."""
 SCAN_COUNT = 1000
+"""Keys per `SCAN` step: the same trade-off as `IN_BATCH`."""
 DEFAULT_SAMPLE = 10
+"""Sample keys per check unless `--limit` says otherwise: a table row stays readable."""
 SELECT_SIGNALS = (
     "SELECT signal_id::text, strategy_id::text, signal_type, token_address, direction, confidence,"
     " price_target, stop_loss, take_profit, expiration_time, created_at, metadata FROM trading_signals"
@@ -179,12 +182,7 @@ class _PendingSignal:
     whale_signature: str | None
 
 
-def _chunks(items: Sequence[str], size: int = IN_BATCH) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _chunks_of(items: Sequence[Signal], size: int = IN_BATCH) -> Iterable[Sequence[Signal]]:
+def _chunks(items: Sequence[T], size: int = IN_BATCH) -> Iterable[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -353,7 +351,7 @@ class _Reconciler:
 
     def redis_signal_differs(self) -> CheckResult:
         differing: list[Signal] = []
-        for chunk in _chunks_of([s for s in self._active() if s.price is not None]):
+        for chunk in _chunks([s for s in self._active() if s.price is not None]):
             pipe = self.cache.pipeline(transaction=False)
             for signal in chunk:
                 pipe.hgetall(f"signal:{signal.signal_id}")
@@ -371,7 +369,7 @@ class _Reconciler:
         )
         if self.fix:
             # Replaced as a whole: an HSET over the old hash would keep fields the row no longer has.
-            for chunk in _chunks_of(differing):
+            for chunk in _chunks(differing):
                 self.cache.delete(*(f"signal:{s.signal_id}" for s in chunk))
             self._write_signals(differing)
             result.fixed = self._cached_now(differing)
