@@ -506,7 +506,9 @@ class _Reconciler:
         for check in checks:
             start = time.perf_counter()
             result = check()
-            log.info(
+            # A check that changed nothing is worth a debug line; a fix is worth an info line.
+            log.log(
+                logging.INFO if result.fixed else logging.DEBUG,
                 "reconcile check=%s found=%d fixed=%s elapsed_s=%.3f",
                 result.check,
                 result.found,
