@@ -312,3 +312,24 @@ def test_a_token_without_decimals_is_reported_only(env: dict[str, str]) -> None:
     assert {name: check["remaining"] for name, check in checks.items() if check["remaining"]} == {
         "whale_token_missing": 1
     }
+
+
+def test_a_signal_the_sink_refuses_is_reported_not_crashed_on(env: dict[str, str]) -> None:
+    """A pending signal whose token no Redis key can hold: `--fix` reports the sink's refusal and exits 65."""
+    with psycopg.connect(env["QUANTBOT_POSTGRES_URL"], autocommit=True) as conn:
+        (signal_id,) = conn.execute(
+            "SELECT min(signal_id::text) FROM trading_signals WHERE created_at > '2020-03-16'"
+            " AND metadata->'price' <> 'null'::jsonb"
+        ).fetchone() or ("",)
+        conn.execute(
+            "UPDATE trading_signals SET token_address = 'not a solana address' WHERE signal_id = %s", (signal_id,)
+        )
+    redis.Redis.from_url(env["QUANTBOT_REDIS_URL"]).delete(f"signal:{signal_id}")
+
+    status, checks = reconcile_json(env, "--fix")
+
+    assert status == EX_DIFFERENCES
+    missing = checks["redis_signal_missing"]
+    assert missing["sample"] == [signal_id]
+    assert (missing["fixed"], missing["unfixable"], missing["remaining"]) == (0, 1, 1)
+    assert "not a solana address" in missing["note"]

@@ -67,14 +67,16 @@ import psycopg
 import pymongo
 import pymongo.errors
 import redis
+from bytewax.outputs import StatelessSinkPartition
 from psycopg.types.json import Jsonb
 
 from flows.runtime import retry_policy
 from quantbot.errors import QuantbotError
-from quantbot.models import Signal
+from quantbot.models import DeadLetter, Signal
 from quantbot.ops.readback import influx_export
 from quantbot.ops.stack import ServerUnavailableError, unreachable_reason
 from quantbot.schema.mongo import STRATEGY_CONFIGS, TOKENS, WHALE_ACTIVITY
+from quantbot.schema.redis_keys import CacheSchemaError
 from quantbot.settings import Settings
 from quantbot.stack_state import StoreName
 from quantbot.units import MS_PER_S
@@ -89,6 +91,7 @@ from sinks.clients import (
     redis_kwargs,
     resolve_endpoints,
 )
+from sinks.dead_letters import ItemsRefusedError
 from sinks.influx import InfluxSink
 from sinks.redis import RedisPolicy, RedisSink, signal_hash
 
@@ -315,18 +318,14 @@ class _Reconciler:
     def _signal_keys(self) -> set[str]:
         return {k.decode().removeprefix("signal:") for k in self.cache.scan_iter(match="signal:*", count=SCAN_COUNT)}
 
-    def _write_signals(self, signals: Sequence[Signal]) -> None:
-        """Cache `signals` through the Redis sink itself: its fields, its TTL to each signal's expiry."""
+    def _write_signals(self, signals: Sequence[Signal]) -> list[DeadLetter]:
+        """Cache `signals` through the Redis sink itself (its fields, its TTL); those it refuses."""
         sink = RedisSink(
             lambda: redis_client(self.settings, self.endpoints.redis),
             retry_policy(self.settings),
             RedisPolicy(price_ttl_s=self.settings.redis.price_ttl_s),
         )
-        partition = sink.build("reconcile", 0, 1)
-        try:
-            partition.write_batch(list(signals))
-        finally:
-            partition.close()
+        return _through(sink.build("reconcile", 0, 1), signals)
 
     def _cached_now(self, signals: Sequence[Signal]) -> int:
         """How many of `signals` are cached now (one expiring between check and write is not)."""
@@ -345,7 +344,7 @@ class _Reconciler:
             self.limit,
         )
         if self.fix:
-            self._write_signals(missing)
+            _refused(result, self._write_signals(missing))
             result.fixed = self._cached_now(missing)
         return result
 
@@ -356,9 +355,14 @@ class _Reconciler:
             for signal in chunk:
                 pipe.hgetall(f"signal:{signal.signal_id}")
             for signal, stored in zip(chunk, pipe.execute(), strict=True):
-                expected = signal_hash(signal)
+                if not stored:
+                    continue  # not cached: `redis_signal_missing` says so
+                try:
+                    expected = signal_hash(signal)
+                except CacheSchemaError:
+                    expected = None  # a row no hash can hold differs from any hash (the fix reports it)
                 fields = {k.decode(): v.decode() for k, v in stored.items()}
-                if fields and expected is not None and fields != expected.fields:
+                if expected is None or fields != expected.fields:
                     differing.append(signal)
         result = _result(
             "redis_signal_differs",
@@ -371,7 +375,7 @@ class _Reconciler:
             # Replaced as a whole: an HSET over the old hash would keep fields the row no longer has.
             for chunk in _chunks(differing):
                 self.cache.delete(*(f"signal:{s.signal_id}" for s in chunk))
-            self._write_signals(differing)
+            _refused(result, self._write_signals(differing))
             result.fixed = self._cached_now(differing)
         return result
 
@@ -428,12 +432,9 @@ class _Reconciler:
                 self.settings.influx.org,
                 retry_policy(self.settings),
             )
-            partition = sink.build("reconcile", 0, 1)
-            try:
-                partition.write_batch(list(missing))
-            finally:
-                partition.close()
-            result.fixed = len(missing)
+            refused = _through(sink.build("reconcile", 0, 1), missing)
+            _refused(result, refused)
+            result.fixed = len(missing) - len(refused)
         elif self.fix:
             result.fixed = 0
         return result
@@ -517,6 +518,24 @@ class _Reconciler:
             )
             results.append(result)
         return results
+
+
+def _through(partition: StatelessSinkPartition[Any], signals: Sequence[Signal]) -> list[DeadLetter]:
+    """Write `signals` through a sink's partition; the dead letters of those it refuses (the others are written)."""
+    try:
+        partition.write_batch(list(signals))
+    except ItemsRefusedError as exc:
+        return exc.letters
+    finally:
+        partition.close()
+    return []
+
+
+def _refused(result: CheckResult, letters: Sequence[DeadLetter]) -> None:
+    """Count what a sink refused as unfixable, and say why in the note (the first reason)."""
+    if letters:
+        result.unfixable += len(letters)
+        result.note = f"{len(letters)} refused by the sink, e.g. {letters[0].position}: {letters[0].reason}"
 
 
 def _canonical_uuid(text: str) -> str:
