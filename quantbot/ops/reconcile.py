@@ -15,7 +15,7 @@ redis_signal_missing     redis    a pending, unexpired signal with a price but n
                                   `signal:{id}` hash
 redis_signal_stray       redis    a `signal:{id}` hash of no pending, unexpired       deleted
                                   signal
-redis_signal_differs     redis    a signal's hash whose fields are not those the       rewritten by the sink
+redis_signal_differs     redis    a signal's hash whose fields are not those the      rewritten by the sink
                                   sink writes from its row
 influx_signal_missing    influx   a signal without a `trading_signals` point         written by the sink
 influx_signal_unknown    influx   a `trading_signals` series of no signal            deleted (VictoriaMetrics)
@@ -40,7 +40,8 @@ Influx read-back and deletion exist for VictoriaMetrics (`/api/v1/export`,
 reported as skipped: the read-back is not implemented for it.
 
 A token document needs its decimals (the `tokens` validator requires them): a whale leg that records
-none leaves its token missing, reported and never fixed (`unfixable`).
+none leaves its token missing, reported and never fixed (`unfixable`). So is a signal a sink refuses
+(a row whose token address no key can hold): the note gives the sink's reason.
 
 Exceptions::
 
