@@ -189,6 +189,10 @@ def evaluate(strategy: WhaleFollower, whale: WhaleTransaction, liquidity_usd: fl
         "venue": activity.venue,
         "execute_after": execute_after,
         "liquidity_checked": liquidity_usd is not None,
+        # The values the Redis hash and the Influx point carry beside the row's columns: with them,
+        # PostgreSQL alone can rebuild both (`quantbot reconcile --fix`).
+        "price": price,
+        "strength": strength,
     }
     if follow_usd is not None:
         metadata["position_size_usd"] = round(follow_usd, 2)

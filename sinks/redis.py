@@ -123,7 +123,8 @@ def _price(tick: PriceTick, ttl_ms: str) -> _Price:
     return _Price(price_key(tick.token), [fields["updated_at"], ttl_ms, *rest])
 
 
-def _signal(signal: Signal) -> _SignalHash | None:
+def signal_hash(signal: Signal) -> _SignalHash | None:
+    """The `signal:{id}` key and fields of a signal, and its expiry; None without a price (not cached)."""
     if signal.price is None:
         return None  # no price to cache: PostgreSQL has the signal
     fields = signal_fields(
@@ -199,7 +200,7 @@ class _RedisPartition(StatelessSinkPartition[PriceTick | Signal]):
     def _convert(self, item: PriceTick | Signal) -> _Price | _SignalHash | None:
         if isinstance(item, PriceTick):
             return _price(item, str(int(self._policy.price_ttl_s * MS_PER_S)))
-        return _signal(item)
+        return signal_hash(item)
 
     def _queue(self, pipe: redis.client.Pipeline, command: _Price | _SignalHash, now: float) -> int:
         """Queue one item's commands on `pipe`; returns how many (0 for a signal no longer active)."""

@@ -329,6 +329,49 @@ def doctor(ctx: _Context) -> None:
         sys.exit(EX_UNAVAILABLE)
 
 
+EX_DIFFERENCES = 65
+"""sysexits.h EX_DATAERR: `reconcile` found differences between the stores that remain."""
+
+
+@cli.command()
+@click.option("--fix", is_flag=True, help="Repair each difference from its source of truth (PostgreSQL for signals).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--limit", type=click.IntRange(min=0), default=10, show_default=True, help="Sample keys shown per check.")
+@pass_context
+def reconcile(ctx: _Context, fix: bool, fmt: str, limit: int) -> None:
+    """Check that the four stores agree; with --fix, repair what the source of truth allows.
+
+    \b
+    Checks: pending signals without their strategy (trading_strategies, strategy_configs) or their
+    whale (whale_activity); Redis signal:{id} hashes vs pending, unexpired signals; trading_signals
+    points vs signals (VictoriaMetrics; skipped on other servers); whale tokens without a tokens
+    document. --fix marks orphaned signals `orphaned` (never deletes them), rewrites missing hashes
+    and points through the sinks, deletes stray ones, and writes minimal token documents where a
+    whale knows the decimals (others are reported only).
+
+    \b
+    Exit status: 0 the stores agree (after --fix: everything found was repaired); 65 differences
+    remain; 69 a store is unreachable.
+    """
+    from quantbot.ops import reconcile as operations
+
+    try:
+        report = operations.reconcile(ctx.settings, fix=fix, limit=limit)
+    except operations.StoreUnavailableError as exc:
+        _fail(str(exc), EX_UNAVAILABLE)
+    if fmt == "json":
+        sys.stdout.write(operations.report_json(report).decode() + "\n")
+    else:
+        rows = [
+            (c.check, c.store, c.found, "-" if c.fixed is None else c.fixed, c.remaining, ", ".join(c.sample), c.note)
+            for c in report.checks
+        ]
+        title = f"reconcile{' --fix' if fix else ''}: {'consistent' if report.consistent else 'differences remain'}"
+        console.print(_table(title, ["check", "store", "found", "fixed", "remaining", "sample", "note"], rows))
+    if not report.consistent:
+        sys.exit(EX_DIFFERENCES)
+
+
 # ---------------------------------------------------------------------------------------------- decode
 
 
