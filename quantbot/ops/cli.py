@@ -390,6 +390,8 @@ def _print_summary(summary: Any, counts: Any) -> None:
     console.print(_table("largest whales", ["signature", "wallet", "category", "venue", "value"], whales))
     for warning in summary.warnings:
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if summary.stopped:
+        console.print("stopped before the end: the same command with the same --recovery-dir resumes it")
 
 
 @cli.command()
@@ -428,6 +430,8 @@ def replay(  # noqa: PLR0917 - click passes each option
     resuming one after `kill -9` with the same --recovery-dir, stores everything exactly once.
 
     \b
+    SIGTERM or SIGINT stops it cleanly (exit 0): reading stops, the stores get what was read, a last
+    snapshot is taken; the same command with the same --recovery-dir goes on from there.
     Exit 69 when a store is unreachable at start, 78 on a bad configuration or a schema older than this
     version's (run `quantbot migrate up`), 1 on a crash.
     """
