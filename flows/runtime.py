@@ -302,6 +302,17 @@ def stopping_on_signals(stop: Callable[[], None]) -> Iterator[list[str]]:
             signal.signal(sig, handler)
 
 
+def _causes(exc: BaseException) -> list[str]:
+    """What `exc` was raised from, outermost first: the engine wraps a step's exception in its own."""
+    causes: list[str] = []
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        causes.append(redact(repr(inner))[:ERROR_DETAIL_MAX])
+        exc = inner
+    return causes
+
+
 def _counts(before: dict[str, float]) -> dict[str, int]:
     return {name: int(metrics.total(counter) - before.get(name, 0.0)) for name, counter in RUN_COUNTERS.items()}
 
@@ -363,6 +374,7 @@ def run(
                     {
                         **counts,
                         "error": redact(repr(exc))[:ERROR_DETAIL_MAX],
+                        "causes": _causes(exc),
                         "elapsed_s": round(time.monotonic() - started, 3),
                     },
                 )

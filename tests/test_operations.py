@@ -162,3 +162,37 @@ def test_replay_refuses_an_unmigrated_database(
     with psycopg.connect(env["QUANTBOT_POSTGRES_URL"]) as conn:
         (version,) = conn.execute("SELECT max(version) FROM schema_migrations").fetchone() or (None,)
     assert version == 1
+
+
+def test_a_sink_giving_up_writes_sink_retries_exhausted_before_the_error_propagates(
+    pg_url: str, mongo_url: str, influx: InfluxEndpoint, tmp_path: Path
+) -> None:
+    """Redis gone with no retry budget: the replay fails; a critical sink_retries_exhausted row says why."""
+    from flows.replay import replay
+    from quantbot.schema import postgres as pg_schema
+    from quantbot.settings import load_settings
+    from tests.conftest import REPO_ROOT
+
+    feed = tmp_path / "feed.jsonl"
+    generate_feed(FeedSpec(txs=200, seed=2, start_time=FEED_START), feed)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        pg_schema.migrate_up(conn)
+    environ = {
+        "QUANTBOT_POSTGRES_URL": pg_url,
+        "QUANTBOT_REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0",
+        "QUANTBOT_MONGO_URL": mongo_url,
+        "QUANTBOT_MONGO_DB": f"ops_{secrets.token_hex(4)}",
+        "QUANTBOT_INFLUX_URL": influx.url,
+        "QUANTBOT_SINKS_RETRY_BUDGET_S": "0",
+    }
+    settings = load_settings("default", REPO_ROOT / "config", environ=environ)
+
+    with pytest.raises(Exception, match="error writing output batch"):  # bytewax, the cause chained
+        replay(settings, [feed])
+
+    rows = events(pg_url)
+    assert [(kind, severity) for kind, severity, _, _ in rows] == [
+        ("run_started", "info"),
+        ("sink_retries_exhausted", "critical"),
+    ]
+    assert rows[1][3]["store_write_failures"] >= 1 and "ConnectionError" in rows[1][3]["causes"][0]
