@@ -76,7 +76,7 @@ class EventLog:
             metrics.OPERATIONAL_WRITE_FAILURES.labels("system_events").inc()
             log.warning("system_event=%s event_id=%s not written: %r", event.event_type, event.event_id, exc)
             return False
-        log.info(
+        log.debug(
             "system_event=%s severity=%s event_id=%s %s",
             event.event_type,
             event.severity,
