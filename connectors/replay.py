@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ PARTITION = "replay"
 DEFAULT_BATCH_SIZE = 512
 DAMAGED_STAGE = "recording"
 """The dead-letter stage of a recording that cannot be read to its end."""
+STOP_CHECK_S = 0.5
+"""A paced replay waiting for its next frame looks at least this often whether it was asked to stop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,11 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
     (an exception raised inside the engine reaches the user as a Rust panic, not as one clear line).
     Likewise the dead letters of damaged recordings are also kept in `damaged`, for the run's summary.
 
+    Stopping early: after `stop()`, the partition emits nothing more and ends, its snapshot the position
+    after the last line it emitted. Bytewax 0.21 records an ended partition's last snapshot like any
+    other (nothing marks it finished): a resume from the same recovery directory rebuilds the partition
+    from that position and reads on, as `tests/test_shutdown.py` pins.
+
     Parallelism: one partition reads every file in turn. Replaying one stream in one order is what
     makes a replay deterministic (prices are learned in order), so a crashed replay can be compared
     with an uninterrupted one. Bytewax runs a stateless step on the worker that holds the item, so with
@@ -96,6 +104,16 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
         self.batch_size = batch_size
         self.refusal: ResumeRefusedError | None = None
         self.damaged: list[DeadLetter] = []
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """End the replay early, at the position after the last emitted line (safe from a signal handler)."""
+        self._stopping.set()
+
+    @property
+    def stopped(self) -> bool:
+        """Whether `stop()` was called."""
+        return self._stopping.is_set()
 
     def list_parts(self) -> list[str]:
         """One partition: see the class docstring."""
@@ -110,7 +128,7 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
         except ResumeRefusedError as exc:
             self.refusal = exc
             return _RefusedPartition(resume_state)
-        return _ReplayPartition(self.files, plan, self.speed, self.batch_size, self.damaged)
+        return _ReplayPartition(self.files, plan, self.speed, self.batch_size, self.damaged, stopping=self._stopping)
 
 
 def _refuse(problem: str) -> NoReturn:
@@ -174,9 +192,17 @@ class _RefusedPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositi
 
 class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPosition | None]):
     def __init__(
-        self, files: list[Path], start: ReplayPosition, speed: float | None, batch_size: int, damaged: list[DeadLetter]
+        self,
+        files: list[Path],
+        start: ReplayPosition,
+        speed: float | None,
+        batch_size: int,
+        damaged: list[DeadLetter],
+        *,
+        stopping: threading.Event,
     ) -> None:
         self._files = files
+        self._stopping = stopping
         self._damaged = damaged
         self._speed = speed
         self._batch_size = batch_size
@@ -231,6 +257,9 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
         """Up to `batch_size` frames (and dead letters), fewer when the next frame is not due yet."""
         batch: list[Frame | DeadLetter] = []
         self._awake = None
+        if self._stopping.is_set():
+            log.info("replay stopped file=%s offset=%d", self._file, self._offset)
+            raise StopIteration
         while len(batch) < self._batch_size:
             if self._pending is None:
                 try:
@@ -253,7 +282,7 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
             if isinstance(item, Frame):
                 wait = self._due(item)
                 if wait > 0:
-                    self._awake = datetime.now(UTC) + timedelta(seconds=wait)
+                    self._awake = datetime.now(UTC) + timedelta(seconds=min(wait, STOP_CHECK_S))
                     break
             batch.append(item)
             self._offset = line.next_offset

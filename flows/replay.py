@@ -12,9 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from connectors.replay import ReplaySource
 from flows.graph import build_flow
-from flows.runtime import active_strategies, flow_config, run, store_sinks
+from flows.runtime import active_strategies, event_log, flow_config, run, store_sinks
 from quantbot import metrics
 from quantbot.errors import ResumeRefusedError
+from quantbot.events import EventType, Severity, SystemEvent
 from quantbot.recordings import RecordingReadError, find_recordings, read_lines
 from quantbot.settings import Settings
 
@@ -37,6 +38,8 @@ class ReplaySummary:
     elapsed_s: float
     warnings: tuple[str, ...] = ()
     """What the user should look at: recordings that could not be read to their end."""
+    stopped: bool = False
+    """A signal stopped the replay before its end; the same command with the same --recovery-dir resumes it."""
 
     @property
     def frames_per_s(self) -> float:
@@ -79,6 +82,10 @@ def replay(
         speed: `None` as fast as possible, else the recorded pace times `speed`.
         console: where to draw a progress bar; `None` draws none.
 
+    SIGTERM and SIGINT stop the replay cleanly: reading stops, the sinks finish what was read, a last
+    snapshot is taken, and the summary says `stopped`; the same call with the same `recovery_dir` goes on
+    from there.
+
     Raises:
         ResumeRefusedError: `recovery_dir` holds a snapshot of other recordings; nothing was replayed.
     """
@@ -100,13 +107,23 @@ def replay(
         drawer = threading.Thread(target=_draw_progress, args=(console, total, done), daemon=True)
         drawer.start()
     try:
-        run(flow, settings, recovery_dir)
+        stopped = run(flow, settings, recovery_dir, stop=source.stop)
     finally:
         done.set()
         if drawer is not None:
             drawer.join()
     if source.refusal is not None:
-        raise ResumeRefusedError(f"recovery directory `{recovery_dir}`: {source.refusal}")
+        refusal = ResumeRefusedError(f"recovery directory `{recovery_dir}`: {source.refusal}")
+        event_log(settings).record(
+            SystemEvent(
+                EventType.RESUME_REFUSED,
+                Severity.ERROR,
+                flow.flow_id,
+                str(refusal),
+                {"recovery_dir": str(recovery_dir)},
+            )
+        )
+        raise refusal
     elapsed = time.monotonic() - start
     after = {name: metrics.total(counter) - before[name] for name, counter in _COUNTERS.items()}
     return ReplaySummary(
@@ -120,6 +137,7 @@ def replay(
         dead_letters=int(after["dead_letters"]),
         strategies=len(strategies),
         elapsed_s=elapsed,
+        stopped=stopped,
         warnings=tuple(
             f"recording {letter.position} could not be read further ({letter.reason}): the lines before are"
             f" replayed, a dead letter of stage `{letter.stage}` marks the place"

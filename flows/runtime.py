@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import threading
+import time
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 import psycopg
@@ -17,8 +21,11 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
 
 from flows.graph import FlowConfig, FlowSinks
+from quantbot import metrics
 from quantbot.bounds import ParseConfig
+from quantbot.events import EventType, Severity, SystemEvent
 from quantbot.pricing import PricingConfig
+from quantbot.redaction import redact
 from quantbot.schema import postgres as pg_schema
 from quantbot.schema.mongo import STRATEGY_CONFIGS
 from quantbot.settings import Settings
@@ -29,6 +36,7 @@ from sinks.clients import influx_client, mongo_client, postgres_connect, redis_c
 from sinks.dead_letters import DeadLetterStore
 from sinks.influx import InfluxSink
 from sinks.mongo import MongoSink
+from sinks.operational import EventLog, PerformanceReporter, ReporterConfig, default_instance
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisPolicy, RedisSink
 from sinks.retry import Backoff, Retry
@@ -42,6 +50,20 @@ FLOW_LOCK_CHECK_S = 5.0
 session broke (PostgreSQL restarted): a few seconds unguarded at most, one trivial query per period."""
 APPLICATION_NAME_MAX = 63
 """PostgreSQL keeps the first NAMEDATALEN - 1 bytes of an application name."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+"""What a process supervisor (SIGTERM) or a terminal (SIGINT) sends to stop a flow cleanly."""
+ERROR_DETAIL_MAX = 2000
+"""Characters of an error's text kept in an event's details: the first lines say what it was."""
+RUN_COUNTERS = {
+    "inputs": metrics.INPUTS,
+    "transactions": metrics.TRANSACTIONS,
+    "whales": metrics.WHALES,
+    "signals": metrics.SIGNALS,
+    "dead_letters": metrics.DEAD_LETTERS,
+    "store_writes": metrics.STORE_WRITES,
+    "store_write_failures": metrics.STORE_WRITE_FAILURES,
+}
+"""What a run's `run_finished` (and `run_stopped`, `run_failed`) event counts."""
 
 
 def retry_policy(settings: Settings) -> Retry:
@@ -227,16 +249,155 @@ class FlowLock:
         self.release()
 
 
-def run(flow: Dataflow, settings: Settings, recovery_dir: Path | None) -> None:
+def event_log(settings: Settings) -> EventLog:
+    """Where `system_events` rows go: the configured PostgreSQL."""
+    url = resolve_endpoints(settings).postgres
+    return EventLog(lambda: postgres_connect(settings, url, autocommit=True))
+
+
+def operational(settings: Settings, source: str) -> tuple[EventLog, PerformanceReporter]:
+    """The run's event log and performance reporter, from `[observability]` and the stores' settings."""
+    endpoints = resolve_endpoints(settings)
+    events = event_log(settings)
+    observability = settings.observability
+    config = ReporterConfig(
+        interval_s=observability.interval_s,
+        service=observability.service,
+        instance=observability.instance or default_instance(),
+        region=observability.region,
+        dead_letter_burst=observability.dead_letter_burst,
+        source=source,
+    )
+    reporter = PerformanceReporter(
+        lambda: influx_client(settings, endpoints.influx), settings.influx.bucket, settings.influx.org, config, events
+    )
+    return events, reporter
+
+
+@contextlib.contextmanager
+def stopping_on_signals(stop: Callable[[], None]) -> Iterator[list[str]]:
+    """While inside, SIGTERM and SIGINT call `stop` (once) instead of killing the process; a second one interrupts.
+
+    Yields the names of the signals received, for the caller to tell a stopped run from a finished one.
+    Only the main thread may install handlers: elsewhere this changes nothing.
+    """
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if received:
+            raise KeyboardInterrupt(f"{name} while stopping")
+        received.append(name)
+        log.warning("signal=%s stopping: the sources stop reading, the sinks finish, a last snapshot is taken", name)
+        stop()
+
+    previous = {sig: signal.signal(sig, handle) for sig in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _causes(exc: BaseException) -> list[str]:
+    """What `exc` was raised from, outermost first: the engine wraps a step's exception in its own."""
+    causes: list[str] = []
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        causes.append(redact(repr(inner))[:ERROR_DETAIL_MAX])
+        exc = inner
+    return causes
+
+
+def _counts(before: dict[str, float]) -> dict[str, int]:
+    return {name: int(metrics.total(counter) - before.get(name, 0.0)) for name, counter in RUN_COUNTERS.items()}
+
+
+def run(
+    flow: Dataflow, settings: Settings, recovery_dir: Path | None, *, stop: Callable[[], None] | None = None
+) -> bool:
     """Execute `flow` in this process until its sources end; snapshots every `pipeline.snapshot_interval_s`.
 
     The flow holds the flow lock for its whole run (`FlowLock`): no destructive migration changes the
-    schema under it.
+    schema under it. Beside it, a `PerformanceReporter` writes `system_performance` points, and
+    `system_events` rows mark the run's start and end (finished, stopped, or failed: when a sink gave
+    up on a store, `sink_retries_exhausted`, written before the error propagates).
+
+    Args:
+        flow: the dataflow.
+        settings: the effective settings.
+        recovery_dir: where snapshots are kept; `None` runs without recovery.
+        stop: makes the flow's sources end early (at a position their snapshot resumes from); when
+            given, SIGTERM and SIGINT call it instead of killing the process.
+
+    Returns:
+        True when a signal stopped the run early, False when its sources ended.
     """
-    with FlowLock(settings, flow.flow_id):
-        cli_main(
-            flow,
-            workers_per_process=1,
-            epoch_interval=timedelta(seconds=settings.pipeline.snapshot_interval_s),
-            recovery_config=recovery_config(recovery_dir),
+    events, reporter = operational(settings, flow.flow_id)
+    before = {name: metrics.total(counter) for name, counter in RUN_COUNTERS.items()}
+    started = time.monotonic()
+    with FlowLock(settings, flow.flow_id) as lock:
+        details = {
+            "application_name": lock.application_name,
+            "recovery_dir": str(recovery_dir) if recovery_dir else None,
+        }
+        events.record(
+            SystemEvent(EventType.RUN_STARTED, Severity.INFO, flow.flow_id, f"{flow.flow_id} started", details)
         )
+        reporter.start()
+        received: list[str] = []
+        try:
+            with contextlib.ExitStack() as stack:
+                if stop is not None:
+                    received = stack.enter_context(stopping_on_signals(stop))
+                cli_main(
+                    flow,
+                    workers_per_process=1,
+                    epoch_interval=timedelta(seconds=settings.pipeline.snapshot_interval_s),
+                    recovery_config=recovery_config(recovery_dir),
+                )
+        except BaseException as exc:
+            reporter.stop()
+            counts = _counts(before)
+            given_up = counts["store_write_failures"] > 0
+            events.record(
+                SystemEvent(
+                    EventType.SINK_RETRIES_EXHAUSTED if given_up else EventType.RUN_FAILED,
+                    Severity.CRITICAL if given_up else Severity.ERROR,
+                    flow.flow_id,
+                    f"{flow.flow_id} stopped by an error"
+                    + (": a sink gave up on its store; a restart resumes from the last snapshot" if given_up else ""),
+                    {
+                        **counts,
+                        "error": redact(repr(exc))[:ERROR_DETAIL_MAX],
+                        "causes": _causes(exc),
+                        "elapsed_s": round(time.monotonic() - started, 3),
+                    },
+                )
+            )
+            raise
+        reporter.stop()
+        summary: dict[str, float] = {
+            **_counts(before),
+            "elapsed_s": round(time.monotonic() - started, 3),
+            "points": reporter.points,
+        }
+        if received:
+            events.record(
+                SystemEvent(
+                    EventType.RUN_STOPPED,
+                    Severity.INFO,
+                    flow.flow_id,
+                    f"{flow.flow_id} stopped by {received[0]}",
+                    summary,
+                )
+            )
+        else:
+            events.record(
+                SystemEvent(EventType.RUN_FINISHED, Severity.INFO, flow.flow_id, f"{flow.flow_id} finished", summary)
+            )
+    return bool(received)

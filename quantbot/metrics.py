@@ -29,3 +29,18 @@ def total(counter: Counter) -> float:
     return sum(
         sample.value for metric in counter.collect() for sample in metric.samples if sample.name.endswith("_total")
     )
+
+
+# Store writes, counted by the sinks' retry policy (`sinks.retry.Retry.call`): one per batch write.
+STORE_WRITES = Counter("quantbot_store_writes_total", "Store writes (one per batch) that succeeded, retries included")
+STORE_WRITE_FAILURES = Counter(
+    "quantbot_store_write_failures_total", "Store writes given up on: a permanent failure or the retry budget spent"
+)
+STORE_WRITE_SECONDS = Counter(
+    "quantbot_store_write_seconds_total", "Seconds spent in successful store writes, retries and backoff included"
+)
+OPERATIONAL_WRITE_FAILURES = Counter(
+    "quantbot_operational_write_failures_total",
+    "system_performance points or system_events rows that could not be written, by kind",
+    ["kind"],
+)

@@ -199,6 +199,18 @@ class MigrateSettings(_Section):
     )
 
 
+class ObservabilitySettings(_Section):
+    """The running flow's own operational data: `system_performance` points and `system_events` rows."""
+
+    interval_s: float = Field(10.0, gt=0, description="one system_performance point per this many seconds")
+    service: str = Field("quantbot", min_length=1, description="the point's `service` tag")
+    instance: str = Field("", description="the point's `instance` tag; empty: <hostname>-<pid>")
+    region: str = Field("local", min_length=1, description="the point's `region` tag")
+    dead_letter_burst: int = Field(
+        100, ge=0, description="more dead letters than this in one interval is a `dead_letter_burst` event"
+    )
+
+
 class StackSettings(_Section):
     """The embedded local stack (`quantbot stack`)."""
 
@@ -229,6 +241,7 @@ class Settings(_Section):
     signals: SignalSettings = SignalSettings()
     sinks: SinkSettings = SinkSettings()
     migrate: MigrateSettings = MigrateSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
 
     def redacted(self) -> dict[str, Any]:
         """The configuration as plain data with every secret, and every secret a URL carries, replaced by `***`."""

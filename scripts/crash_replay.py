@@ -20,6 +20,9 @@ sample must be equal.
 With --outage STORE, the second run is not killed: STORE (PostgreSQL or Redis) is stopped a third of
 the way into the replay and restarted on the same port --outage-s seconds later; the replay must wait
 the outage out (its sinks retry) and end with the same stores as the uninterrupted run.
+
+With --signal TERM (or INT), the stops are clean ones instead of crashes: each must exit 0 within 30 s,
+and the resumes must end with the same stores as the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ PRICE_TTL_S = "86400"
 # A replay is killed no sooner than this after it starts: past start-up (about a second) and a snapshot.
 EARLIEST_KILL_S = 1.5
 RUN_DEADLINE_S = 1800
+STOP_DEADLINE_S = 30.0
+"""A replay sent SIGTERM exits within this (a process supervisor's usual grace period before SIGKILL)."""
 
 
 @dataclass
@@ -125,9 +130,18 @@ def run_to_end(command: list[str], env: dict[str, str], log: Path) -> None:
 
 
 def run_with_kills(  # noqa: PLR0917 - a script-local helper called once
-    command: list[str], env: dict[str, str], log: Path, kills: int, latest_s: float, rng: random.Random
+    command: list[str],
+    env: dict[str, str],
+    log: Path,
+    kills: int,
+    latest_s: float,
+    rng: random.Random,
+    sig: signal.Signals = signal.SIGKILL,
 ) -> int:
-    """Start the replay, SIGKILL it `kills` times at random moments, then let it finish; kills done."""
+    """Start the replay, send it `sig` `kills` times at random moments, then let it finish; signals sent.
+
+    SIGTERM must stop it cleanly: exit status 0 within `STOP_DEADLINE_S`, else this exits with an error.
+    """
     done = 0
     with log.open("ab") as out:
         while done < kills:
@@ -139,10 +153,24 @@ def run_with_kills(  # noqa: PLR0917 - a script-local helper called once
                 process.wait(timeout=delay)
                 break  # it finished before its kill: nothing left to interrupt
             except subprocess.TimeoutExpired:
-                process.send_signal(signal.SIGKILL)
-                process.wait()
+                process.send_signal(sig)
+                sent = time.monotonic()
+                try:
+                    status = process.wait(timeout=STOP_DEADLINE_S)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    raise SystemExit(
+                        f"{sig.name}: the replay did not stop within {STOP_DEADLINE_S:.0f} s; see {log}"
+                    ) from None
                 done += 1
-                print(f"  kill -9 #{done} after {delay:.1f} s", flush=True)
+                if sig is signal.SIGKILL:
+                    print(f"  kill -9 #{done} after {delay:.1f} s", flush=True)
+                    continue
+                if status != 0:
+                    raise SystemExit(f"{sig.name}: the replay exited with status {status}, not 0; see {log}") from None
+                print(
+                    f"  {sig.name} #{done} after {delay:.1f} s: exit 0 in {time.monotonic() - sent:.1f} s", flush=True
+                )
     run_to_end(command, env, log)
     return done
 
@@ -174,6 +202,12 @@ def main() -> int:
     parser.add_argument("--txs", type=int, default=50_000, help="transactions in the generated recording")
     parser.add_argument("--seed", type=int, default=1, help="seed of the recording and of the kill moments")
     parser.add_argument("--kills", type=int, default=5, help="SIGKILLs of the replay before it may finish")
+    parser.add_argument(
+        "--signal",
+        choices=["KILL", "TERM", "INT"],
+        default="KILL",
+        help="what --kills sends: KILL (a crash) or TERM/INT (a clean stop: exit 0 within 30 s expected)",
+    )
     parser.add_argument("--recording", type=Path, help="replay this recording instead of generating one")
     parser.add_argument("--workdir", type=Path, help="keep stores and logs here (default: a temporary directory)")
     parser.add_argument("--speed", type=float, help="replay at recorded pace times this (default: as fast as possible)")
@@ -231,8 +265,12 @@ def main() -> int:
                     args.kills,
                     reference_s,
                     rng,
+                    signal.Signals[f"SIG{args.signal}"],
                 )
-                print(f"crashed: {kills} kill -9, then to the end, in {time.monotonic() - started:.1f} s", flush=True)
+                print(
+                    f"crashed: {kills} SIG{args.signal}, then to the end, in {time.monotonic() - started:.1f} s",
+                    flush=True,
+                )
             results[run] = store_snapshot(settings)
         shared = shared_milliseconds(recording, settings)
         for run, snapshot in results.items():

@@ -5,6 +5,9 @@ to wait between attempts and when to give up is this module's. A write that stil
 budget is spent raises: the flow stops loudly and resumes from its last snapshot when restarted,
 which loses nothing because every write is idempotent. A store's refusal of one item is neither
 retried nor raised: the item becomes a dead letter (`sinks.dead_letters`).
+
+Every write is counted here (`quantbot.metrics.STORE_WRITES`, `STORE_WRITE_SECONDS`, `STORE_WRITE_FAILURES`):
+the figures of the `system_performance` points (`sinks.operational`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
+
+from quantbot import metrics
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +72,11 @@ class Retry:
         attempt = 0
         while True:
             try:
-                return operation()
+                result = operation()
             except Exception as exc:
                 elapsed = time.monotonic() - started
                 if not is_transient(exc) or elapsed >= self.budget_s:
+                    metrics.STORE_WRITE_FAILURES.inc()
                     log.error("%s attempts=%d elapsed_s=%.1f giving up: %r", what, attempt + 1, elapsed, exc)
                     raise
                 delay = min(self.backoff.delay(attempt), max(0.0, self.budget_s - elapsed))
@@ -79,3 +85,7 @@ class Retry:
                     on_retry(exc)
                 time.sleep(delay)
                 attempt += 1
+            else:
+                metrics.STORE_WRITES.inc()
+                metrics.STORE_WRITE_SECONDS.inc(time.monotonic() - started)
+                return result

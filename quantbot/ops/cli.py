@@ -433,6 +433,8 @@ def _print_summary(summary: Any, counts: Any) -> None:
     console.print(_table("largest whales", ["signature", "wallet", "category", "venue", "value"], whales))
     for warning in summary.warnings:
         console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if summary.stopped:
+        console.print("stopped before the end: the same command with the same --recovery-dir resumes it")
 
 
 @cli.command()
@@ -469,11 +471,18 @@ def replay(  # noqa: PLR0917 - click passes each option
     prices to InfluxDB and Redis, whales to MongoDB, signals to PostgreSQL, Redis and InfluxDB, and
     unusable lines to PostgreSQL's dead_letters. Every write is keyed, so running a replay twice, or
     resuming one after `kill -9` with the same --recovery-dir, stores everything exactly once.
+
+    \b
+    SIGTERM or SIGINT stops it cleanly (exit 0): reading stops, the stores get what was read, a last
+    snapshot is taken; the same command with the same --recovery-dir goes on from there.
+    Exit 69 when a store is unreachable at start, 78 on a bad configuration or a schema older than this
+    version's (run `quantbot migrate up`), 1 on a crash.
     """
     from flows.replay import replay as run_replay
     from quantbot.ops.readback import store_counts
 
     settings = ctx.settings
+    _check_start(settings)
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -483,6 +492,25 @@ def replay(  # noqa: PLR0917 - click passes each option
         settings, list(paths), recovery_dir=recovery_dir, speed=speed, console=console if show else None
     )
     _print_summary(summary, store_counts(settings))
+
+
+def _check_start(settings: Settings) -> None:
+    """Refuse to start a flow on stores that do not answer (exit 69) or lack this version's schema (exit 78).
+
+    A flow never migrates: an older schema is the operator's to upgrade, and restarting will not cure it.
+    """
+    from quantbot.ops import schema as operations
+
+    check = operations.start_check(settings)
+    if check.unreachable:
+        reasons = "; ".join(f"{r.store} ({r.url}): {r.detail}" for r in check.unreachable)
+        _fail(f"cannot start: unreachable at start: {reasons}", EX_UNAVAILABLE)
+    if check.outdated:
+        schemas = ", ".join(f"{r.store} schema {r.schema}" for r in check.outdated)
+        _fail(
+            f"cannot start: the stores' schema is older than this version's ({schemas}): {operations.TO_MIGRATE}",
+            EX_CONFIG,
+        )
 
 
 # ------------------------------------------------------------------------------------------------ feed

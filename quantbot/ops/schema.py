@@ -194,17 +194,47 @@ def migrate_down(settings: Settings, target: int) -> list[StoreReport]:
     return reports
 
 
+TO_MIGRATE = "run `quantbot migrate up`"
+"""The detail of a store whose schema is older than this version of quantbot's."""
+
+
+@dataclass(frozen=True)
+class StartCheck:
+    """Whether a flow may start: every store answers and has this version's schema.
+
+    Attributes:
+        unreachable: the stores that do not answer (or are not configured), with the reason.
+        outdated: the stores whose schema is older than this version's: `quantbot migrate up` first.
+    """
+
+    unreachable: list[StoreReport]
+    outdated: list[StoreReport]
+
+
+def start_check(settings: Settings) -> StartCheck:
+    """The checks a flow runs before it is built, with `doctor`'s probes; reads only, migrates nothing."""
+    reports = doctor(settings)
+    return StartCheck(
+        unreachable=[r for r in reports if not r.reachable],
+        outdated=[r for r in reports if r.reachable and r.detail == TO_MIGRATE],
+    )
+
+
 def doctor(settings: Settings) -> list[StoreReport]:
     """Reachability, server version and schema version of each store; reads only."""
     endpoints = resolve_endpoints(settings)
-    to_migrate = "run `quantbot migrate up`"
+    to_migrate = TO_MIGRATE
 
     def postgres() -> Outcome:
         with postgres_connect(settings, endpoints.postgres, autocommit=True) as conn:
             row = conn.execute("SHOW server_version").fetchone()
             version = pg_schema.current_version(conn)
         latest = pg_schema.latest_version()
-        return row[0] if row else None, f"{version}/{latest}", "up to date" if version == latest else to_migrate
+        if version > latest:
+            detail = f"newer than this version of quantbot knows ({latest})"
+        else:
+            detail = "up to date" if version == latest else to_migrate
+        return row[0] if row else None, f"{version}/{latest}", detail
 
     def mongo() -> Outcome:
         with mongo_client(settings, endpoints.mongo) as client:
