@@ -4,7 +4,8 @@ Which errors are worth retrying is the store's decision (each sink passes its ow
 to wait between attempts and when to give up is this module's. A write that still fails when the
 budget is spent raises: the flow stops loudly and resumes from its last snapshot when restarted,
 which loses nothing because every write is idempotent. A store's refusal of one item is neither
-retried nor raised: the item becomes a dead letter (`sinks.dead_letters`).
+retried nor raised: the item becomes a dead letter (`sinks.dead_letters`). Every failed attempt counts
+in `quantbot_sink_write_errors_total{sink}`, every attempt made again in `quantbot_sink_retries_total{sink}`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
+
+from quantbot import metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,7 @@ class Retry:
         is_transient: Callable[[BaseException], bool],
         *,
         what: str,
+        sink: str,
         on_retry: Callable[[BaseException], None] | None = None,
     ) -> T:
         """Run `operation`, retrying transient failures within the budget.
@@ -58,6 +62,7 @@ class Retry:
             operation: the write; it must be idempotent.
             is_transient: whether an exception may go away by itself.
             what: a key=value description for the log (`sink=redis items=500`).
+            sink: the sink whose write this is, as the metrics label it (`redis`).
             on_retry: called after a transient failure, before waiting (e.g. to reset a connection).
 
         Raises:
@@ -69,6 +74,7 @@ class Retry:
             try:
                 return operation()
             except Exception as exc:
+                metrics.SINK_WRITE_ERRORS.labels(sink).inc()
                 elapsed = time.monotonic() - started
                 if not is_transient(exc) or elapsed >= self.budget_s:
                     log.error("%s attempts=%d elapsed_s=%.1f giving up: %r", what, attempt + 1, elapsed, exc)
@@ -78,4 +84,5 @@ class Retry:
                 if on_retry is not None:
                     on_retry(exc)
                 time.sleep(delay)
+                metrics.SINK_RETRIES.labels(sink).inc()
                 attempt += 1
