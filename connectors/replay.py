@@ -13,6 +13,7 @@ from typing import NoReturn
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from quantbot.errors import ResumeRefusedError
+from quantbot.health import SourceActivity
 from quantbot.models import DeadLetter, Frame
 from quantbot.recordings import (
     FrameFormatError,
@@ -73,6 +74,7 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
     as it was, and leaves the reason in `refusal` for the caller to raise once the engine has stopped
     (an exception raised inside the engine reaches the user as a Rust panic, not as one clear line).
     Likewise the dead letters of damaged recordings are also kept in `damaged`, for the run's summary.
+    Its progress is noted in `activity` (opened, each batch, finished) for readiness checks.
 
     Parallelism: one partition reads every file in turn. Replaying one stream in one order is what
     makes a replay deterministic (prices are learned in order), so a crashed replay can be compared
@@ -83,9 +85,16 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
         speed: `None` replays as fast as possible; otherwise frames are released at their recorded
             pace multiplied by `speed` (2.0 is twice as fast).
         batch_size: frames per batch at most.
+        activity: where the replay notes its progress; a new one named `replay` when not given.
     """
 
-    def __init__(self, files: list[Path], speed: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(
+        self,
+        files: list[Path],
+        speed: float | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        activity: SourceActivity | None = None,
+    ) -> None:
         if not files:
             raise ValueError("a replay needs at least one recording")
         if speed is not None and speed <= 0:
@@ -95,6 +104,7 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
         self.batch_size = batch_size
         self.refusal: ResumeRefusedError | None = None
         self.damaged: list[DeadLetter] = []
+        self.activity = activity if activity is not None else SourceActivity(PARTITION)
 
     def list_parts(self) -> list[str]:
         """One partition: see the class docstring."""
@@ -109,7 +119,7 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
         except ResumeRefusedError as exc:
             self.refusal = exc
             return _RefusedPartition(resume_state)
-        return _ReplayPartition(self.files, plan, self.speed, self.batch_size, self.damaged)
+        return _ReplayPartition(self.files, plan, self.speed, self.batch_size, self.damaged, self.activity)
 
 
 def _refuse(problem: str) -> NoReturn:
@@ -172,10 +182,19 @@ class _RefusedPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositi
 
 
 class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPosition | None]):
-    def __init__(
-        self, files: list[Path], start: ReplayPosition, speed: float | None, batch_size: int, damaged: list[DeadLetter]
+    def __init__(  # noqa: PLR0917 - one private caller, the source
+        self,
+        files: list[Path],
+        start: ReplayPosition,
+        speed: float | None,
+        batch_size: int,
+        damaged: list[DeadLetter],
+        activity: SourceActivity | None = None,
     ) -> None:
         self._files = files
+        self._activity = activity
+        if activity is not None:
+            activity.opened()
         self._damaged = damaged
         self._speed = speed
         self._batch_size = batch_size
@@ -236,7 +255,9 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
                     self._pending = next(self._lines)
                 except StopIteration:
                     if batch:
-                        return batch
+                        break
+                    if self._activity is not None:
+                        self._activity.finished()
                     raise
             path, line = self._pending
             if isinstance(line, DeadLetter):
@@ -257,6 +278,8 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
             batch.append(item)
             self._offset = line.next_offset
             self._pending = None
+        if batch and self._activity is not None:
+            self._activity.progressed()
         return batch
 
     def next_awake(self) -> datetime | None:

@@ -15,6 +15,7 @@ from flows.graph import build_flow
 from flows.runtime import active_strategies, flow_config, run, store_sinks
 from quantbot import metrics
 from quantbot.errors import ResumeRefusedError
+from quantbot.health import SourceActivity
 from quantbot.recordings import RecordingReadError, find_recordings, read_lines
 from quantbot.settings import Settings
 
@@ -66,6 +67,7 @@ def replay(
     recovery_dir: Path | None = None,
     speed: float | None = None,
     console: Console | None = None,
+    activity: SourceActivity | None = None,
 ) -> ReplaySummary:
     """Replay recordings into the stores; resumes from `recovery_dir` when it holds a snapshot.
 
@@ -78,13 +80,14 @@ def replay(
         recovery_dir: where snapshots are kept; `None` runs without recovery.
         speed: `None` as fast as possible, else the recorded pace times `speed`.
         console: where to draw a progress bar; `None` draws none.
+        activity: where the replay source notes its progress, for readiness checks.
 
     Raises:
         ResumeRefusedError: `recovery_dir` holds a snapshot of other recordings; nothing was replayed.
     """
     files = find_recordings(paths)
     strategies = active_strategies(settings)
-    source = ReplaySource(files, speed=speed, batch_size=settings.pipeline.replay_batch_size)
+    source = ReplaySource(files, speed=speed, batch_size=settings.pipeline.replay_batch_size, activity=activity)
     flow = build_flow(
         source,
         store_sinks(settings),

@@ -5,7 +5,25 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
+from quantbot.health import SourceActivity
 from sinks.retry import Backoff, Retry
+
+
+def test_a_source_is_stale_only_while_reading_without_items() -> None:
+    """Not opened: not reading yet; opened: stale after `stale_after_s` without an item; finished: never stale."""
+    now = [100.0]
+    source = SourceActivity("live", clock=lambda: now[0])
+    assert source.problem(10.0) == "source live: not reading yet"
+    source.opened()
+    now[0] += 10.0
+    assert source.problem(10.0) is None
+    now[0] += 0.5
+    assert source.problem(10.0) == "source live: no item for 10.5 s (stale after 10 s)"
+    source.progressed()
+    assert source.problem(10.0) is None
+    source.finished()
+    now[0] += 1_000.0
+    assert source.problem(10.0) is None
 
 
 def _counted(name: str, sink: str) -> float:
