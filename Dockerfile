@@ -20,8 +20,10 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 WORKDIR /app
 COPY --chown=quantbot config ./config
 USER quantbot
+# --http-port serves /healthz, /readyz and /metrics; in a container it must listen beyond loopback.
 ENV QUANTBOT_PROFILE=production \
     QUANTBOT_CONFIG_DIR=/app/config \
+    QUANTBOT_OBSERVABILITY_HTTP_HOST=0.0.0.0 \
     PYTHONUNBUFFERED=1
 VOLUME ["/var/lib/quantbot"]
 ENTRYPOINT ["quantbot"]

@@ -199,6 +199,21 @@ class MigrateSettings(_Section):
     )
 
 
+class ObservabilitySettings(_Section):
+    """Health, readiness and metrics over HTTP (`--http-port`)."""
+
+    http_host: str = Field(
+        "127.0.0.1", min_length=1, description="address the HTTP endpoint listens on; a container sets 0.0.0.0"
+    )
+    ready_cache_s: float = Field(
+        2.0, ge=0, description="a readiness answer about the stores is reused this long: scrapers cannot hammer them"
+    )
+    probe_timeout_s: float = Field(2.0, gt=0, description="bound on each store's probe when readiness is asked")
+    stale_after_s: float = Field(
+        30.0, gt=0, description="a source still reading with no item for this long is stale: not ready"
+    )
+
+
 class StackSettings(_Section):
     """The embedded local stack (`quantbot stack`)."""
 
@@ -229,6 +244,7 @@ class Settings(_Section):
     signals: SignalSettings = SignalSettings()
     sinks: SinkSettings = SinkSettings()
     migrate: MigrateSettings = MigrateSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
 
     def redacted(self) -> dict[str, Any]:
         """The configuration as plain data with every secret, and every secret a URL carries, replaced by `***`."""
