@@ -5,7 +5,8 @@ GET /healthz   200 "ok": the process runs and answers
 GET /readyz    200 "ready", or 503 "not ready" and one line per failed check:
                  every store answers (the doctor's probe, `quantbot.ops.schema.unreachable_stores`),
                  and no source is stale (`quantbot.health.SourceActivity`)
-GET /metrics   the Prometheus text format of `quantbot.metrics` (and the client's process metrics)
+GET /metrics   the Prometheus text format of `quantbot.metrics` (and the client's process metrics),
+               without the `_created` series
 ```
 
 One small standard-library HTTP server, answering each request on a thread of its own (a slow store
@@ -24,7 +25,7 @@ from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, disable_created_metrics, generate_latest
 
 from quantbot.health import SourceActivity
 from quantbot.ops.schema import unreachable_stores
@@ -130,6 +131,9 @@ def serve(
     Raises:
         OSError: the address cannot be listened on.
     """
+    # Each counter's and histogram's `_created` timestamp series would double the page; Prometheus
+    # does not read them (it sees resets by itself).
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     return HttpEndpoint(settings.observability.http_host, port, Readiness(settings, sources, clock))
 
 
