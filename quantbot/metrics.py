@@ -90,7 +90,7 @@ WriteBatch = TypeVar("WriteBatch", bound=Callable[..., None])
 def observe_batches(sink: str) -> Callable[[WriteBatch], WriteBatch]:
     """Decorate a sink's `write_batch(self, items)`: each batch that returns counts its size and duration.
 
-    A batch that raises (the flow stops) is counted in `quantbot_sink_write_errors_total` instead.
+    A batch that raises (the flow stops) is not observed; its failed attempts are write errors.
     """
 
     def decorate(write_batch: WriteBatch) -> WriteBatch:
