@@ -28,7 +28,7 @@ WORKDIR /app
 COPY --chown=quantbot config ./config
 USER quantbot
 # HTTP_PORT is where `--http-port` serves /healthz, /readyz and /metrics (the compose file passes the
-# same number); it listens on every interface of the container so that Prometheus can scrape it.
+# same number); in a container it listens on every interface, so that Prometheus can scrape it.
 ENV QUANTBOT_PROFILE=production \
     QUANTBOT_CONFIG_DIR=/app/config \
     QUANTBOT_OBSERVABILITY_HTTP_HOST=0.0.0.0 \

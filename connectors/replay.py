@@ -14,6 +14,7 @@ from typing import NoReturn
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from quantbot.errors import ResumeRefusedError
+from quantbot.health import SourceActivity
 from quantbot.models import DeadLetter, Frame
 from quantbot.recordings import (
     FrameFormatError,
@@ -76,6 +77,7 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
     as it was, and leaves the reason in `refusal` for the caller to raise once the engine has stopped
     (an exception raised inside the engine reaches the user as a Rust panic, not as one clear line).
     Likewise the dead letters of damaged recordings are also kept in `damaged`, for the run's summary.
+    Its progress is noted in `activity` (opened, each batch, finished) for readiness checks.
 
     Stopping early: after `stop()`, the partition emits nothing more and ends, its snapshot the position
     after the last line it emitted. Bytewax 0.21 records an ended partition's last snapshot like any
@@ -92,9 +94,16 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
         speed: `None` replays as fast as possible; otherwise frames are released at their recorded
             pace multiplied by `speed` (2.0 is twice as fast).
         batch_size: frames per batch at most.
+        activity: where the replay notes its progress; a new one named `replay` when not given.
     """
 
-    def __init__(self, files: list[Path], speed: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> None:
+    def __init__(
+        self,
+        files: list[Path],
+        speed: float | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        activity: SourceActivity | None = None,
+    ) -> None:
         if not files:
             raise ValueError("a replay needs at least one recording")
         if speed is not None and speed <= 0:
@@ -105,6 +114,7 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
         self.refusal: ResumeRefusedError | None = None
         self.damaged: list[DeadLetter] = []
         self._stopping = threading.Event()
+        self.activity = activity if activity is not None else SourceActivity(PARTITION)
 
     def stop(self) -> None:
         """End the replay early, at the position after the last emitted line (safe from a signal handler)."""
@@ -128,7 +138,9 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
         except ResumeRefusedError as exc:
             self.refusal = exc
             return _RefusedPartition(resume_state)
-        return _ReplayPartition(self.files, plan, self.speed, self.batch_size, self.damaged, stopping=self._stopping)
+        return _ReplayPartition(
+            self.files, plan, self.speed, self.batch_size, self.damaged, stopping=self._stopping, activity=self.activity
+        )
 
 
 def _refuse(problem: str) -> NoReturn:
@@ -200,9 +212,13 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
         damaged: list[DeadLetter],
         *,
         stopping: threading.Event,
+        activity: SourceActivity | None = None,
     ) -> None:
         self._files = files
         self._stopping = stopping
+        self._activity = activity
+        if activity is not None:
+            activity.opened()
         self._damaged = damaged
         self._speed = speed
         self._batch_size = batch_size
@@ -266,7 +282,9 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
                     self._pending = next(self._lines)
                 except StopIteration:
                     if batch:
-                        return batch
+                        break
+                    if self._activity is not None:
+                        self._activity.finished()
                     raise
             path, line = self._pending
             if isinstance(line, DeadLetter):
@@ -287,6 +305,8 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
             batch.append(item)
             self._offset = line.next_offset
             self._pending = None
+        if batch and self._activity is not None:
+            self._activity.progressed()
         return batch
 
     def next_awake(self) -> datetime | None:

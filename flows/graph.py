@@ -6,6 +6,7 @@ everything after the input is the same. Step ids are stable: they key the recove
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -59,7 +60,7 @@ class FlowConfig:
 def _count_frame(item: Frame | DeadLetter) -> None:
     metrics.INPUTS.inc()
     if isinstance(item, Frame):
-        metrics.FRAMES.labels(item.kind).inc()
+        metrics.FRAMES.labels(item.source, item.kind).inc()
 
 
 def _count_parsed(item: DecodedTransaction | FeedQuote | DeadLetter) -> None:
@@ -67,6 +68,8 @@ def _count_parsed(item: DecodedTransaction | FeedQuote | DeadLetter) -> None:
         metrics.TRANSACTIONS.inc()
         for activity in item.activities:
             metrics.ACTIVITIES.labels(str(activity.kind)).inc()
+        if item.activities and (block_time := item.activities[0].block_time) is not None:
+            metrics.CHAIN_LAG_SECONDS.observe(time.time() - block_time)
 
 
 def _value(

@@ -16,6 +16,7 @@ from flows.runtime import active_strategies, event_log, flow_config, run, store_
 from quantbot import metrics
 from quantbot.errors import ResumeRefusedError
 from quantbot.events import EventType, Severity, SystemEvent
+from quantbot.health import SourceActivity
 from quantbot.recordings import RecordingReadError, find_recordings, read_lines
 from quantbot.settings import Settings
 
@@ -69,6 +70,7 @@ def replay(
     recovery_dir: Path | None = None,
     speed: float | None = None,
     console: Console | None = None,
+    activity: SourceActivity | None = None,
 ) -> ReplaySummary:
     """Replay recordings into the stores; resumes from `recovery_dir` when it holds a snapshot.
 
@@ -81,6 +83,7 @@ def replay(
         recovery_dir: where snapshots are kept; `None` runs without recovery.
         speed: `None` as fast as possible, else the recorded pace times `speed`.
         console: where to draw a progress bar; `None` draws none.
+        activity: where the replay source notes its progress, for readiness checks.
 
     SIGTERM and SIGINT stop the replay cleanly: reading stops, the sinks finish what was read, a last
     snapshot is taken, and the summary says `stopped`; the same call with the same `recovery_dir` goes on
@@ -91,7 +94,7 @@ def replay(
     """
     files = find_recordings(paths)
     strategies = active_strategies(settings)
-    source = ReplaySource(files, speed=speed, batch_size=settings.pipeline.replay_batch_size)
+    source = ReplaySource(files, speed=speed, batch_size=settings.pipeline.replay_batch_size, activity=activity)
     flow = build_flow(
         source,
         store_sinks(settings),

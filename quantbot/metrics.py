@@ -1,17 +1,31 @@
 """The pipeline's Prometheus metrics, counted as items pass the flow's steps.
 
-Served by `quantbot replay --metrics-port PORT` for scraping; the replay and demo summaries
-read them too. Counters only count; what a number means is in its help text.
+Served at `/metrics` by `quantbot replay --http-port PORT` (`quantbot.ops.observability`); the replay
+and demo summaries read them too. This module defines them and nothing else (no server). Metrics only
+count and observe; what a number means is in its help text.
 """
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+import functools
+import time
+from collections.abc import Callable, Sized
+from typing import TypeVar, cast
+
+from prometheus_client import Counter, Histogram
+
+from quantbot.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
+
+DAYS_PER_WEEK = 7
 
 INPUTS = Counter("quantbot_inputs_total", "Items read from a source: frames and unreadable lines")
-FRAMES = Counter("quantbot_frames_total", "Frames read from a source, by kind", ["kind"])
+FRAMES = Counter("quantbot_frames_total", "Frames read, by the frame's source and kind", ["source", "kind"])
 TRANSACTIONS = Counter("quantbot_transactions_total", "Transactions normalised from frames")
-ACTIVITIES = Counter("quantbot_activities_total", "Activities decoded, by kind (swap, transfer, ...)", ["kind"])
+ACTIVITIES = Counter(
+    "quantbot_activities_total",
+    "Activities decoded, by kind: trades (swap), liquidity adds and removes, transfers, pool creations",
+    ["kind"],
+)
 VALUED = Counter("quantbot_activities_valued_total", "Activities given a USD value")
 WHALES = Counter("quantbot_whales_total", "Whale transactions detected, by tier", ["tier"])
 SIGNALS = Counter("quantbot_signals_total", "Trading signals derived, by strategy", ["strategy"])
@@ -22,6 +36,76 @@ DECODE_FAILURES = Counter(
     "raised (`unknown` when it was none)",
     ["program"],
 )
+
+SINK_BATCH_ITEMS = Histogram(
+    "quantbot_sink_batch_items",
+    "Items per batch a sink was handed, by sink (influx, redis, mongo, postgres, dead_letters)",
+    ["sink"],
+    # Powers of two up to four times the default replay batch (512): batches merge several source batches.
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
+)
+SINK_WRITE_SECONDS = Histogram(
+    "quantbot_sink_write_seconds",
+    "Seconds a sink took to store one batch, retries and the search for refused items included, by sink",
+    ["sink"],
+    # From a loopback round trip (~1 ms) to the default retry budget (60 s: a store restarting).
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+SINK_WRITE_ERRORS = Counter(
+    "quantbot_sink_write_errors_total",
+    "Write attempts that failed, by sink: each one retried and each one given up on (which stops the flow); "
+    "items a store refuses are dead letters, not errors",
+    ["sink"],
+)
+SINK_RETRIES = Counter(
+    "quantbot_sink_retries_total", "Writes attempted again after a transient failure, by sink", ["sink"]
+)
+RECONNECTS = Counter(
+    "quantbot_source_reconnects_total",
+    "Reconnections of a live source to its feed, by source (counted by the live sources; a replay never reconnects)",
+    ["source"],
+)
+GAPS = Counter(
+    "quantbot_source_gaps_total",
+    "Gaps a live source saw across a reconnection, by source (counted by the live sources; a replay has none)",
+    ["source"],
+)
+BACKFILLED_SIGNATURES = Counter(
+    "quantbot_backfilled_signatures_total",
+    "Transaction signatures fetched over RPC to fill a live source's gaps, by source (counted by the live "
+    "sources' backfill; a replay has none)",
+    ["source"],
+)
+CHAIN_LAG_SECONDS = Histogram(
+    "quantbot_chain_lag_seconds",
+    "Now minus the block time, for each transaction with activities as the flow decodes it: a live feed's lag "
+    "behind the chain; a replay of old recordings shows their age",
+    # A live feed's lag, from a block (0.4 s) to minutes; then an hour, a day and a week for replays.
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, SECONDS_PER_HOUR, SECONDS_PER_DAY, DAYS_PER_WEEK * SECONDS_PER_DAY),
+)
+
+WriteBatch = TypeVar("WriteBatch", bound=Callable[..., None])
+
+
+def observe_batches(sink: str) -> Callable[[WriteBatch], WriteBatch]:
+    """Decorate a sink's `write_batch(self, items)`: each batch that returns counts its size and duration.
+
+    A batch that raises (the flow stops) is not observed; its failed attempts are write errors.
+    """
+
+    def decorate(write_batch: WriteBatch) -> WriteBatch:
+        items_of, seconds_of = SINK_BATCH_ITEMS.labels(sink), SINK_WRITE_SECONDS.labels(sink)
+
+        @functools.wraps(write_batch)
+        def observed(self: object, items: Sized) -> None:
+            start = time.perf_counter()
+            write_batch(self, items)
+            seconds_of.observe(time.perf_counter() - start)
+            items_of.observe(len(items))
+
+        return cast("WriteBatch", observed)
+
+    return decorate
 
 
 def total(counter: Counter) -> float:

@@ -200,7 +200,8 @@ class MigrateSettings(_Section):
 
 
 class ObservabilitySettings(_Section):
-    """The running flow's own operational data: `system_performance` points and `system_events` rows."""
+    """The running flow's own operational data (`system_performance` points, `system_events` rows) and its
+    health, readiness and metrics over HTTP (`--http-port`)."""
 
     interval_s: float = Field(10.0, gt=0, description="one system_performance point per this many seconds")
     service: str = Field("quantbot", min_length=1, description="the point's `service` tag")
@@ -208,6 +209,16 @@ class ObservabilitySettings(_Section):
     region: str = Field("local", min_length=1, description="the point's `region` tag")
     dead_letter_burst: int = Field(
         100, ge=0, description="more dead letters than this in one interval is a `dead_letter_burst` event"
+    )
+    http_host: str = Field(
+        "127.0.0.1", min_length=1, description="address the HTTP endpoint listens on; a container sets 0.0.0.0"
+    )
+    ready_cache_s: float = Field(
+        2.0, ge=0, description="a readiness answer about the stores is reused this long: scrapers cannot hammer them"
+    )
+    probe_timeout_s: float = Field(2.0, gt=0, description="bound on each store's probe when readiness is asked")
+    stale_after_s: float = Field(
+        30.0, gt=0, description="a source still reading with no item for this long is stale: not ready"
     )
 
 

@@ -51,6 +51,8 @@ CONVERSION_ERRORS: tuple[type[Exception], ...] = (ArithmeticError, LookupError, 
 `datetime.fromtimestamp` raises for some out-of-range times on some platforms."""
 
 STAGE_PREFIX = "sink:"
+DEAD_LETTERS_SINK = "dead_letters"
+"""The dead-letter writer, as the sink metrics label it."""
 
 # The `dead_letters` columns' limits (migration 0003): a row is clipped to fit rather than refused, so
 # that writing a dead letter cannot itself fail on its length.
@@ -270,6 +272,7 @@ class DeadLetterWriter:
     def _reset(self, _exc: BaseException) -> None:
         self.close()
 
+    @metrics.observe_batches(DEAD_LETTERS_SINK)
     def write(self, letters: Sequence[DeadLetter]) -> None:
         """Store `letters` in one transaction, committed before this returns, and count them.
 
@@ -290,7 +293,7 @@ class DeadLetterWriter:
         start = time.perf_counter()
         stages = ",".join(sorted({letter.stage for letter in letters}))
         what = f"sink=dead_letters stage={stages} dead_letters={len(rows)}"
-        self._retry.call(write, is_transient, what=what, on_retry=self._reset)
+        self._retry.call(write, is_transient, what=what, sink=DEAD_LETTERS_SINK, on_retry=self._reset)
         for letter in letters:
             log.warning("stage=%s position=%s dead letter: %s", letter.stage, letter.position, letter.reason)
         log.debug("%s elapsed_s=%.3f", what, time.perf_counter() - start)

@@ -15,6 +15,7 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
+from quantbot import metrics
 from quantbot.models import PriceTick, Signal
 from quantbot.schema.influx import TokenPrice, TradingSignalEvent
 from quantbot.units import NS_PER_S, NS_PER_US
@@ -190,10 +191,11 @@ class _InfluxPartition(StatelessSinkPartition[PriceTick | Signal]):
 
         start = time.perf_counter()
         what = f"sink=influx points={len(chunk)}"
-        error = self._retry.call(write, is_transient, what=what)
+        error = self._retry.call(write, is_transient, what=what, sink=STORE)
         log.debug("%s refused=%s elapsed_s=%.3f", what, error is not None, time.perf_counter() - start)
         return error
 
+    @metrics.observe_batches(STORE)
     def write_batch(self, items: list[PriceTick | Signal]) -> None:
         lines, letters = convert_each(items, line_of, STORE)
         letters += [refused(item, STORE, error) for (item, _), error in find_refused(lines, self._attempt)]

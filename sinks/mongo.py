@@ -14,6 +14,7 @@ import pymongo
 import pymongo.errors
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from quantbot import metrics
 from quantbot.models import WhaleTransaction
 from quantbot.schema.mongo import WHALE_ACTIVITY
 from sinks.dead_letters import DeadLetterStore, DeadLetterWriter, convert_each, deliver, refused
@@ -118,6 +119,7 @@ class _MongoPartition(StatelessSinkPartition[WhaleTransaction]):
         self._retry = retry
         self._letters = letters
 
+    @metrics.observe_batches(STORE)
     def write_batch(self, items: list[WhaleTransaction]) -> None:
         converted, letters = convert_each(items, replacement, STORE)
         requests = [request for _, request in converted]
@@ -136,7 +138,7 @@ class _MongoPartition(StatelessSinkPartition[WhaleTransaction]):
         if requests:
             start = time.perf_counter()
             what = f"sink=mongo docs={len(requests)}"
-            errors = self._retry.call(write, is_transient, what=what)
+            errors = self._retry.call(write, is_transient, what=what, sink=STORE)
             log.debug("%s refused=%d elapsed_s=%.3f", what, len(errors), time.perf_counter() - start)
             letters += [refused(converted[error["index"]][0], STORE, _reason(error)) for error in errors]
         deliver(self._letters, letters)

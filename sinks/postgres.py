@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from quantbot import metrics
 from quantbot.models import DeadLetter, Signal
 from sinks.dead_letters import (
     INSERT_DEAD_LETTER,
@@ -141,10 +142,11 @@ class _PostgresPartition(StatelessSinkPartition[Signal | DeadLetter]):
         signals = sum(1 for item, _ in chunk if isinstance(item, Signal))
         what = f"sink=postgres signals={signals} dead_letters={len(chunk) - signals}"
         start = time.perf_counter()
-        error = self._retry.call(write, is_transient, what=what, on_retry=self._reset)
+        error = self._retry.call(write, is_transient, what=what, sink=STORE, on_retry=self._reset)
         log.debug("%s refused=%s elapsed_s=%.3f", what, error is not None, time.perf_counter() - start)
         return error
 
+    @metrics.observe_batches(STORE)
     def write_batch(self, items: list[Signal | DeadLetter]) -> None:
         rows, letters = convert_each(items, _row, STORE)
         for (item, _), error in find_refused(rows, self._attempt):

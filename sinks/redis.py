@@ -12,6 +12,7 @@ from typing import Any, TypeVar, cast
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from quantbot import metrics
 from quantbot.models import DeadLetter, PriceTick, Signal
 from quantbot.schema.redis_keys import price_fields, price_key, signal_fields, signal_key
 from quantbot.units import MS_PER_S
@@ -215,6 +216,7 @@ class _RedisPartition(StatelessSinkPartition[PriceTick | Signal]):
         pipe.pexpire(command.key, ttl_ms)
         return 2
 
+    @metrics.observe_batches(STORE)
     def write_batch(self, items: list[PriceTick | Signal]) -> None:
         now = self._now()
         converted, letters = newest_per_token(items, self._convert)
@@ -238,7 +240,7 @@ class _RedisPartition(StatelessSinkPartition[PriceTick | Signal]):
             return list({id(owner): (owner, error) for owner, error in failed}.values())
 
         start = time.perf_counter()
-        refusals = self._retry.call(send, is_transient, what=f"sink=redis items={len(items)}")
+        refusals = self._retry.call(send, is_transient, what=f"sink=redis items={len(items)}", sink=STORE)
         log.debug(
             "sink=redis items=%d refused=%d elapsed_s=%.3f", len(to_send), len(refusals), time.perf_counter() - start
         )

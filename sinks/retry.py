@@ -6,8 +6,10 @@ budget is spent raises: the flow stops loudly and resumes from its last snapshot
 which loses nothing because every write is idempotent. A store's refusal of one item is neither
 retried nor raised: the item becomes a dead letter (`sinks.dead_letters`).
 
-Every write is counted here (`quantbot.metrics.STORE_WRITES`, `STORE_WRITE_SECONDS`, `STORE_WRITE_FAILURES`):
-the figures of the `system_performance` points (`sinks.operational`).
+Every write is counted here: per sink, each failed attempt in `quantbot_sink_write_errors_total{sink}` and
+each attempt made again in `quantbot_sink_retries_total{sink}`; in all, the writes, their time and the
+writes given up on (`STORE_WRITES`, `STORE_WRITE_SECONDS`, `STORE_WRITE_FAILURES`), the figures of the
+`system_performance` points (`sinks.operational`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Retry:
         is_transient: Callable[[BaseException], bool],
         *,
         what: str,
+        sink: str,
         on_retry: Callable[[BaseException], None] | None = None,
     ) -> T:
         """Run `operation`, retrying transient failures within the budget.
@@ -63,6 +66,7 @@ class Retry:
             operation: the write; it must be idempotent.
             is_transient: whether an exception may go away by itself.
             what: a key=value description for the log (`sink=redis items=500`).
+            sink: the sink whose write this is, as the metrics label it (`redis`).
             on_retry: called after a transient failure, before waiting (e.g. to reset a connection).
 
         Raises:
@@ -74,6 +78,7 @@ class Retry:
             try:
                 result = operation()
             except Exception as exc:
+                metrics.SINK_WRITE_ERRORS.labels(sink).inc()
                 elapsed = time.monotonic() - started
                 if not is_transient(exc) or elapsed >= self.budget_s:
                     metrics.STORE_WRITE_FAILURES.inc()
@@ -84,6 +89,7 @@ class Retry:
                 if on_retry is not None:
                     on_retry(exc)
                 time.sleep(delay)
+                metrics.SINK_RETRIES.labels(sink).inc()
                 attempt += 1
             else:
                 metrics.STORE_WRITES.inc()

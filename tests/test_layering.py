@@ -139,3 +139,13 @@ def test_only_the_entry_point_imports_operations() -> None:
     ]
 
     assert importers == ["quantbot/__main__.py"]
+
+
+def test_metrics_define_metrics_only() -> None:
+    """quantbot/metrics.py takes only metric types from prometheus_client: serving them is quantbot.ops' job."""
+    path = REPO_ROOT / "quantbot" / "metrics.py"
+    taken = {
+        name.removeprefix("prometheus_client.") for name, _ in _imports(path) if _under(name, {"prometheus_client"})
+    }
+
+    assert taken - {"prometheus_client"} <= {"Counter", "Gauge", "Histogram"}, taken

@@ -7,11 +7,12 @@ works, whatever the configuration.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -22,6 +23,7 @@ from rich.table import Table
 
 from quantbot import __version__
 from quantbot.errors import EX_CONFIG, EX_TEMPFAIL, ConfigError, QuantbotError, SchemaInUseError
+from quantbot.health import SourceActivity
 from quantbot.redaction import redact
 from quantbot.settings import Settings, load_settings
 from quantbot.units import SECONDS_PER_DAY
@@ -394,6 +396,34 @@ def decode(paths: tuple[Path, ...]) -> None:
 
 # ---------------------------------------------------------------------------------------------- replay
 
+http_port_option = click.option(
+    "--http-port",
+    type=click.IntRange(0, 65535),
+    help="Serve /healthz, /readyz and Prometheus /metrics on [observability] http_host (127.0.0.1):PORT "
+    "while the command runs; 0: a free port, logged.",
+)
+
+
+@contextlib.contextmanager
+def _http_endpoint(settings: Settings, port: int | None, sources: list[SourceActivity]) -> Iterator[None]:
+    """The health, readiness and metrics endpoint on `port` for the block's duration; nothing when None."""
+    if port is None:
+        yield
+        return
+    from quantbot.ops.observability import serve
+
+    host = settings.observability.http_host
+    try:
+        endpoint = serve(settings, port, sources)
+    except OSError as exc:
+        raise click.BadParameter(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", param_hint="--http-port"
+        ) from exc
+    try:
+        yield
+    finally:
+        endpoint.close()
+
 
 def _print_summary(summary: Any, counts: Any) -> None:
     run_rows = [
@@ -450,11 +480,7 @@ def _print_summary(summary: Any, counts: Any) -> None:
     help="Replay at recorded pace times this; default: as fast as possible.",
 )
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stdout is a terminal).")
-@click.option(
-    "--metrics-port",
-    type=click.IntRange(0, 65535),
-    help="Serve Prometheus metrics on 127.0.0.1:PORT/metrics while the replay runs.",
-)
+@http_port_option
 @pass_context
 def replay(  # noqa: PLR0917 - click passes each option
     ctx: _Context,
@@ -462,7 +488,7 @@ def replay(  # noqa: PLR0917 - click passes each option
     recovery_dir: Path | None,
     speed: float | None,
     progress: bool | None,
-    metrics_port: int | None,
+    http_port: int | None,
 ) -> None:
     """Replay recordings (.jsonl, .jsonl.gz, .jsonl.zst; files or directories) into the four stores.
 
@@ -483,14 +509,17 @@ def replay(  # noqa: PLR0917 - click passes each option
 
     settings = ctx.settings
     _check_start(settings)
-    if metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(metrics_port, addr="127.0.0.1")
     show = sys.stdout.isatty() if progress is None else progress
-    summary = run_replay(
-        settings, list(paths), recovery_dir=recovery_dir, speed=speed, console=console if show else None
-    )
+    source = SourceActivity("replay")
+    with _http_endpoint(settings, http_port, [source]):
+        summary = run_replay(
+            settings,
+            list(paths),
+            recovery_dir=recovery_dir,
+            speed=speed,
+            console=console if show else None,
+            activity=source,
+        )
     _print_summary(summary, store_counts(settings))
 
 
@@ -566,8 +595,9 @@ DEMO_DIR = Path(".quantbot/demo")
     show_default=True,
     help="Share of malformed lines (they must end in dead_letters).",
 )
+@http_port_option
 @pass_context
-def demo(ctx: _Context, txs: int, seed: int, garbage: float) -> None:
+def demo(ctx: _Context, txs: int, seed: int, garbage: float, http_port: int | None) -> None:
     """The main job on this machine, end to end: stack, schema, a strategy, a feed, a replay, a summary.
 
     \b
@@ -608,7 +638,9 @@ def demo(ctx: _Context, txs: int, seed: int, garbage: float) -> None:
     recovery = DEMO_DIR / "recovery"
     shutil.rmtree(recovery, ignore_errors=True)  # a fresh replay of the fresh feed, not a resume
     console.print("4. replay")
-    summary = run_replay(settings, [feed], recovery_dir=recovery, console=console)
+    source = SourceActivity("replay")
+    with _http_endpoint(settings, http_port, [source]):
+        summary = run_replay(settings, [feed], recovery_dir=recovery, console=console, activity=source)
     console.print("5. summary")
     _print_summary(summary, store_counts(settings))
 

@@ -20,6 +20,7 @@ does not wait for flows (see `quantbot.schema.postgres`).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,9 @@ from sinks.clients import (
 )
 
 log = logging.getLogger(__name__)
+
+LIBPQ_MIN_CONNECT_TIMEOUT_S = 2
+"""libpq's smallest effective `connect_timeout`: it treats anything under 2 s as 2 s."""
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,11 @@ Outcome = tuple[str | None, str | None, str]
 """What one store's check found: (server version, schema state, detail)."""
 
 
-def _unreachable(settings: Settings, store: StoreName, url: str) -> str | None:
-    """Why `store` does not answer at `url`, by the stack's probe with the clients' options; None when it does."""
+def _unreachable(settings: Settings, store: StoreName, url: str, bound_s: float | None = None) -> str | None:
+    """Why `store` does not answer at `url`, by the stack's probe with the clients' options; None when it does.
+
+    Each network step is bounded by the client's own timeout, or by `bound_s` when given.
+    """
     options: dict[str, Any] = {}
     if store is StoreName.POSTGRES:
         options, timeout_s = postgres_kwargs(settings), settings.postgres.connect_timeout_s
@@ -85,10 +92,43 @@ def _unreachable(settings: Settings, store: StoreName, url: str) -> str | None:
         options, timeout_s = redis_kwargs(settings), settings.redis.socket_timeout_s
     else:
         timeout_s = settings.influx.timeout_ms / MS_PER_S
+    if bound_s is not None:
+        timeout_s = bound_s
+        options = {**options, **_timeout_options(store, bound_s)}
     try:
         return unreachable_reason(store, url, timeout_s, options, with_url=False)  # the report shows the URL
     except ServerUnavailableError as exc:
         return str(exc)
+
+
+def _timeout_options(store: StoreName, timeout_s: float) -> dict[str, Any]:
+    """The client options that bound each network step of `store`'s probe by `timeout_s`."""
+    if store is StoreName.POSTGRES:
+        return {"connect_timeout": max(LIBPQ_MIN_CONNECT_TIMEOUT_S, math.ceil(timeout_s))}
+    if store is StoreName.MONGO:
+        ms = int(timeout_s * MS_PER_S)
+        return {"serverSelectionTimeoutMS": ms, "connectTimeoutMS": ms, "socketTimeoutMS": ms}
+    if store is StoreName.REDIS:
+        return {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+    return {}
+
+
+def unreachable_stores(settings: Settings, timeout_s: float | None = None) -> dict[StoreName, str]:
+    """Why each store that does not answer does not, by the doctor's probe; an empty dict when all four answer.
+
+    Args:
+        settings: the effective settings (URLs, credentials, TLS).
+        timeout_s: bound on each network step of each probe; the clients' own timeouts when None.
+    """
+    endpoints = resolve_endpoints(settings)
+    problems: dict[StoreName, str] = {}
+    for store in StoreName:
+        url = endpoints.get(store)
+        if url is None:
+            problems[store] = f"not configured: set QUANTBOT_{store.upper()}_URL or run `quantbot stack up`"
+        elif (why := _unreachable(settings, store, url, timeout_s)) is not None:
+            problems[store] = f"{describe(url)}: {why}"
+    return problems
 
 
 def _checked(settings: Settings, store: StoreName, url: str | None, check: Callable[[], Outcome]) -> StoreReport:
