@@ -14,9 +14,7 @@ from typing import TypeVar, cast
 
 from prometheus_client import Counter, Histogram
 
-from quantbot.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
-
-DAYS_PER_WEEK = 7
+from quantbot.units import SECONDS_PER_DAY, SECONDS_PER_HOUR, SECONDS_PER_WEEK
 
 INPUTS = Counter("quantbot_inputs_total", "Items read from a source: frames and unreadable lines")
 FRAMES = Counter("quantbot_frames_total", "Frames read, by the frame's source and kind", ["source", "kind"])
@@ -81,7 +79,7 @@ CHAIN_LAG_SECONDS = Histogram(
     "Now minus the block time, for each transaction with activities as the flow decodes it: a live feed's lag "
     "behind the chain; a replay of old recordings shows their age",
     # A live feed's lag, from a block (0.4 s) to minutes; then an hour, a day and a week for replays.
-    buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, SECONDS_PER_HOUR, SECONDS_PER_DAY, DAYS_PER_WEEK * SECONDS_PER_DAY),
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 300, SECONDS_PER_HOUR, SECONDS_PER_DAY, SECONDS_PER_WEEK),
 )
 
 WriteBatch = TypeVar("WriteBatch", bound=Callable[..., None])

@@ -36,9 +36,9 @@ def test_retry_counts_writes_and_failures() -> None:
     retry = Retry(budget_s=0)
     writes, failures = metrics.total(metrics.STORE_WRITES), metrics.total(metrics.STORE_WRITE_FAILURES)
 
-    retry.call(lambda: None, lambda _exc: True, what="test")
+    retry.call(lambda: None, lambda _exc: True, what="test", sink="test")
     with pytest.raises(ValueError, match="refused"):
-        retry.call(lambda: (_ for _ in ()).throw(ValueError("refused")), lambda _exc: False, what="test")
+        retry.call(lambda: (_ for _ in ()).throw(ValueError("refused")), lambda _exc: False, what="test", sink="test")
 
     assert metrics.total(metrics.STORE_WRITES) == writes + 1
     assert metrics.total(metrics.STORE_WRITE_FAILURES) == failures + 1
