@@ -135,3 +135,13 @@ def _masked_url(found: re.Match[str]) -> str:
 
 def _masked_pair(found: re.Match[str]) -> str:
     return f"{found.group(1)}{found.group(2)}{REDACTED}"
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message (its type when it has none), secrets masked.
+
+    What a report or a status line quotes of a driver's error: the first line says what went wrong, and a
+    driver's message can quote the connection string it was given.
+    """
+    text = str(exc).strip() or type(exc).__name__
+    return redact(text.splitlines()[0])

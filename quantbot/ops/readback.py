@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from quantbot.redaction import first_line
 from quantbot.schema import mongo as mongo_schema
 from quantbot.schema.mongo import WHALE_ACTIVITY
 from quantbot.settings import Settings
@@ -216,7 +217,7 @@ def _influx_series_count(settings: Settings, url: str | None, measurement: str, 
         with urllib.request.urlopen(address, timeout=timeout_s) as response:  # noqa: S310
             result = orjson.loads(response.read())["data"]["result"]
     except Exception as exc:
-        log.info("store=influx count unavailable: %s", (str(exc).strip() or type(exc).__name__).splitlines()[0])
+        log.info("store=influx count unavailable: %s", first_line(exc))
         return None
     return int(float(result[0]["value"][1])) if result else 0
 

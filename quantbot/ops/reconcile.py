@@ -76,6 +76,7 @@ from quantbot.errors import QuantbotError
 from quantbot.models import DeadLetter, Signal
 from quantbot.ops.readback import influx_export
 from quantbot.ops.stack import ServerUnavailableError, unreachable_reason
+from quantbot.redaction import first_line
 from quantbot.schema.mongo import STRATEGY_CONFIGS, TOKENS, WHALE_ACTIVITY
 from quantbot.schema.redis_keys import CacheSchemaError
 from quantbot.settings import Settings
@@ -194,10 +195,6 @@ def _chunks(items: Sequence[T], size: int = IN_BATCH) -> Iterable[Sequence[T]]:
 def _result(check: str, store: str, what: str, keys: Iterable[str], limit: int) -> CheckResult:
     ordered = sorted(set(keys))
     return CheckResult(check, store, what, found=len(ordered), sample=ordered[:limit])
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip() or type(exc).__name__).splitlines()[0]
 
 
 def _probe(settings: Settings, endpoints: Endpoints) -> None:
@@ -619,7 +616,7 @@ def reconcile(settings: Settings, *, fix: bool = False, limit: int = DEFAULT_SAM
         ConnectionError,
         TimeoutError,
     ) as exc:
-        raise StoreUnavailableError(f"a store stopped answering: {_first_line(exc)}") from exc
+        raise StoreUnavailableError(f"a store stopped answering: {first_line(exc)}") from exc
 
 
 def report_json(report: Report) -> bytes:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from quantbot.ops.stack import ServerUnavailableError, unreachable_reason
-from quantbot.redaction import redact
+from quantbot.redaction import first_line
 from quantbot.schema import influx as influx_schema
 from quantbot.schema import mongo as mongo_schema
 from quantbot.schema import postgres as pg_schema
@@ -66,12 +66,6 @@ class StoreReport:
     def ok(self) -> bool:
         """Reachable (or not configured at all) and nothing failed."""
         return self.reachable is not False
-
-
-def _first_line(exc: BaseException) -> str:
-    """The first line of an error's message with secrets masked: a driver's error can quote its DSN."""
-    text = str(exc).strip() or type(exc).__name__
-    return redact(text.splitlines()[0])
 
 
 Outcome = tuple[str | None, str | None, str]
@@ -138,7 +132,7 @@ def _checked(settings: Settings, store: StoreName, url: str | None, check: Calla
     try:
         version, schema, detail = check()
     except Exception as exc:
-        return StoreReport(store, describe(url), False, None, None, _first_line(exc))
+        return StoreReport(store, describe(url), False, None, None, first_line(exc))
     return StoreReport(store, describe(url), True, version, schema, detail)
 
 
@@ -204,7 +198,7 @@ def migrate_down(settings: Settings, target: int) -> list[StoreReport]:
             settings, endpoints.postgres, autocommit=True, application_name="quantbot migrate down"
         )
     except Exception as exc:
-        reports = [StoreReport("postgres", describe(endpoints.postgres), False, None, None, _first_line(exc))]
+        reports = [StoreReport("postgres", describe(endpoints.postgres), False, None, None, first_line(exc))]
         if target == 0:
             untouched = "not dropped: PostgreSQL is unreachable, so running flows cannot be ruled out"
             reports.append(StoreReport("mongo", describe(endpoints.mongo), None, None, None, untouched))

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from quantbot.redaction import redact
+from quantbot import redaction
 from quantbot.stack_state import RunningServer, StackError, StoreName
 
 log = logging.getLogger(__name__)
@@ -283,9 +283,8 @@ def log_tail(log_path: Path) -> str:
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an error's message, secrets masked, without a trailing period (quoted mid-sentence)."""
-    text = str(exc).strip() or type(exc).__name__
-    return redact(text.splitlines()[0].rstrip("."))
+    """`quantbot.redaction.first_line` without a trailing period: the stack quotes it mid-sentence."""
+    return redaction.first_line(exc).rstrip(".")
 
 
 def display_path(path: Path) -> str:
