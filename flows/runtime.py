@@ -19,6 +19,7 @@ import psycopg
 from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.run import cli_main
+from prometheus_client import Counter, Histogram
 
 from flows.graph import FlowConfig, FlowSinks
 from quantbot import metrics
@@ -54,16 +55,17 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 """What a process supervisor (SIGTERM) or a terminal (SIGINT) sends to stop a flow cleanly."""
 ERROR_DETAIL_MAX = 2000
 """Characters of an error's text kept in an event's details: the first lines say what it was."""
-RUN_COUNTERS = {
+RUN_COUNTERS: dict[str, Counter | Histogram] = {
     "inputs": metrics.INPUTS,
     "transactions": metrics.TRANSACTIONS,
     "whales": metrics.WHALES,
     "signals": metrics.SIGNALS,
     "dead_letters": metrics.DEAD_LETTERS,
-    "store_writes": metrics.STORE_WRITES,
+    "store_writes": metrics.SINK_WRITE_SECONDS,
     "store_write_failures": metrics.STORE_WRITE_FAILURES,
 }
-"""What a run's `run_finished` (and `run_stopped`, `run_failed`) event counts."""
+"""What a run's `run_finished` (and `run_stopped`, `run_failed`) event counts (store writes: the batches
+the sinks observed)."""
 
 
 def retry_policy(settings: Settings) -> Retry:

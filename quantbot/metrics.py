@@ -106,20 +106,24 @@ def observe_batches(sink: str) -> Callable[[WriteBatch], WriteBatch]:
     return decorate
 
 
-def total(counter: Counter) -> float:
-    """The sum of a counter over all its label values (0 before the first increment)."""
-    return sum(
-        sample.value for metric in counter.collect() for sample in metric.samples if sample.name.endswith("_total")
-    )
+def total(metric: Counter | Histogram) -> float:
+    """Over all label values: a counter's sum, a histogram's number of observations (0 before the first)."""
+    return _summed(metric, "_count" if isinstance(metric, Histogram) else "_total")
 
 
-# Store writes, counted by the sinks' retry policy (`sinks.retry.Retry.call`): one per batch write.
-STORE_WRITES = Counter("quantbot_store_writes_total", "Store writes (one per batch) that succeeded, retries included")
+def observed_sum(histogram: Histogram) -> float:
+    """The sum of everything a histogram observed, over all its label values (seconds, items, ...)."""
+    return _summed(histogram, "_sum")
+
+
+def _summed(metric: Counter | Histogram, suffix: str) -> float:
+    return sum(sample.value for family in metric.collect() for sample in family.samples if sample.name.endswith(suffix))
+
+
+# Store writes given up on, counted by the sinks' retry policy (`sinks.retry.Retry.call`). Writes and their
+# time are the observations of SINK_WRITE_SECONDS (`total`, `observed_sum`).
 STORE_WRITE_FAILURES = Counter(
     "quantbot_store_write_failures_total", "Store writes given up on: a permanent failure or the retry budget spent"
-)
-STORE_WRITE_SECONDS = Counter(
-    "quantbot_store_write_seconds_total", "Seconds spent in successful store writes, retries and backoff included"
 )
 OPERATIONAL_WRITE_FAILURES = Counter(
     "quantbot_operational_write_failures_total",

@@ -103,9 +103,9 @@ class Totals:
         return cls(
             at=time.monotonic(),
             inputs=metrics.total(metrics.INPUTS),
-            writes=metrics.total(metrics.STORE_WRITES),
+            writes=metrics.total(metrics.SINK_WRITE_SECONDS),
             write_failures=metrics.total(metrics.STORE_WRITE_FAILURES),
-            write_seconds=metrics.total(metrics.STORE_WRITE_SECONDS),
+            write_seconds=metrics.observed_sum(metrics.SINK_WRITE_SECONDS),
             dead_letters=metrics.total(metrics.DEAD_LETTERS),
         )
 
@@ -129,9 +129,9 @@ class PerformanceReporter:
     The fields, over the interval since the previous point:
     - cpu_usage_percent: this process's CPU time over wall time (100 = one core busy);
     - memory_usage_percent: this process's resident memory, as a share of the machine's total;
-    - request_count: store writes (batch writes, as counted by the sinks' retry policy);
+    - request_count: store writes (batches written, as each sink observes them in `quantbot_sink_write_seconds`);
     - error_count: store writes given up on plus dead letters;
-    - response_time_ms: mean duration of a store write, retries included (absent without writes);
+    - response_time_ms: mean duration of a batch write, retries included (absent without writes);
     - queue_depth: frames read by the source but not yet through the flow. One worker runs each batch
       through every step before it asks the source again, so this is 0 between batches: the reporter
       writes 0 for a replay and leaves live sources to report their receive buffers;

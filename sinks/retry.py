@@ -6,10 +6,10 @@ budget is spent raises: the flow stops loudly and resumes from its last snapshot
 which loses nothing because every write is idempotent. A store's refusal of one item is neither
 retried nor raised: the item becomes a dead letter (`sinks.dead_letters`).
 
-Every write is counted here: per sink, each failed attempt in `quantbot_sink_write_errors_total{sink}` and
-each attempt made again in `quantbot_sink_retries_total{sink}`; in all, the writes, their time and the
-writes given up on (`STORE_WRITES`, `STORE_WRITE_SECONDS`, `STORE_WRITE_FAILURES`), the figures of the
-`system_performance` points (`sinks.operational`).
+Failures are counted here: per sink, each failed attempt in `quantbot_sink_write_errors_total{sink}` and
+each attempt made again in `quantbot_sink_retries_total{sink}`; in all, the writes given up on
+(`STORE_WRITE_FAILURES`). The writes themselves and their time are observed per batch by each sink
+(`quantbot.metrics.observe_batches`).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class Retry:
         attempt = 0
         while True:
             try:
-                result = operation()
+                return operation()
             except Exception as exc:
                 metrics.SINK_WRITE_ERRORS.labels(sink).inc()
                 elapsed = time.monotonic() - started
@@ -91,7 +91,3 @@ class Retry:
                 time.sleep(delay)
                 metrics.SINK_RETRIES.labels(sink).inc()
                 attempt += 1
-            else:
-                metrics.STORE_WRITES.inc()
-                metrics.STORE_WRITE_SECONDS.inc(time.monotonic() - started)
-                return result

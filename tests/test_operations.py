@@ -31,17 +31,29 @@ def events(pg_url: str) -> list[tuple[str, str, str, dict[str, Any]]]:
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
-def test_retry_counts_writes_and_failures() -> None:
-    """Each successful store write counts once with its duration; a write given up on counts as a failure."""
+def test_retry_counts_a_write_given_up_on_and_nothing_for_one_that_succeeds() -> None:
+    """A write given up on counts once as a failure and as a write error; a write that succeeds counts neither."""
     retry = Retry(budget_s=0)
-    writes, failures = metrics.total(metrics.STORE_WRITES), metrics.total(metrics.STORE_WRITE_FAILURES)
+    failures, errors = metrics.total(metrics.STORE_WRITE_FAILURES), metrics.total(metrics.SINK_WRITE_ERRORS)
 
     retry.call(lambda: None, lambda _exc: True, what="test", sink="test")
+    assert (metrics.total(metrics.STORE_WRITE_FAILURES), metrics.total(metrics.SINK_WRITE_ERRORS)) == (failures, errors)
     with pytest.raises(ValueError, match="refused"):
         retry.call(lambda: (_ for _ in ()).throw(ValueError("refused")), lambda _exc: False, what="test", sink="test")
 
-    assert metrics.total(metrics.STORE_WRITES) == writes + 1
     assert metrics.total(metrics.STORE_WRITE_FAILURES) == failures + 1
+    assert metrics.total(metrics.SINK_WRITE_ERRORS) == errors + 1
+
+
+def test_a_histograms_total_is_its_observations_and_observed_sum_their_sum() -> None:
+    """`metrics.total` of a histogram counts observations over all labels; `observed_sum` adds what they were."""
+    count, seconds = metrics.total(metrics.SINK_WRITE_SECONDS), metrics.observed_sum(metrics.SINK_WRITE_SECONDS)
+
+    metrics.SINK_WRITE_SECONDS.labels("test-a").observe(0.25)
+    metrics.SINK_WRITE_SECONDS.labels("test-b").observe(0.5)
+
+    assert metrics.total(metrics.SINK_WRITE_SECONDS) == count + 2
+    assert metrics.observed_sum(metrics.SINK_WRITE_SECONDS) == pytest.approx(seconds + 0.75)
 
 
 def test_sigterm_calls_stop_once_and_restores_the_handlers() -> None:
