@@ -43,6 +43,12 @@ class ParseConfig:
     """Token balances with more decimals than this are refused."""
 
 
+def known_receive_second(received_ns: int) -> int | None:
+    """A frame's receive time in Unix seconds, or None when it is unknown (before genesis: 0, or synthetic)."""
+    received_s = received_ns // NS_PER_S
+    return received_s if received_s >= SOLANA_GENESIS_S else None
+
+
 def time_problem(value: int, name: str, received_ns: int, config: ParseConfig) -> str | None:
     """What is implausible about a Unix-seconds time of a frame, or None when it is plausible.
 
@@ -60,12 +66,11 @@ def time_problem(value: int, name: str, received_ns: int, config: ParseConfig) -
         return f"`{name}` {value} looks like milliseconds: expected Unix seconds"
     if value < SOLANA_GENESIS_S:
         return f"`{name}` {value} is before Solana's genesis ({SOLANA_GENESIS_S}, 2020-03-16T14:29:00Z)"
-    received_s = received_ns // NS_PER_S
-    if received_s < SOLANA_GENESIS_S:
-        received_s = int(time.time())
-        against = "the present"
+    known = known_receive_second(received_ns)
+    if known is None:
+        received_s, against = int(time.time()), "the present"
     else:
-        against = f"the frame's receive time {received_s}"
+        received_s, against = known, f"the frame's receive time {known}"
     ahead = value - received_s
     if ahead > config.max_ahead_s:
         return f"`{name}` {value} is {ahead} s ahead of {against} (at most {config.max_ahead_s} s allowed)"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from quantbot import metrics
-from quantbot.bounds import ParseConfig, time_problem
+from quantbot.bounds import ParseConfig, known_receive_second, time_problem
 from quantbot.models import Activity, DeadLetter, Frame, FrameKind, PriceTick, Signal, ValuedActivity, WhaleTransaction
 from quantbot.pricing import FeedQuote, LearnedPrices, PriceBook, PriceFormatError, PricingConfig, parse_price_payload
 from quantbot.signals import WhaleFollower, evaluate
@@ -74,7 +74,11 @@ def parse_frame(
             return [_dead(frame, "normalise", str(exc))]
         out: list[DecodedTransaction | FeedQuote | DeadLetter] = []
         for tx in transactions:
-            if tx.block_time is not None:
+            if tx.block_time is None:
+                # A Yellowstone update carries no block time: the frame's receive time, a second or so after
+                # the block, stands in, so that its trade, whale and signal are not dated 1970.
+                tx.block_time = known_receive_second(frame.received_ns)
+            else:
                 problem = time_problem(tx.block_time, "blockTime", frame.received_ns, config)
                 if problem is not None:
                     out.append(_dead(frame, "normalise", f"{tx.signature}: {problem}", f"#{tx.signature}"))

@@ -28,6 +28,9 @@ ROUTE_TX = "1ZSq1Aa2i6ES"
 RECEIVED_NS = 1_725_658_410 * 1_000_000_000
 """A receive time a few seconds after both transactions' blocks."""
 
+GEYSER_TWIN = "3rTFfi824QnhkbGxzaNrtfWs2vLo63Jy5QaNmXcBHUHTPD31fVf4UDip4Qs45AJnPhjHwuKXH7CMDdNE9V3Ug57N"
+"""The corpus transaction recorded twice: as a getTransaction result and as a Yellowstone update."""
+
 
 def _document(prefix: str) -> dict[str, Any]:
     document: dict[str, Any] = orjson.loads((CORPUS / file_of(prefix)).read_bytes())
@@ -248,3 +251,17 @@ def test_a_plausible_price_frame_is_a_quote() -> None:
 
     # Assert
     assert quote == FeedQuote(token=quote.token, price_usd=151.2, ts=1_725_658_409, source="test")
+
+
+def test_a_transaction_without_a_block_time_is_timed_by_its_frames_receipt() -> None:
+    """A Yellowstone update has no block time: its activities take the frame's receive second, not 1970;
+    with the receive time unknown too, they stay untimed."""
+    geyser = orjson.loads((CORPUS / f"{GEYSER_TWIN}.geyser.json").read_bytes())
+    received_s = 1_700_000_123
+
+    (timed,) = parse_frame(_frame(geyser, received_ns=received_s * 1_000_000_000))
+    (untimed,) = parse_frame(_frame(geyser, received_ns=0))
+
+    assert isinstance(timed, DecodedTransaction) and isinstance(untimed, DecodedTransaction)
+    assert timed.activities and {a.block_time for a in timed.activities} == {received_s}
+    assert {a.block_time for a in untimed.activities} == {None}
