@@ -15,21 +15,29 @@ pytestmark = pytest.mark.slow  # kills and restarts replays in child processes
 # Paced so that the replay lasts several seconds and the kills land in the middle of it: 6,000
 # transactions recorded at 400/s, replayed 4x faster, take about 4 s after a second of start-up.
 TXS, SPEED, KILLS = "6000", "4", "3"
+CRASH_SCRIPT_TIMEOUT_S = 600
+"""Two replays of a few thousand transactions, stores started and compared: about a minute; ten is a hang."""
+
+
+def crash_replay(*args: str) -> str:
+    """Run scripts/crash_replay.py with `args`; its output (stdout and stderr), once it exited 0."""
+    result = subprocess.run(
+        [sys.executable, "scripts/crash_replay.py", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=CRASH_SCRIPT_TIMEOUT_S,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output
 
 
 def test_kill_9_at_random_moments_leaves_identical_stores() -> None:
     """scripts/crash_replay.py kills the replay mid-stream, resumes it, and finds every store identical."""
-    result = subprocess.run(
-        [sys.executable, "scripts/crash_replay.py", "--txs", TXS, "--kills", KILLS, "--speed", SPEED, "--seed", "3"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    output = crash_replay("--txs", TXS, "--kills", KILLS, "--speed", SPEED, "--seed", "3")
 
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
     kills = re.findall(r"kill -9 #(\d+)", output)
     assert kills, f"the replay finished before any kill, so nothing was tested:\n{output}"
     assert "IDENTICAL" in output
@@ -42,18 +50,8 @@ def test_a_store_down_for_ten_seconds_mid_replay_loses_nothing(store: str) -> No
     """PostgreSQL or Redis stopped for 10 s mid-replay: the sinks wait it out, the stores end identical."""
     # 5,000 transactions at recorded pace (400/s) last about 12 s: the outage starts a third of the
     # way in and lasts 10 s, so the replay is certainly writing when the store goes away.
-    result = subprocess.run(
-        [sys.executable, "scripts/crash_replay.py", "--txs", "5000", "--speed", "1", "--seed", "4",
-         "--outage", store, "--outage-s", "10"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )  # fmt: skip
+    output = crash_replay("--txs", "5000", "--speed", "1", "--seed", "4", "--outage", store, "--outage-s", "10")
 
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
     assert f"{store} stopped after" in output and f"{store} restarted" in output
     assert "IDENTICAL" in output
     assert re.search(r"postgres\.trading_signals\s+([1-9]\d*)\s+\1\s+yes", output), output

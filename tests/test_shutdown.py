@@ -16,6 +16,7 @@ from quantbot.synthetic import FeedSpec, generate_feed
 from tests.conftest import REPO_ROOT, run_cli
 from tests.test_cli import env  # noqa: F401 - `env` is a fixture
 from tests.test_operations import FEED_START, events
+from tests.test_recovery import crash_replay
 
 STOP_DEADLINE_S = 30.0
 """What a process supervisor usually grants between SIGTERM and SIGKILL."""
@@ -80,18 +81,8 @@ def test_a_signal_stops_the_replay_cleanly_and_a_resume_reads_on_exactly(
 @pytest.mark.slow  # starts its own stores and replays in child processes
 def test_sigterm_twice_mid_replay_leaves_the_stores_of_an_uninterrupted_run() -> None:
     """scripts/crash_replay.py --signal TERM: each stop exits 0 within 30 s, the resumed stores equal a whole run's."""
-    result = subprocess.run(
-        [sys.executable, "scripts/crash_replay.py", "--txs", "6000", "--kills", "2", "--speed", "4", "--seed", "3",
-         "--signal", "TERM"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )  # fmt: skip
+    output = crash_replay("--txs", "6000", "--kills", "2", "--speed", "4", "--seed", "3", "--signal", "TERM")
 
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
     assert re.findall(r"SIGTERM #\d+ after [\d.]+ s: exit 0", output), f"no stop landed mid-replay:\n{output}"
     assert "IDENTICAL" in output
     assert re.search(r"mongo\.whale_activity\s+([1-9]\d*)\s+\1\s+yes", output), output

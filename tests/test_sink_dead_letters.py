@@ -32,7 +32,6 @@ from flows import runtime
 from quantbot.models import WSOL_MINT, DeadLetter, Frame, InstructionIndex, PriceTick
 from quantbot.recordings import RecordingWriter
 from quantbot.schema import mongo as mongo_schema
-from quantbot.schema import postgres as pg_schema
 from quantbot.settings import Settings, load_settings
 from sinks.dead_letters import DeadLetterStore, find_refused
 from sinks.influx import InfluxSink
@@ -40,7 +39,7 @@ from sinks.mongo import MongoSink
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisSink
 from tests.conftest import REPO_ROOT, InfluxEndpoint, run_cli, store_env
-from tests.test_sinks import FAST_RETRY, STRATEGY_ID, USER_ID, whale_and_signal
+from tests.test_sinks import FAST_RETRY, migrate_with_strategy, whale_and_signal
 
 JUP = "JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN"
 WIF = "EKpQGSJtjMFqKZ9KQanSqYXRcF8fBopzLHYxdM65zcjm"
@@ -54,15 +53,7 @@ MS_TIME = 1_750_000_000_000
 @pytest.fixture
 def letters_pg(pg_url: str) -> str:
     """A database at the latest schema, with the user and strategy the test signals refer to."""
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        pg_schema.migrate_up(conn)
-        conn.execute("INSERT INTO users (user_id, email, password_hash) VALUES (%s, 'a@b.c', '!')", (USER_ID,))
-        conn.execute(
-            "INSERT INTO trading_strategies (strategy_id, user_id, strategy_name, strategy_type, parameters)"
-            " VALUES (%s, %s, 'f', 'whale_follower', '{}')",
-            (STRATEGY_ID, USER_ID),
-        )
-    return pg_url
+    return migrate_with_strategy(pg_url)
 
 
 def letters_in(pg_url: str) -> list[tuple[str, str, str, str]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -60,9 +59,8 @@ def whale_and_signal(block_time: int) -> tuple[Any, Any]:
     return whale, signal
 
 
-@pytest.fixture
-def migrated_pg(pg_url: str) -> Iterator[str]:
-    """A database at the latest schema, with the user and strategy the signals refer to."""
+def migrate_with_strategy(pg_url: str) -> str:
+    """Bring `pg_url`'s database to the latest schema and add the user and strategy the signals refer to."""
     with psycopg.connect(pg_url, autocommit=True) as conn:
         pg_schema.migrate_up(conn)
         conn.execute("INSERT INTO users (user_id, email, password_hash) VALUES (%s, 'a@b.c', '!')", (USER_ID,))
@@ -71,7 +69,13 @@ def migrated_pg(pg_url: str) -> Iterator[str]:
             " VALUES (%s, %s, 'f', 'whale_follower', '{}')",
             (STRATEGY_ID, USER_ID),
         )
-    yield pg_url
+    return pg_url
+
+
+@pytest.fixture
+def migrated_pg(pg_url: str) -> str:
+    """A database at the latest schema, with the user and strategy the signals refer to."""
+    return migrate_with_strategy(pg_url)
 
 
 def test_postgres_sink_writes_a_replayed_batch_once(migrated_pg: str) -> None:

@@ -329,9 +329,12 @@ class _Reconciler:
         """How many of `signals` are cached now (one expiring between check and write is not)."""
         return sum(int(self.cache.exists(f"signal:{s.signal_id}")) for s in signals)
 
+    def _cacheable(self) -> list[Signal]:
+        """The active signals the Redis sink caches: those with a price (`sinks.redis`)."""
+        return [s for s in self._active() if s.price is not None]
+
     def redis_signal_missing(self) -> CheckResult:
-        # The sink caches a signal only with a price (`sinks.redis`): none, nothing to compare.
-        expected = [s for s in self._active() if s.price is not None]
+        expected = self._cacheable()
         cached = self._signal_keys()
         missing = [s for s in expected if s.signal_id not in cached]
         result = _result(
@@ -348,7 +351,7 @@ class _Reconciler:
 
     def redis_signal_differs(self) -> CheckResult:
         differing: list[Signal] = []
-        for chunk in _chunks([s for s in self._active() if s.price is not None]):
+        for chunk in _chunks(self._cacheable()):
             pipe = self.cache.pipeline(transaction=False)
             for signal in chunk:
                 pipe.hgetall(f"signal:{signal.signal_id}")
