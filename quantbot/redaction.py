@@ -6,7 +6,12 @@ A secret can ride in a connection string in several spellings, and every one of 
 - the password of a URL's user info: `postgresql://bob:SECRET@db/q`, `redis://:SECRET@cache:6379/0`;
 - a secret query parameter: `?password=`, `?sslpassword=`, `?api-key=` (Helius, `https://` and `wss://`),
   `?api_key=`, `?apikey=`, `?x-api-key=`, `?token=`, `?access_token=`, `?auth=` (names case-insensitive);
-- a libpq keyword/value DSN: `host=db password=SECRET`, `password='with spaces'`.
+- a libpq keyword/value DSN: `host=db password=SECRET`, `password='with spaces'`;
+- a key in the URL's path, as QuickNode (`https://name.solana-mainnet.quiknode.pro/KEY/`) and Triton
+  (`https://name.mainnet.rpcpool.com/KEY`) issue them: a path segment of `PATH_KEY_MIN_CHARS` or more
+  letters, digits, `-` and `_` mixing letters and digits. No endpoint path of ours or of a store looks
+  like that; a path that holds a long identifier (a signature in an explorer URL) is masked too, which
+  costs a log reader a detail, not a secret.
 
 `redact_url(url)` is for one configured value (a URL that cannot be parsed is masked whole, since where
 its secret starts is unknown); `redact(text)` is for free text that may quote any number of them, such as
@@ -52,6 +57,11 @@ _SECRET_PAIR = re.compile(
 )
 """One `keyword=value` pair with a secret keyword, in a DSN, a query string or free text."""
 
+PATH_KEY_MIN_CHARS = 20
+"""Shortest path segment taken for a key: providers' keys are 32+ characters, API paths' words far shorter."""
+_PATH_KEY = re.compile(rf"(?<=/)(?=[A-Za-z_-]*\d)(?=[\d_-]*[A-Za-z])[A-Za-z0-9_-]{{{PATH_KEY_MIN_CHARS},}}(?=/|$)")
+"""One path segment that looks like a key (see the module docstring)."""
+
 _URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s'\"<>`]+")
 """A URL in free text: from its scheme to the next blank or quote."""
 
@@ -80,9 +90,10 @@ def redact_url(url: str) -> str:
     user, hosts, has_password = _userinfo(parts)
     netloc = f"{user}:{REDACTED}@{hosts}" if has_password else parts.netloc
     query = _SECRET_QUERY.sub(rf"\1\2={REDACTED}", parts.query)
-    if netloc == parts.netloc and query == parts.query:
+    path = _PATH_KEY.sub(REDACTED, parts.path)
+    if netloc == parts.netloc and query == parts.query and path == parts.path:
         return url
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query, path=path))
 
 
 def without_secrets(url: str) -> str:

@@ -222,6 +222,97 @@ class ObservabilitySettings(_Section):
     )
 
 
+class SolanaSettings(_Section):
+    """The live Solana sources (`quantbot run`, `record`) and the backfill (`quantbot backfill`).
+
+    Connection settings come from the environment: `QUANTBOT_SOLANA_RPC_URL`, `QUANTBOT_SOLANA_WS_URL`,
+    `QUANTBOT_SOLANA_GRPC_URL` and the secret `QUANTBOT_SOLANA_GRPC_TOKEN`. Providers put API keys in the
+    URL (`?api-key=...`, or a path segment): those URLs are secrets too, masked wherever printed.
+    """
+
+    source: Literal["websocket", "grpc"] = Field(
+        "websocket", description="websocket: logsSubscribe + getTransaction; grpc: Yellowstone Subscribe"
+    )
+    programs: list[str] = Field(
+        [], description="program ids to follow; empty: every program the decoder knows"
+    )
+    program_groups: list[list[str]] = Field(
+        [],
+        description="programs per source partition (workers share partitions); empty: one partition for all",
+    )
+    commitment: Literal["processed", "confirmed", "finalized"] = "confirmed"
+    encoding: Literal["base64", "json", "jsonParsed"] = Field("base64", description="getTransaction encoding")
+    include_failed: bool = Field(
+        False, description="fetch and record failed transactions too (they decode to nothing)"
+    )
+    rpc_url: str | None = Field(None, description="HTTP JSON-RPC URL; QUANTBOT_SOLANA_RPC_URL")
+    ws_url: str | None = Field(None, description="websocket PubSub URL; empty: rpc_url with ws(s)://")
+    grpc_url: str | None = Field(None, description="Yellowstone gRPC URL; QUANTBOT_SOLANA_GRPC_URL")
+    grpc_token: SecretStr | None = Field(None, description="secret x-token; QUANTBOT_SOLANA_GRPC_TOKEN")
+    requests_per_s: float = Field(
+        10.0, gt=0, description="RPC requests per second at most (a public RPC allows 10; paid plans more)"
+    )
+    max_in_flight: int = Field(16, ge=1, description="RPC requests awaiting an answer at most")
+    request_timeout_s: float = Field(10.0, gt=0, description="an RPC answer slower than this is retried")
+    retry_budget_s: float = Field(
+        120.0, gt=0, description="an RPC request failing (429, 5xx, timeouts) this long is given up on"
+    )
+    null_retry_s: float = Field(
+        30.0, gt=0, description="a getTransaction answered null is asked again this long, then a dead letter"
+    )
+    backoff_base_s: float = Field(0.25, gt=0, description="first wait before a retry or a reconnection")
+    backoff_cap_s: float = Field(30.0, gt=0, description="longest wait before a retry or a reconnection")
+    stale_after_s: float = Field(
+        10.0, gt=0, description="a live stream silent this long is dead: reconnect (slots arrive every 0.4 s)"
+    )
+    ping_interval_s: float = Field(20.0, gt=0, description="websocket ping period")
+    max_message_mib: float = Field(
+        64.0, gt=0, description="largest websocket message accepted (notifications exceed websockets' 1 MiB)"
+    )
+    seen_max: int = Field(
+        200_000, ge=1, description="signatures remembered to fetch each once (about 3 min of mainnet DEX traffic)"
+    )
+    backfill_batch_size: int = Field(
+        20, ge=1, description="getTransaction calls per JSON-RPC batch; 1: no batches (some plans refuse them)"
+    )
+
+    _rpc_scheme = field_validator("rpc_url")(lambda v: _check_url_scheme(v, ("http", "https")))
+    _ws_scheme = field_validator("ws_url")(lambda v: _check_url_scheme(v, ("ws", "wss")))
+    _grpc_scheme = field_validator("grpc_url")(lambda v: _check_url_scheme(v, ("http", "https")))
+
+    @field_validator("programs")
+    @classmethod
+    def _programs_are_keys(cls, programs: list[str]) -> list[str]:
+        for program in programs:
+            if not _is_pubkey(program):
+                raise ValueError(f"`{program}` is not a base58 program id")
+        return programs
+
+    @field_validator("program_groups")
+    @classmethod
+    def _groups_are_keys(cls, groups: list[list[str]]) -> list[list[str]]:
+        seen: set[str] = set()
+        for group in groups:
+            if not group:
+                raise ValueError("a program group is empty")
+            for program in group:
+                if not _is_pubkey(program):
+                    raise ValueError(f"`{program}` is not a base58 program id")
+                if program in seen:
+                    raise ValueError(f"program `{program}` is in two groups")
+                seen.add(program)
+        return groups
+
+
+_BASE58 = frozenset("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
+_PUBKEY_CHARS = (32, 44)
+"""A 32-byte key is 32 to 44 base58 characters."""
+
+
+def _is_pubkey(text: str) -> bool:
+    return _PUBKEY_CHARS[0] <= len(text) <= _PUBKEY_CHARS[1] and set(text) <= _BASE58
+
+
 class StackSettings(_Section):
     """The embedded local stack (`quantbot stack`)."""
 
@@ -253,6 +344,7 @@ class Settings(_Section):
     sinks: SinkSettings = SinkSettings()
     migrate: MigrateSettings = MigrateSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
+    solana: SolanaSettings = SolanaSettings()
 
     def redacted(self) -> dict[str, Any]:
         """The configuration as plain data with every secret, and every secret a URL carries, replaced by `***`."""
@@ -367,7 +459,8 @@ def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tup
         if path is None:
             problem = "is not a configuration key (see `quantbot config show` for the keys)"
             raise ConfigError(name, problem, "environment")
-        value: Any = raw if path[-1] in {"url", "password", "token", "db", "org", "bucket"} else _parse_env_value(raw)
+        verbatim = path[-1] in {"url", "password", "token", "db", "org", "bucket"} or path[-1].endswith(("_url", "_token"))
+        value: Any = raw if verbatim else _parse_env_value(raw)
         target = overrides
         for part in path[:-1]:
             target = target.setdefault(part, {})

@@ -149,3 +149,33 @@ def test_bad_configuration_exits_78_with_one_message() -> None:
     assert result.returncode == EX_CONFIG
     assert "postgres.statement_timeout_ms" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_solana_urls_from_the_environment_are_masked_when_shown(tmp_path: Path) -> None:
+    """Provider keys in a query string or a path never reach `config show`; the token is a secret."""
+    env = {
+        "QUANTBOT_SOLANA_RPC_URL": "https://mainnet.helius-rpc.com/?api-key=K1",
+        "QUANTBOT_SOLANA_WS_URL": "wss://n.solana-mainnet.quiknode.pro/0a1b2c3d4e5f60718293a4b5c6d7e8f9/",
+        "QUANTBOT_SOLANA_GRPC_TOKEN": "K3",
+    }
+    settings = load_settings("default", environ=env)
+    shown = str(settings.redacted())
+    assert settings.solana.rpc_url == env["QUANTBOT_SOLANA_RPC_URL"]
+    assert "K1" not in shown and "0a1b2c3d4e5f" not in shown and "K3" not in shown
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("QUANTBOT_SOLANA_PROGRAMS", '["not-a-key"]', "is not a base58 program id"),
+        ("QUANTBOT_SOLANA_PROGRAM_GROUPS", "[[]]", "a program group is empty"),
+        ("QUANTBOT_SOLANA_COMMITMENT", "fast", "confirmed"),
+        ("QUANTBOT_SOLANA_WS_URL", "https://rpc.example", "is not a ws or wss URL"),
+    ],
+)
+def test_bad_solana_settings_name_the_key(name: str, value: str, problem: str) -> None:
+    """A bad [solana] value fails at start naming the key and what is wrong."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings("default", environ={name: value})
+    assert name.removeprefix("QUANTBOT_").lower().replace("solana_", "solana.", 1) in str(caught.value)
+    assert problem in str(caught.value)
