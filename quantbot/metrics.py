@@ -131,6 +131,20 @@ OPERATIONAL_WRITE_FAILURES = Counter(
     ["kind"],
 )
 
+# The Solana JSON-RPC client (`connectors/rpc.py`): every call answered or given up on, and every retry.
+RPC_REQUESTS = Counter(
+    "quantbot_rpc_requests_total",
+    "Solana JSON-RPC calls by method and outcome: ok, null (getTransaction not found, asked again or given up "
+    "on), rpc_error, rate_limited (HTTP 429), server_error (5xx, timeouts, connection errors), node_not_ready; "
+    "a batch of N calls counts N",
+    ["method", "outcome"],
+)
+RPC_RETRIES = Counter(
+    "quantbot_rpc_retries_total",
+    "Solana JSON-RPC calls asked again, by reason: rate_limited, server_error, node_not_ready, null",
+    ["reason"],
+)
+
 
 def bucket_counts(histogram: Histogram) -> dict[float, float]:
     """A histogram's cumulative counts per bucket upper bound, over all its label values."""
