@@ -111,7 +111,8 @@ class LiveConfig:
     backoff: Backoff
 
 
-EventSink = Callable[[SystemEvent], None]
+EventSink = Callable[[SystemEvent], object]
+"""Where a partition reports gaps (`sinks.operational.EventLog.record`); what it returns is not used."""
 
 
 class SolanaLogsSource(FixedPartitionedSource[Frame | DeadLetter, LivePosition | None]):
@@ -415,13 +416,13 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         requests: dict[int, str | None] = {}
         for number, program in enumerate(self._group, start=1):
             requests[number] = program
-            message = {
+            request = {
                 "jsonrpc": "2.0",
                 "id": number,
                 "method": "logsSubscribe",
                 "params": [{"mentions": [program]}, commitment],
             }
-            await ws.send(orjson.dumps(message).decode())
+            await ws.send(orjson.dumps(request).decode())
         slot_request = len(self._group) + 1
         requests[slot_request] = None
         await ws.send(orjson.dumps({"jsonrpc": "2.0", "id": slot_request, "method": "slotSubscribe"}).decode())
@@ -436,16 +437,17 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
             message = self._message(raw)
             if message is None:
                 continue
-            if "id" in message and message.get("id") in requests:
+            answered = message.get("id")
+            if isinstance(answered, int) and answered in requests:
                 if "error" in message:
-                    program = requests[message["id"]] or "slots"
+                    program = requests[answered] or "slots"
                     raise SubscriptionRefusedError(
                         f"the node refused the subscription of {program}: {redact(str(message['error']))}"
                     )
                 result = message.get("result")
                 if not isinstance(result, int):
                     raise websockets.exceptions.ProtocolError(f"subscription answered {result!r}")
-                self._subscriptions[result] = requests[message["id"]]
+                self._subscriptions[result] = requests[answered]
             else:
                 self._notification(message, raw)
         log.info(

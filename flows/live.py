@@ -12,10 +12,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.outputs import Sink
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -318,9 +319,12 @@ def record_live(
     items = op.input("frames", flow, source)
     # Frame(kind="transaction", payload='{"jsonrpc": ...}') | DeadLetter(stage="fetch")
     op.inspect("count_frames", items, lambda _step, item: _count_recorded(item))
-    split = op.branch("is_frame", items, lambda item: isinstance(item, Frame))
-    op.output("record", split.trues, RecorderSink(out))
-    op.output("dead_letters", split.falses, DeadLetterFileSink(out))
+    split = op.branch("is_frame", items, _is_frame)
+    recorder: Sink[Frame] = RecorderSink(out)
+    letters: Sink[DeadLetter] = DeadLetterFileSink(out)
+    op.output("record", split.trues, recorder)
+    # What is not a frame is a dead letter: the branch's predicate says so, its type does not.
+    op.output("dead_letters", cast("Stream[DeadLetter]", split.falses), letters)
     before = counter_values()
     started = time.monotonic()
     with _stop_after(duration_s, source.stop) as fired, live_view(console):
@@ -332,6 +336,10 @@ def record_live(
         elapsed_s=time.monotonic() - started,
         stopped_by="duration" if fired else ("signal" if stopped else "end"),
     )
+
+
+def _is_frame(item: Frame | DeadLetter) -> TypeGuard[Frame]:
+    return isinstance(item, Frame)
 
 
 def _count_recorded(item: Frame | DeadLetter) -> None:
