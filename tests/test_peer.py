@@ -154,6 +154,16 @@ def test_signatures_for_address_sees_only_what_appeared(chain: SimulatedChain) -
     assert chain.signatures_for_address(JUPITER, before=later.signature, visible_until_s=now) == []
 
 
+def test_prerendered_results_are_the_lazy_ones() -> None:
+    """prerender fills the same bytes `result` renders on demand."""
+    lazy, eager = _chain(20), _chain(20)
+
+    eager.prerender(("json", "base64"))
+
+    assert [t.result("base64") for t in eager] == [t.result("base64") for t in lazy]
+    assert all("json" in t._cache for t in eager)
+
+
 def test_dex_signatures_are_the_transactions_naming_the_programs(chain: SimulatedChain) -> None:
     """The oracle of emitted DEX transactions is exactly those whose keys name a program asked for."""
     wanted = chain.dex_signatures([JUPITER, PUMPFUN])
@@ -368,6 +378,8 @@ def test_get_block_and_its_skipped_and_missing_slots(peer_chain: SimulatedChain)
         future = _rpc(peer, "getBlock", peer_chain.last_slot + 10, config)["error"]
         slot = _rpc(peer, "getSlot", {"commitment": "processed"})["result"]
         health = _rpc(peer, "getHealth")["result"]
+        with urllib.request.urlopen(peer.http_url + "health", timeout=WS_TIMEOUT_S) as response:
+            health_page = response.read()
 
     assert block == {
         "blockHeight": produced.block_height,
@@ -384,7 +396,7 @@ def test_get_block_and_its_skipped_and_missing_slots(peer_chain: SimulatedChain)
     }
     assert gap == {"code": -32009, "message": f"Slot {missing} was skipped, or missing in long-term storage"}
     assert future == {"code": -32004, "message": f"Block not available for slot {peer_chain.last_slot + 10}"}
-    assert slot == peer_chain.last_slot and health == "ok"
+    assert slot == peer_chain.last_slot and health == "ok" and health_page == b"ok"
 
 
 # ---------------------------------------------------------------------------------------------- websocket

@@ -442,6 +442,7 @@ class SolanaPeer:
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post("/", self._http)
         app.router.add_get("/", self._websocket)
+        app.router.add_get("/health", self._health)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, HOST, self._port)
@@ -531,6 +532,10 @@ class SolanaPeer:
             return self._json(b"[" + b",".join(answers) + b"]" if answers else b"")
         answer = self._call(document)
         return self._json(answer if answer is not None else b"")
+
+    async def _health(self, request: web.Request) -> web.Response:
+        """agave's `GET /health`: `ok` as plain text."""
+        return self._reply(web.Response(text="ok"))
 
     def _reply_429(self, body: bytes) -> web.Response:
         request_id: Any = None
