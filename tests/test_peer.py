@@ -17,6 +17,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from quantbot.ops.peers import (
     ENCODINGS,
+    SLOT_MS,
     ChainSpec,
     ChainTransaction,
     Faults,
@@ -610,3 +611,22 @@ def test_emitted_dex_grows_with_the_clock(peer_chain: SimulatedChain) -> None:
         late = peer.emitted_dex([JUPITER])
 
     assert early < late == peer_chain.dex_signatures([JUPITER])
+
+
+@pytest.mark.slow
+def test_a_restarted_peer_keeps_its_port_and_its_clock(peer_chain: SimulatedChain) -> None:
+    """stop() then start() ends the connections, listens on the same port, and the chain goes on from where it was."""
+    peer = SolanaPeer(peer_chain, speed=1.0)
+    with peer, connect(peer.ws_url) as ws:
+        port = peer.port
+        _subscribe(ws, "slotSubscribe", [])
+        peer.stop()
+        with pytest.raises(ConnectionClosedError):
+            ws.recv(timeout=WS_TIMEOUT_S)
+        stopped_at = peer.elapsed_s
+        peer.start()
+        with connect(peer.ws_url) as again:
+            _subscribe(again, "slotSubscribe", [])
+            slot = orjson.loads(again.recv(timeout=WS_TIMEOUT_S))["params"]["result"]["slot"]
+
+    assert peer.port == port and slot >= peer_chain.first_slot + int(stopped_at * 1000 // SLOT_MS)

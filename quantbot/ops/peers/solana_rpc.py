@@ -365,6 +365,7 @@ class SolanaPeer:
         self._next_subscription = 0
         self._logs_sent = 0
         self._started_at: float | None = None
+        self._next_event = 0  # the timeline's position, kept across a restart
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -388,12 +389,16 @@ class SolanaPeer:
     def start(self) -> SolanaPeer:
         """Listen, and start the chain's clock.
 
+        After `stop()`, `start()` again is a restarted node: the same port, the chain's clock and counters
+        going on (what came due while it was down is not notified: nobody was connected).
+
         Raises:
             RuntimeError: the server did not come up within `START_TIMEOUT_S`, or it is already running.
         """
         if self._thread is not None:
             raise RuntimeError("the peer is already running")
         self._ready.clear()
+        self._failure = None
         self._thread = threading.Thread(target=self._run, name="solana-peer", daemon=True)
         self._thread.start()
         if not self._ready.wait(START_TIMEOUT_S) or self._failure is not None:
@@ -406,7 +411,7 @@ class SolanaPeer:
         """Close every connection, stop listening and end the thread (idempotent)."""
         loop, thread = self._loop, self._thread
         if loop is not None and thread is not None and thread.is_alive():
-            with contextlib.suppress(RuntimeError):  # the loop may have ended on its own
+            with contextlib.suppress(RuntimeError, TimeoutError):  # the loop may have ended on its own
                 asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(STOP_TIMEOUT_S)
             loop.call_soon_threadsafe(loop.stop)
         if thread is not None:
@@ -448,8 +453,9 @@ class SolanaPeer:
         site = web.TCPSite(runner, HOST, self._port)
         await site.start()
         self._runner = runner
-        self.port = runner.addresses[0][1]  # the bound port, when asked for port 0
-        self._started_at = time.monotonic()
+        self.port = self._port = runner.addresses[0][1]  # the bound port (kept for a restart)
+        if self._started_at is None:  # a restarted peer's chain goes on where it is
+            self._started_at = time.monotonic()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._timeline()), loop.create_task(self._dropper())]
 
@@ -836,10 +842,9 @@ class SolanaPeer:
         events.sort()
         transactions = self.chain.transactions
         parents = {block.slot: block.parent_slot for block in self.chain.blocks()}
-        next_event = 0
-        while next_event < len(events):
+        while self._next_event < len(events):
             elapsed = self.elapsed_s
-            due, kind, which = events[next_event]
+            due, kind, which = events[self._next_event]
             if due > elapsed:
                 await asyncio.sleep(min((due - elapsed) / self.speed, MAX_TIMELINE_SLEEP_S))
                 continue
@@ -847,7 +852,7 @@ class SolanaPeer:
                 self._notify_slot(which, parents[which])
             else:
                 self._notify_logs(transactions[which])
-            next_event += 1
+            self._next_event += 1
 
     def _notify_slot(self, slot: int, parent: int) -> None:
         result = orjson.dumps({"parent": parent, "root": max(slot - ROOT_DISTANCE, 0), "slot": slot}).decode()
