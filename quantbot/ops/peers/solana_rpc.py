@@ -132,13 +132,14 @@ class PeerCounters:
         http_requests: HTTP requests received (a batch is one).
         requests: JSON-RPC calls by method, HTTP and websocket (each batch entry counts).
         responses: HTTP responses by status.
-        notifications: websocket notifications sent, by method.
+        notifications: websocket notifications produced, by method (a silent peer produces but drops them).
         connections: websocket connections accepted.
         drops: websocket connections aborted by `Faults.drop_every_s`.
         malformed_frames: garbage frames sent.
         oversize_notifications: logs notifications sent padded past 1 MiB.
         null_first_fetches: getTransaction calls answered null by `Faults.null_first_fetch_share`.
-        notified: signatures sent in logs notifications (to any subscriber).
+        notified: signatures of the logs notifications produced for any subscriber (a silent peer's
+            included, though dropped: compare a client's findings with `SolanaPeer.emitted_dex`).
     """
 
     http_requests: int = 0
