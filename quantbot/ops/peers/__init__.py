@@ -1,1 +1,27 @@
-"""Loopback peers: real servers on 127.0.0.1 that tests and benchmarks run the live sources against."""
+"""Network peers of our own for tests, the demo and the benchmarks: a simulated Solana chain and the
+servers that speak Solana's protocols over it on loopback.
+
+- `chain`: `SimulatedChain`, a deterministic timeline of blocks and DEX transactions (`ChainSpec`).
+- `yellowstone`: `YellowstonePeer`, a Yellowstone gRPC (Geyser) server over a chain, with scripted faults;
+  `yellowstone_convert`: a `getTransaction` result as the Geyser messages such a server sends.
+"""
+
+from quantbot.ops.peers.chain import (
+    ENCODINGS,
+    SLOT_MS,
+    ChainBlock,
+    ChainSpec,
+    ChainTransaction,
+    SimulatedChain,
+    load_recorded,
+)
+
+__all__ = [
+    "ENCODINGS",
+    "SLOT_MS",
+    "ChainBlock",
+    "ChainSpec",
+    "ChainTransaction",
+    "SimulatedChain",
+    "load_recorded",
+]
