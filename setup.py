@@ -65,7 +65,9 @@ def _generate_grpc_modules() -> None:
     try:
         from grpc_tools import protoc  # a build requirement only: imported when it is used
     except ImportError as exc:  # a build without isolation, in an environment without it
-        raise SystemExit(f"building quantbot needs grpcio-tools (see [build-system] in pyproject.toml): {exc}") from None
+        raise SystemExit(
+            f"building quantbot needs grpcio-tools (see [build-system] in pyproject.toml): {exc}"
+        ) from None
     protos = sorted(PROTO_DIR.glob("*.proto"))
     if not protos:
         raise SystemExit(f"no .proto files in {PROTO_DIR}: the Yellowstone gRPC modules cannot be generated")

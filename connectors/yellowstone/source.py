@@ -20,7 +20,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, NoReturn
@@ -380,6 +380,12 @@ class _YellowstonePartition(StatefulSourcePartition[Frame, GrpcPosition | None])
         self._stream.stop()
 
 
+async def _drain(requests: asyncio.Queue[geyser.SubscribeRequest | None]) -> AsyncIterator[geyser.SubscribeRequest]:
+    """The requests of one call, as they are queued, until None is."""
+    while (request := await requests.get()) is not None:
+        yield request
+
+
 class _Stream(threading.Thread):
     """One group's `Subscribe` stream, on its own thread and event loop, reconnecting until stopped."""
 
@@ -403,6 +409,7 @@ class _Stream(threading.Thread):
 
     def run(self) -> None:
         loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)  # this thread's: gRPC's asyncio layer looks it up
         self._loop = loop
         try:
             self._task = loop.create_task(self._subscribe_forever())
@@ -411,6 +418,13 @@ class _Stream(threading.Thread):
         except asyncio.CancelledError:
             pass
         finally:
+            # What the stream left (gRPC's own tasks, the request generator) ends before the loop does.
+            pending = asyncio.all_tasks(loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()
 
     def stop(self) -> None:
@@ -447,28 +461,35 @@ class _Stream(threading.Thread):
                 if source.tls
                 else grpc.aio.insecure_channel(source.target, options=options)
             )
-            problem: str
-            try:
-                async with channel:
-                    call = geyser_pb2_grpc.GeyserStub(channel).Subscribe(metadata=metadata)
-                    await call.write(self._request(from_slot))
+            problem, code, details = "", None, ""
+            # Requests go through a queue the call reads from (the subscription, then ping replies): a
+            # request written to a call the server has just ended would fail with a status of its own
+            # (INTERNAL), where reading gives the server's (UNAUTHENTICATED, OUT_OF_RANGE, ...).
+            requests: asyncio.Queue[geyser.SubscribeRequest | None] = asyncio.Queue()
+            requests.put_nowait(self._request(from_slot))
+            async with channel:
+                try:
+                    call = geyser_pb2_grpc.GeyserStub(channel).Subscribe(_drain(requests), metadata=metadata)
                     while True:
                         update = await asyncio.wait_for(call.read(), source.stale_after_s)
                         if update is _EOF:
                             problem = "the server ended the stream"
                             break
                         attempt = 0  # the stream works: the next drop reconnects quickly again
-                        await self._handle(call, update)
-            except TimeoutError:
-                problem = f"no update for {source.stale_after_s:g} s"
-            except grpc.aio.AioRpcError as exc:
-                code, details = exc.code(), exc.details() or ""
+                        await self._handle(requests, update)
+                except TimeoutError:
+                    problem = f"no update for {source.stale_after_s:g} s"
+                except grpc.aio.AioRpcError as exc:
+                    code, details = exc.code(), exc.details() or ""
+                    problem = f"{code.name}: {details}"
+                finally:
+                    requests.put_nowait(None)  # the call is over: its requests end
+            if code is not None:
                 if code in FATAL_CODES:
                     await self._fail(code, details)
                     return
                 if code == grpc.StatusCode.OUT_OF_RANGE and from_slot is not None:
                     self._gap(from_slot, details)
-                problem = f"{code.name}: {details}"
             metrics.RECONNECTS.labels(SOURCE).inc()
             delay = random.uniform(0, min(source.reconnect_cap_s, source.reconnect_base_s * 2**attempt))  # noqa: S311 - jitter
             attempt += 1
@@ -483,13 +504,11 @@ class _Stream(threading.Thread):
             await asyncio.sleep(delay)
 
     async def _handle(
-        self,
-        call: grpc.aio.StreamStreamCall[geyser.SubscribeRequest, geyser.SubscribeUpdate],
-        update: geyser.SubscribeUpdate,
+        self, requests: asyncio.Queue[geyser.SubscribeRequest | None], update: geyser.SubscribeUpdate
     ) -> None:
         kind = update.WhichOneof("update_oneof")
         if kind == "ping":
-            await call.write(geyser.SubscribeRequest(ping=geyser.SubscribeRequestPing(id=PING_ID)))
+            requests.put_nowait(geyser.SubscribeRequest(ping=geyser.SubscribeRequestPing(id=PING_ID)))
             return
         if kind == "transaction":
             slot = update.transaction.slot
