@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+import grpc
 import orjson
 import pytest
 from google.protobuf import json_format
@@ -20,6 +21,7 @@ from quantbot.models import Frame, FrameKind
 from quantbot.ops.peers import ChainSpec, SimulatedChain
 from quantbot.ops.peers.yellowstone import GrpcFaults, YellowstonePeer
 from quantbot.ops.peers.yellowstone_convert import subscribe_update_of, transaction_error_bytes
+from quantbot.solana.codec import signature_str
 from quantbot.steps import DecodedTransaction, parse_frame
 from quantbot.units import NS_PER_S
 from tests.conftest import CORPUS_DIR
@@ -153,12 +155,13 @@ def test_a_snapshot_of_another_program_group_is_refused() -> None:
 
 
 @pytest.mark.slow
-def test_every_dex_transaction_once_through_drops_and_from_slot_replays(chain: SimulatedChain) -> None:
+@pytest.mark.parametrize("commitment", ["processed", "confirmed"])
+def test_every_dex_transaction_once_through_drops_and_from_slot_replays(chain: SimulatedChain, commitment: str) -> None:
     """Streams dropped every second reconnect with from_slot; the replayed overlap is dropped: each tx once."""
     expected = _expected(chain)
     reconnects = metrics.total(metrics.RECONNECTS)
     with YellowstonePeer(chain, faults=GrpcFaults(drop_every_s=1.0), token=TOKEN, ping_every_s=0.2) as peer:
-        source = _source(peer.url)
+        source = _source(peer.url, commitment=commitment)
         emitted, _, frames = _read(source, _from_the_start(source, chain), lambda got: set(expected) <= set(got))
 
         replays = [request.from_slot for request in peer.subscriptions if request.HasField("from_slot")]
@@ -169,6 +172,9 @@ def test_every_dex_transaction_once_through_drops_and_from_slot_replays(chain: S
     assert metrics.total(metrics.RECONNECTS) - reconnects >= len(replays) - len(GROUPS)
     assert peer.pongs > 0, "the server's pings were answered"
     assert source.failure is None and source.gaps == []
+    decoded = [item for frame in frames for item in parse_frame(frame)]
+    assert all(isinstance(item, DecodedTransaction) for item in decoded), "every frame normalises and decodes"
+    assert sum(1 for item in decoded if isinstance(item, DecodedTransaction) and item.activities) > len(frames) // 2
     frame = frames[0]
     assert (frame.source, frame.kind) == ("grpc", "transaction")
     assert frame.position == f"grpc:{orjson.loads(frame.payload)['transaction']['slot']}:{frame.position.split(':')[2]}"
@@ -289,3 +295,50 @@ def test_the_source_runs_in_a_dataflow_and_stops_cleanly(chain: SimulatedChain) 
     assert len({frame.position for frame in out}) == len(out)
     update = json_format.Parse(out[0].payload, geyser.SubscribeUpdate())
     assert update.transaction.slot >= chain.first_slot
+
+
+@pytest.mark.slow
+def test_the_peer_applies_transaction_filters_and_reports_a_slot_after_its_transactions(chain: SimulatedChain) -> None:
+    """Each update names the filters it matched (failed, include/exclude); a slot's status follows its transactions."""
+    request = geyser.SubscribeRequest(commitment=geyser.CONFIRMED, from_slot=chain.first_slot)
+    request.transactions["failed"].failed = True
+    pump = request.transactions["pump"]
+    pump.failed = False
+    pump.account_include.append(PUMPFUN)
+    pump.account_exclude.append(JUPITER)
+    request.slots["slots"].filter_by_commitment = True
+    updates: list[geyser.SubscribeUpdate] = []
+    with YellowstonePeer(chain, speed=4.0) as peer, grpc.insecure_channel(peer.url.removeprefix("http://")) as channel:
+        stream = channel.stream_stream(
+            "/geyser.Geyser/Subscribe",
+            request_serializer=geyser.SubscribeRequest.SerializeToString,
+            response_deserializer=geyser.SubscribeUpdate.FromString,
+        )(iter([request]), timeout=DEADLINE_S)
+        for update in stream:
+            updates.append(update)
+            if update.WhichOneof("update_oneof") == "slot" and update.slot.slot == chain.last_slot:
+                stream.cancel()
+                break
+
+    by_signature = {tx.signature: tx for tx in chain.transactions}
+    wanted = {
+        tx.signature: sorted(
+            [
+                *(["failed"] if tx.err is not None else []),
+                *(["pump"] if tx.err is None and PUMPFUN in tx.mentions and JUPITER not in tx.mentions else []),
+            ]
+        )
+        for tx in chain.transactions
+    }
+    sent = {}
+    slots_reported: list[int] = []
+    for update in updates:
+        if update.WhichOneof("update_oneof") == "transaction":
+            signature = signature_str(update.transaction.transaction.signature)
+            assert by_signature[signature].slot not in slots_reported, "a transaction after its slot's status"
+            sent[signature] = sorted(update.filters)
+        elif update.WhichOneof("update_oneof") == "slot":
+            assert update.slot.status == geyser.SLOT_CONFIRMED and list(update.filters) == ["slots"]
+            slots_reported.append(update.slot.slot)
+    assert sent == {signature: names for signature, names in wanted.items() if names}
+    assert slots_reported == list(chain.slots)
