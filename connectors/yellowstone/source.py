@@ -38,6 +38,7 @@ from quantbot import metrics
 from quantbot.errors import QuantbotError, ResumeRefusedError
 from quantbot.health import SourceActivity
 from quantbot.models import Frame, FrameKind
+from quantbot.redaction import redact_url
 from quantbot.solana.codec import signature_str
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,8 @@ class YellowstoneSource(FixedPartitionedSource[Frame, GrpcPosition | None]):
     never blocks). Bytewax spreads the partitions over the workers.
 
     Args:
-        url: the server, `https://host[:port]` (TLS, port 443 by default) or `http://host:port`.
+        url: the server, `https://host[:port]` (TLS, port 443 by default) or `http://host:port`; only the
+            host and port are used (the token goes in `token`).
         token: sent as the `x-token` metadata when given (the usual Yellowstone authentication).
         groups: the program groups, one partition each; a group's key is `grpc:<its first program>`.
         commitment: `processed`, `confirmed` or `finalized`.
@@ -535,7 +537,7 @@ class _Stream(threading.Thread):
     async def _fail(self, code: grpc.StatusCode, details: str) -> None:
         hint = " (check the x-token)" if code == grpc.StatusCode.UNAUTHENTICATED else ""
         failure = YellowstoneError(
-            f"yellowstone server {self._source.url} refused the subscription of {self._key}: "
+            f"yellowstone server {redact_url(self._source.url)} refused the subscription of {self._key}: "
             f"{code.name.lower()}: {details}{hint}"
         )
         log.error("source=grpc refused partition=%s code=%s details=%s", self._key, code.name, details)
