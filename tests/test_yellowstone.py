@@ -262,6 +262,8 @@ def test_a_refused_from_slot_is_a_reported_gap_and_the_stream_goes_on(chain: Sim
 
         assert [request.HasField("from_slot") for request in peer.subscriptions[:2]] == [True, False]
     assert [(gap.partition, gap.after_slot) for gap in source.gaps] == [(f"grpc:{JUPITER}", chain.first_slot - 1)]
+    before_slot = source.gaps[0].before_slot
+    assert before_slot is not None and before_slot > source.gaps[0].after_slot, "the gap ends where the stream resumed"
     assert "is not available" in source.gaps[0].reason
     assert metrics.total(metrics.GAPS) - gaps == 1
     assert emitted and max(emitted.values()) == 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import queue
 import random
@@ -38,7 +39,7 @@ from quantbot import metrics
 from quantbot.errors import QuantbotError, ResumeRefusedError
 from quantbot.health import SourceActivity
 from quantbot.models import Frame, FrameKind
-from quantbot.redaction import redact_url
+from quantbot.redaction import redact, redact_url
 from quantbot.solana.codec import signature_str
 
 log = logging.getLogger(__name__)
@@ -125,11 +126,14 @@ class GrpcGap:
         partition: the program group's partition key.
         after_slot: the last slot fully seen before the gap.
         reason: the server's answer.
+        before_slot: the first slot seen after it (None until the stream delivers again): the slots
+            strictly between the two are what a backfill over RPC covers.
     """
 
     partition: str
     after_slot: int
     reason: str
+    before_slot: int | None = None
 
 
 class YellowstoneSource(FixedPartitionedSource[Frame, GrpcPosition | None]):
@@ -408,6 +412,7 @@ class _Stream(threading.Thread):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopped = threading.Event()
+        self._open_gap: GrpcGap | None = None
 
     def run(self) -> None:
         loop = asyncio.new_event_loop()
@@ -482,7 +487,7 @@ class _Stream(threading.Thread):
                 except TimeoutError:
                     problem = f"no update for {source.stale_after_s:g} s"
                 except grpc.aio.AioRpcError as exc:
-                    code, details = exc.code(), exc.details() or ""
+                    code, details = exc.code(), redact(exc.details() or "")
                     problem = f"{code.name}: {details}"
                 finally:
                     requests.put_nowait(None)  # the call is over: its requests end
@@ -523,6 +528,8 @@ class _Stream(threading.Thread):
             await self._put(_Received(slot))
         else:
             return  # pongs and what this subscription did not ask for
+        if self._open_gap is not None:
+            self._close_gap(self._open_gap, slot)
         if slot - 1 > (self._fully_seen if self._fully_seen is not None else -1):
             self._fully_seen = slot - 1
 
@@ -546,8 +553,18 @@ class _Stream(threading.Thread):
 
     def _gap(self, from_slot: int, details: str) -> None:
         """The server cannot replay from `from_slot`: subscribe from now on, and say what may be missing."""
-        gap = GrpcGap(self._key, from_slot, details)
+        gap = GrpcGap(self._key, from_slot, redact(details))
         self._source.gaps.append(gap)
+        self._open_gap = gap
         metrics.GAPS.labels(SOURCE).inc()
-        log.warning("source=grpc gap partition=%s after_slot=%d reason=%s", self._key, from_slot, details)
+        log.warning("source=grpc gap partition=%s after_slot=%d reason=%s", self._key, from_slot, gap.reason)
         self._fully_seen = None
+
+    def _close_gap(self, gap: GrpcGap, slot: int) -> None:
+        """The stream delivers again, from `slot`: the gap ends there."""
+        gaps = self._source.gaps
+        gaps[gaps.index(gap)] = dataclasses.replace(gap, before_slot=slot)
+        self._open_gap = None
+        log.warning(
+            "source=grpc gap partition=%s after_slot=%d before_slot=%d (to backfill)", self._key, gap.after_slot, slot
+        )
