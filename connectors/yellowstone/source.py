@@ -21,7 +21,7 @@ import queue
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal, NoReturn
@@ -37,6 +37,7 @@ from connectors.yellowstone import geyser_pb2 as geyser
 from connectors.yellowstone import geyser_pb2_grpc
 from quantbot import metrics
 from quantbot.errors import QuantbotError, ResumeRefusedError
+from quantbot.events import EventType, Severity, SystemEvent
 from quantbot.health import SourceActivity
 from quantbot.models import Frame, FrameKind
 from quantbot.redaction import redact, redact_url
@@ -179,6 +180,7 @@ class YellowstoneSource(FixedPartitionedSource[Frame, GrpcPosition | None]):
         seen_max: signatures remembered per partition to drop a replay's overlap.
         batch_size: frames per batch at most.
         activity: where the source notes its progress for readiness; a new one named `grpc` when not given.
+        on_event: where a gap the server could not replay is reported as a `system_events` row.
     """
 
     def __init__(
@@ -195,6 +197,7 @@ class YellowstoneSource(FixedPartitionedSource[Frame, GrpcPosition | None]):
         seen_max: int = DEFAULT_SEEN_MAX,
         batch_size: int = DEFAULT_BATCH_SIZE,
         activity: SourceActivity | None = None,
+        on_event: Callable[[SystemEvent], object] | None = None,
     ) -> None:
         if not groups or any(not group for group in groups):
             raise ValueError("a Yellowstone source needs at least one group of at least one program")
@@ -218,6 +221,7 @@ class YellowstoneSource(FixedPartitionedSource[Frame, GrpcPosition | None]):
         self.seen_max = seen_max
         self.batch_size = batch_size
         self.activity = activity if activity is not None else SourceActivity(SOURCE)
+        self.on_event = on_event
         self.failure: YellowstoneError | None = None
         self.refusal: ResumeRefusedError | None = None
         self.gaps: list[GrpcGap] = []
@@ -568,3 +572,18 @@ class _Stream(threading.Thread):
         log.warning(
             "source=grpc gap partition=%s after_slot=%d before_slot=%d (to backfill)", self._key, gap.after_slot, slot
         )
+        on_event = self._source.on_event
+        if on_event is not None:
+            programs = self._source.groups[self._key]
+            backfill = " ".join(f"--program {p}" for p in programs)
+            event = SystemEvent(
+                EventType.GAP_DETECTED,
+                Severity.WARNING,
+                self._key,
+                f"the server could not replay from slot {gap.after_slot}: slots {gap.after_slot + 1} to {slot - 1}"
+                f" may be missing; `quantbot backfill {backfill} --from-slot {gap.after_slot + 1}"
+                f" --to-slot {slot - 1}` repairs them",
+                {"after_slot": gap.after_slot, "before_slot": slot, "reason": gap.reason, "programs": list(programs)},
+            )
+            # The event log writes to PostgreSQL: off the stream's loop, which must keep reading.
+            threading.Thread(target=on_event, args=(event,), name="grpc-gap-event", daemon=True).start()
