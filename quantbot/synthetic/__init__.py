@@ -33,12 +33,21 @@ from solders.signature import Signature
 from quantbot.models import Frame, FrameKind
 from quantbot.recordings import ZSTD_LEVEL, encode_frame
 from quantbot.solana.codec import b58encode
-from quantbot.synthetic.market import Market
+from quantbot.synthetic.chain import TxBuilder
+from quantbot.synthetic.market import Keys, Market
 from quantbot.synthetic.spec import Expected, FeedSpec, FeedStats
 from quantbot.synthetic.venues import LEGACY_SHARE, PUMPFUN_MAX_USD, PUMPSWAP_MAX_USD, VENUE_NAMES, Outcome, Venues
 from quantbot.units import NS_PER_S
 
-__all__ = ["Expected", "FeedSpec", "FeedStats", "generate_feed", "iter_feed"]
+__all__ = [
+    "Expected",
+    "FeedSpec",
+    "FeedStats",
+    "SyntheticTransaction",
+    "generate_feed",
+    "iter_feed",
+    "iter_transactions",
+]
 
 SOURCE = "synthetic"
 SIGNATURE_SIZE = 64
@@ -94,6 +103,92 @@ def _venue(rng: random.Random, usd: float) -> str:
     return venue
 
 
+class SyntheticTransaction:
+    """One generated transaction, built and ready to render as a `getTransaction` response in any encoding.
+
+    Attributes:
+        builder: the recorded transaction (instructions, logs, balances).
+        expected: what the decoders must find in it.
+        signature: its signature (base58).
+        slot: the slot the generator placed it in.
+        block_time: its block time (Unix seconds).
+        encoding: the encoding the generator drew for it (`json`, `jsonParsed` or `base64`).
+        version: 0 for a v0 message, `"legacy"` for a legacy one.
+    """
+
+    __slots__ = (
+        "_blockhash",
+        "_keys",
+        "_signature_raw",
+        "block_time",
+        "builder",
+        "encoding",
+        "expected",
+        "signature",
+        "slot",
+        "version",
+    )
+
+    def __init__(
+        self,
+        builder: TxBuilder,
+        expected: Expected,
+        *,
+        slot: int,
+        block_time: int,
+        blockhash: tuple[str, bytes],
+        encoding: str,
+        version: int | str,
+        signature_raw: bytes,
+        keys: Keys,
+    ) -> None:
+        self.builder = builder
+        self.expected = expected
+        self.signature = expected.signature
+        self.slot = slot
+        self.block_time = block_time
+        self.encoding = encoding
+        self.version = version
+        self._blockhash = blockhash
+        self._signature_raw = signature_raw
+        self._keys = keys
+
+    def account_keys(self) -> frozenset[str]:
+        """Every account key the transaction names: the fee payer, the message's keys and lookup-table loads."""
+        builder = self.builder
+        return frozenset((builder.fee_payer, *builder.writable, *builder.readonly, *builder.loaded))
+
+    def render(
+        self,
+        *,
+        request_id: int = 1,
+        encoding: str | None = None,
+        slot: int | None = None,
+        block_time: int | None = None,
+    ) -> dict[str, Any]:
+        """The JSON-RPC `getTransaction` response `{"jsonrpc", "result", "id"}`.
+
+        Args:
+            request_id: the response's id.
+            encoding: `json`, `jsonParsed` or `base64`; None: the encoding drawn by the generator.
+            slot: the slot to report; None: the generator's.
+            block_time: the block time to report; None: the generator's.
+        """
+        return self.builder.finish(
+            self.signature,
+            slot=self.slot if slot is None else slot,
+            block_time=self.block_time if block_time is None else block_time,
+            blockhash=self._blockhash[0],
+            request_id=request_id,
+            encoding=self.encoding if encoding is None else encoding,
+            version=self.version,
+            signature_raw=self._signature_raw,
+            blockhash_raw=self._blockhash[1],
+            key_bytes=self._keys.raw,
+            default_lamports=self._keys.lamports,
+        )
+
+
 class _Stream:
     """The feed's state while it is generated: market, venues, the current slot and the price clock."""
 
@@ -114,8 +209,8 @@ class _Stream:
         usd = self.rng.lognormvariate(math.log(SIZE_MEDIAN_USD), SIZE_SIGMA)
         return min(max(usd, SIZE_MIN_USD), SIZE_MAX_USD)
 
-    def transaction(self, number: int, at_ns: int) -> tuple[Frame, Expected]:
-        """The `number`-th transaction, in a block at `at_ns` (Unix nanoseconds)."""
+    def build(self, number: int, at_ns: int) -> SyntheticTransaction:
+        """The `number`-th transaction, in a block at `at_ns` (Unix nanoseconds), built but not rendered."""
         at_s = at_ns / NS
         rng = self.rng
         spec = self.spec
@@ -147,25 +242,28 @@ class _Stream:
         encoding = "base64" if draw < ENCODING_BASE64_SHARE else "jsonParsed" if draw < PARSED_CUTOFF else "json"
         pump = outcome.venue in (VENUE_NAMES["pumpfun"], VENUE_NAMES["pumpswap"])
         legacy = pump and not tx.loaded and rng.random() < LEGACY_SHARE
-        envelope = tx.finish(
-            signature,
-            slot=slot,
-            block_time=at_ns // NS,
-            blockhash=self.blockhash[0],
-            request_id=number + 1,
-            encoding=encoding,
-            version="legacy" if legacy else 0,
-            signature_raw=signature_raw,
-            blockhash_raw=self.blockhash[1],
-            key_bytes=self.market.keys.raw,
-            default_lamports=self.market.keys.lamports,
-        )
-        received_ns = at_ns + TX_LATENCY_NS
-        frame = Frame(received_ns, SOURCE, FrameKind.TRANSACTION.value, orjson.dumps(envelope).decode())
         expected = Expected(
             signature, outcome.kind, outcome.trader, outcome.venue, outcome.input, outcome.output, outcome.hop_count
         )
-        return frame, expected
+        return SyntheticTransaction(
+            tx,
+            expected,
+            slot=slot,
+            block_time=at_ns // NS,
+            blockhash=self.blockhash,
+            encoding=encoding,
+            version="legacy" if legacy else 0,
+            signature_raw=signature_raw,
+            keys=self.market.keys,
+        )
+
+    def transaction(self, number: int, at_ns: int) -> tuple[Frame, Expected]:
+        """The `number`-th transaction, in a block at `at_ns` (Unix nanoseconds), as a feed frame."""
+        built = self.build(number, at_ns)
+        envelope = built.render(request_id=number + 1)
+        received_ns = at_ns + TX_LATENCY_NS
+        frame = Frame(received_ns, SOURCE, FrameKind.TRANSACTION.value, orjson.dumps(envelope).decode())
+        return frame, built.expected
 
     def prices_until(self, received_ns: int) -> Iterator[Frame]:
         """Price frames received before `received_ns`."""
@@ -262,6 +360,22 @@ def iter_feed(spec: FeedSpec, now: float | None = None) -> Iterator[tuple[Frame 
         while owed >= 1.0:
             owed -= 1.0
             yield _malformed(rng, frame, frame.received_ns), None
+
+
+def iter_transactions(spec: FeedSpec, now: float | None = None) -> Iterator[SyntheticTransaction]:
+    """The feed's transactions alone (no price frames, no malformed lines), built but not rendered.
+
+    They are the very transactions `iter_feed` renders for the same spec (same signatures, same contents),
+    spaced by `spec.tx_per_s` from the start time; render each in the encoding wanted.
+
+    Args:
+        spec: the feed's shape (`garbage_share` and `price_every_s` do not matter here).
+        now: Unix seconds taken as "now" when `spec.start_time` is None (default: the clock).
+    """
+    stream = _Stream(spec, time.time() if now is None else now)
+    start_ns = stream.start * NS
+    for number in range(spec.txs):
+        yield stream.build(number, start_ns + round(number * NS / spec.tx_per_s))
 
 
 def _open(path: Path, name: str) -> tuple[IO[bytes], IO[bytes]]:
