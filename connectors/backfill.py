@@ -277,7 +277,7 @@ class BackfillSource(FixedPartitionedSource[Frame | DeadLetter, BackfillPosition
         commitment: str = "confirmed",
         encoding: str = "base64",
         seen_max: int = 200_000,
-        on_event: Callable[[SystemEvent], None] | None = None,
+        on_event: Callable[[SystemEvent], object] | None = None,
         activity: SourceActivity | None = None,
     ) -> None:
         if not addresses:
