@@ -7,8 +7,8 @@ type of the error, never by a check at the call site:
 
 ```
 RpcError                       base of the client's errors; `retryable` says whether asking again can help
- ├── RpcTransientError         retryable: one attempt failed; the client retries it (jittered exponential
- │    │                        backoff) until `retry_budget_s` has passed since the first attempt
+ ├── RpcTransientError         retryable: one attempt failed; the client retries it (`quantbot.backoff`:
+ │    │                        jittered exponential) until `retry_budget_s` has passed since the first attempt
  │    ├── RpcRateLimitedError  HTTP 429; waits `Retry-After` (seconds or an HTTP date) when the provider says
  │    ├── RpcServerError       HTTP 5xx, a connection error, a timeout, an answer that is not JSON-RPC
  │    └── RpcNodeNotReadyError JSON-RPC -32004 block not available yet, -32005 node unhealthy, -32014 block
@@ -38,7 +38,6 @@ import asyncio
 import email.utils
 import json
 import logging
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ import aiohttp
 import orjson
 
 from quantbot import metrics
+from quantbot.backoff import Backoff
 from quantbot.errors import QuantbotError
 from quantbot.redaction import redact_url
 from quantbot.settings import SolanaSettings
@@ -62,8 +62,8 @@ SIGNATURES_PAGE_MAX = 1000
 """getSignaturesForAddress returns at most this many signatures per call (agave's limit)."""
 BURST_S = 1.0
 """The token bucket holds one second of requests: providers count requests per one-second window."""
-BACKOFF_JITTER = 0.5
-"""Share of a backoff delay drawn at random ("equal jitter"): retries spread out yet never wait ~0."""
+MAX_DOUBLINGS = 32
+"""Retries past this many doublings wait the cap anyway; bounding the exponent keeps the float finite."""
 HTTP_TOO_MANY_REQUESTS = 429
 HTTP_SERVER_ERROR = 500
 HTTP_CLIENT_ERROR = 400
@@ -187,10 +187,14 @@ class RpcPolicy:
             batch_size=s.backfill_batch_size,
         )
 
+    @property
+    def backoff(self) -> Backoff:
+        """The wait between retries: the project's one backoff (`quantbot.backoff`), from base and cap."""
+        return Backoff(base_s=self.backoff_base_s, cap_s=self.backoff_cap_s)
+
     def backoff_s(self, attempt: int) -> float:
-        """Seconds to wait before retry number `attempt` (0-based): capped doubling, half of it jittered."""
-        ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2.0 ** min(attempt, 32))
-        return ceiling * (1 - BACKOFF_JITTER) + random.uniform(0, ceiling * BACKOFF_JITTER)  # noqa: S311 - jitter
+        """Seconds to wait before retry number `attempt` (0-based)."""
+        return self.backoff.delay(min(attempt, MAX_DOUBLINGS))
 
 
 @dataclass(frozen=True)

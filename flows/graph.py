@@ -1,7 +1,8 @@
 """The one transform graph: frames in; prices, whales, signals and dead letters out to the four stores.
 
-Every flow is `build_flow` over its own source (today the replay of recordings, `flows/replay.py`);
-everything after the input is the same. Step ids are stable: they key the recovery snapshots.
+Every flow is `build_flow` over its own source (the replay of recordings, `flows/replay.py`; the live
+chain, `flows/live.py`; the backfill, `flows/backfill.py`); everything after the input is the same.
+Step ids are stable: they key the recovery snapshots.
 """
 
 from __future__ import annotations
@@ -89,13 +90,21 @@ def _count_valued(item: ValuedTransaction | PriceTick) -> None:
         metrics.VALUED.inc(sum(1 for v in item.valued if v.usd_value is not None))
 
 
-def build_flow(source: Source[Any], sinks: FlowSinks, config: FlowConfig, name: str = "quantbot") -> Dataflow:
-    """The dataflow from `source` to `sinks`."""
+def build_flow(
+    source: Source[Any],
+    sinks: FlowSinks,
+    config: FlowConfig,
+    name: str = "quantbot",
+    record: Sink[Frame] | None = None,
+) -> Dataflow:
+    """The dataflow from `source` to `sinks`; with `record`, every frame read is also written there as read."""
     flow = Dataflow(name)
     items = op.input("frames", flow, source)
     # Frame(kind="transaction", payload='{"jsonrpc": ...}') | DeadLetter(stage="frame")
     op.inspect("count_frames", items, lambda _step, item: _count_frame(item))
     split = op.branch("is_frame", items, lambda item: isinstance(item, Frame))
+    if record is not None:
+        op.output("record", split.trues, record)
     parsed = op.flat_map("parse", split.trues, partial(parse_frame, config=config.parse))
     # DecodedTransaction(signature="5Q8E...", activities=(Activity(kind="swap", ...),)) | FeedQuote | DeadLetter
     op.inspect("count_parsed", parsed, lambda _step, item: _count_parsed(item))

@@ -23,6 +23,7 @@ from prometheus_client import Counter, Histogram
 
 from flows.graph import FlowConfig, FlowSinks
 from quantbot import metrics
+from quantbot.backoff import Backoff
 from quantbot.bounds import ParseConfig
 from quantbot.events import EventType, Severity, SystemEvent
 from quantbot.pricing import PricingConfig
@@ -40,7 +41,7 @@ from sinks.mongo import MongoSink
 from sinks.operational import EventLog, PerformanceReporter, ReporterConfig, default_instance
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisPolicy, RedisSink
-from sinks.retry import Backoff, Retry
+from sinks.retry import Retry
 
 log = logging.getLogger(__name__)
 

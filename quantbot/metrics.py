@@ -144,3 +144,26 @@ RPC_RETRIES = Counter(
     "Solana JSON-RPC calls asked again, by reason: rate_limited, server_error, node_not_ready, null",
     ["reason"],
 )
+
+
+def bucket_counts(histogram: Histogram) -> dict[float, float]:
+    """A histogram's cumulative counts per bucket upper bound, over all its label values."""
+    counts: dict[float, float] = {}
+    for family in histogram.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                bound = float(sample.labels["le"])
+                counts[bound] = counts.get(bound, 0.0) + sample.value
+    return counts
+
+
+def quantile(histogram: Histogram, q: float, since: dict[float, float] | None = None) -> float | None:
+    """The upper bound of the bucket holding the `q` quantile of what was observed (since `since`, a
+    `bucket_counts` taken earlier); None before any observation. Coarse by design: as fine as the buckets."""
+    now = bucket_counts(histogram)
+    earlier = since or {}
+    cumulative = sorted((bound, count - earlier.get(bound, 0.0)) for bound, count in now.items())
+    if not cumulative or cumulative[-1][1] <= 0:
+        return None
+    wanted = q * cumulative[-1][1]
+    return next(bound for bound, count in cumulative if count >= wanted)

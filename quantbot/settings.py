@@ -233,18 +233,14 @@ class SolanaSettings(_Section):
     source: Literal["websocket", "grpc"] = Field(
         "websocket", description="websocket: logsSubscribe + getTransaction; grpc: Yellowstone Subscribe"
     )
-    programs: list[str] = Field(
-        [], description="program ids to follow; empty: every program the decoder knows"
-    )
+    programs: list[str] = Field([], description="program ids to follow; empty: every program the decoder knows")
     program_groups: list[list[str]] = Field(
         [],
         description="programs per source partition (workers share partitions); empty: one partition for all",
     )
     commitment: Literal["processed", "confirmed", "finalized"] = "confirmed"
     encoding: Literal["base64", "json", "jsonParsed"] = Field("base64", description="getTransaction encoding")
-    include_failed: bool = Field(
-        False, description="fetch and record failed transactions too (they decode to nothing)"
-    )
+    include_failed: bool = Field(False, description="fetch and record failed transactions too (they decode to nothing)")
     rpc_url: str | None = Field(None, description="HTTP JSON-RPC URL; QUANTBOT_SOLANA_RPC_URL")
     ws_url: str | None = Field(None, description="websocket PubSub URL; empty: rpc_url with ws(s)://")
     grpc_url: str | None = Field(None, description="Yellowstone gRPC URL; QUANTBOT_SOLANA_GRPC_URL")
@@ -270,7 +266,9 @@ class SolanaSettings(_Section):
         64.0, gt=0, description="largest websocket message accepted (notifications exceed websockets' 1 MiB)"
     )
     seen_max: int = Field(
-        200_000, ge=1, description="signatures remembered to fetch each once (about 3 min of mainnet DEX traffic)"
+        20_000,
+        ge=1,
+        description="signatures remembered (and snapshotted) to fetch each once: 3 min of mainnet's ~110 DEX tx/s",
     )
     backfill_batch_size: int = Field(
         20, ge=1, description="getTransaction calls per JSON-RPC batch; 1: no batches (some plans refuse them)"
@@ -459,7 +457,9 @@ def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tup
         if path is None:
             problem = "is not a configuration key (see `quantbot config show` for the keys)"
             raise ConfigError(name, problem, "environment")
-        verbatim = path[-1] in {"url", "password", "token", "db", "org", "bucket"} or path[-1].endswith(("_url", "_token"))
+        verbatim = path[-1] in {"url", "password", "token", "db", "org", "bucket"} or path[-1].endswith(
+            ("_url", "_token")
+        )
         value: Any = raw if verbatim else _parse_env_value(raw)
         target = overrides
         for part in path[:-1]:

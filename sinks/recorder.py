@@ -1,18 +1,19 @@
-"""Recorder sink: raw frames to rotating recording files, so that any feed can be replayed later.
-
-No command wires it yet: it is the recorder of the coming live source (`quantbot run --record`), tested
-on its own in tests/test_recordings.py (a recording it writes replays byte for byte).
+"""Recorder sinks: raw frames to rotating recording files, so that any feed can be replayed later
+(`quantbot run --record DIR`, `quantbot record --out DIR`), and the dead letters of a recording run beside
+them (`quantbot record` has no dead-letter store).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
+import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from quantbot.models import Frame
+from quantbot.models import DeadLetter, Frame
 from quantbot.recordings import RecordingWriter
 from quantbot.units import SECONDS_PER_HOUR
 
@@ -76,3 +77,49 @@ class _RecorderPartition(StatelessSinkPartition[Frame]):
 
     def close(self) -> None:
         self._writer.close()
+
+
+class DeadLetterFileSink(DynamicSink[DeadLetter]):
+    """Appends dead letters as JSON lines to `<directory>/dead-letters-w<worker>.ndjson` (not a recording's
+    suffix: a replay of the directory does not read them).
+
+    Delivery: each batch is written and fsynced before `write_batch` returns; a resumed flow may write a
+    dead letter twice (at-least-once).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterFilePartition:
+        """This worker's file."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        return _DeadLetterFilePartition(self.directory / f"dead-letters-w{worker_index}.ndjson")
+
+
+class _DeadLetterFilePartition(StatelessSinkPartition[DeadLetter]):
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("ab")
+
+    def write_batch(self, items: list[DeadLetter]) -> None:
+        if not items:
+            return
+        for letter in items:
+            self._file.write(
+                orjson.dumps(
+                    {
+                        "position": letter.position,
+                        "source": letter.source,
+                        "stage": letter.stage,
+                        "reason": letter.reason,
+                        "raw": letter.raw,
+                        "received_ns": letter.received_ns,
+                    }
+                )
+                + b"\n"
+            )
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        log.warning("sink=dead_letter_file letters=%d path=%s", len(items), self._file.name)
+
+    def close(self) -> None:
+        self._file.close()

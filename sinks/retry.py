@@ -15,29 +15,17 @@ each attempt made again in `quantbot_sink_retries_total{sink}`; in all, the writ
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from quantbot import metrics
+from quantbot.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff with full jitter: wait uniform(0, min(cap, base * 2**attempt)) seconds."""
-
-    base_s: float = 0.1
-    cap_s: float = 5.0
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number `attempt` (0-based)."""
-        return random.uniform(0, min(self.cap_s, self.base_s * 2**attempt))  # noqa: S311 - jitter, not crypto
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +37,7 @@ class Retry:
     """
 
     budget_s: float = 60.0
-    backoff: Backoff = Backoff()
+    backoff: Backoff = Backoff()  # noqa: RUF009 - frozen: one default shared safely
 
     def call(
         self,

@@ -364,6 +364,24 @@ def _compare(first: dict[str, Any], second: dict[str, Any], recording: Path, env
     return first_difference(first, second)
 
 
+KILL_AFTER_WHALES = 20
+"""The crashed backfill is killed once this many whales are stored: mid-way (the range holds hundreds)."""
+KILL_DEADLINE_S = 90.0
+"""Start-up and the first whales take seconds; a backfill storing none for this long is broken."""
+
+
+def _wait_for_whales(env: dict[str, str], process: subprocess.Popen[bytes], wanted: int) -> int:
+    """Poll the whales stored until `wanted` are (the process still running); how many there were."""
+    deadline = time.monotonic() + KILL_DEADLINE_S
+    with pymongo.MongoClient(env["QUANTBOT_MONGO_URL"]) as client:
+        whales = client[env["QUANTBOT_MONGO_DB"]].whale_activity
+        while (stored := whales.count_documents({})) < wanted:
+            assert process.poll() is None, f"the backfill ended ({process.returncode}) before the kill"
+            assert time.monotonic() < deadline, f"{stored} whales stored after {KILL_DEADLINE_S:.0f} s"
+            time.sleep(0.1)  # a poll, bounded by the deadline above
+    return stored
+
+
 def _replay_of(chain: SimulatedChain, transactions: list[ChainTransaction], path: Path) -> Path:
     """A recording (in directory `path`) of `transactions` as the peer answers getTransaction, in the order given."""
     writer = RecordingWriter(path)
@@ -449,11 +467,11 @@ def test_kill_9_mid_backfill_then_resume_leaves_the_stores_of_an_uninterrupted_b
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(5.0)  # start-up (~2 s), then a few snapshots' worth of backfill
-        assert process.poll() is None, "the backfill ended before the kill: nothing was tested"
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait()
-        killed_at = len(_snapshot(env)["mongo.whale_activity"])
+        try:
+            killed_at = _wait_for_whales(env, process, KILL_AFTER_WHALES)
+        finally:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
         resumed = run_cli(*command[3:], *recovery, env=env)
         assert resumed.returncode == 0, resumed.stderr
         crashed = _snapshot(env)

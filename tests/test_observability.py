@@ -19,6 +19,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from flows.replay import replay
+from quantbot.backoff import Backoff
 from quantbot.health import SourceActivity
 from quantbot.models import Frame
 from quantbot.ops import stack
@@ -29,7 +30,7 @@ from quantbot.schema import mongo as mongo_schema
 from quantbot.schema import postgres as pg_schema
 from quantbot.settings import Settings, load_settings
 from quantbot.synthetic import FeedSpec, generate_feed
-from sinks.retry import Backoff, Retry
+from sinks.retry import Retry
 from tests.conftest import REPO_ROOT, InfluxEndpoint
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]

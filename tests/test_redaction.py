@@ -47,9 +47,18 @@ def closed_port() -> int:
             "https://name.solana-mainnet.quiknode.pro/0a1b2c3d4e5f60718293a4b5c6d7e8f9/",
             "https://name.solana-mainnet.quiknode.pro/***/",
         ),
-        ("wss://name.solana-mainnet.quiknode.pro/0a1b2c3d4e5f60718293a4b5c6d7e8f9", "wss://name.solana-mainnet.quiknode.pro/***"),
-        ("https://name.mainnet.rpcpool.com/6a3e9c2b-1f4d-4b7a-9c1e-2f3a4b5c6d7e", "https://name.mainnet.rpcpool.com/***"),
-        ("http://127.0.0.1:8428/api/v1/export?match=token_prices", "http://127.0.0.1:8428/api/v1/export?match=token_prices"),
+        (
+            "wss://name.solana-mainnet.quiknode.pro/0a1b2c3d4e5f60718293a4b5c6d7e8f9",
+            "wss://name.solana-mainnet.quiknode.pro/***",
+        ),
+        (
+            "https://name.mainnet.rpcpool.com/6a3e9c2b-1f4d-4b7a-9c1e-2f3a4b5c6d7e",
+            "https://name.mainnet.rpcpool.com/***",
+        ),
+        (
+            "http://127.0.0.1:8428/api/v1/export?match=token_prices",
+            "http://127.0.0.1:8428/api/v1/export?match=token_prices",
+        ),
         ("http://127.0.0.1:8428/internal/force_flush", "http://127.0.0.1:8428/internal/force_flush"),
     ],
 )

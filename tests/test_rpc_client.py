@@ -331,12 +331,12 @@ def test_retry_after_http_date() -> None:
 
 
 def test_backoff_doubles_with_jitter_up_to_the_cap() -> None:
-    """Each wait lies in [half, all] of min(cap, base * 2**attempt)."""
+    """Each wait lies in [0, min(cap, base * 2**attempt)], however many attempts came before."""
     policy = RpcPolicy(**{**FAST.__dict__, "backoff_base_s": 0.1, "backoff_cap_s": 1.0})
 
-    for attempt, ceiling in [(0, 0.1), (1, 0.2), (3, 0.8), (4, 1.0), (60, 1.0)]:
+    for attempt, ceiling in [(0, 0.1), (1, 0.2), (3, 0.8), (4, 1.0), (5000, 1.0)]:
         waits = [policy.backoff_s(attempt) for _ in range(50)]
-        assert all(ceiling / 2 <= w <= ceiling for w in waits), (attempt, waits)
+        assert all(0 <= w <= ceiling for w in waits) and max(waits) > ceiling / 2, (attempt, waits)
 
 
 def test_policy_from_settings_and_refusals() -> None:

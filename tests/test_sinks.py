@@ -15,6 +15,7 @@ import redis
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from pymongo.database import Database
 
+from quantbot.backoff import Backoff
 from quantbot.models import WSOL_MINT, Activity, ActivityKind, DeadLetter, InstructionIndex, PriceTick, TokenAmount
 from quantbot.ops import stack
 from quantbot.pricing import USDC_MINT, PriceBook
@@ -26,7 +27,7 @@ from sinks.influx import NS_PER_S, InfluxSink, point_time_ns, price_point
 from sinks.mongo import MongoSink
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisPolicy, RedisSink
-from sinks.retry import Backoff, Retry
+from sinks.retry import Retry
 from tests.conftest import InfluxEndpoint
 
 BONK = "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263"

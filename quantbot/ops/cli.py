@@ -443,6 +443,14 @@ def _print_summary(summary: Any, counts: Any, inputs: Sequence[tuple[str, object
         ("throughput", f"{summary.frames_per_s:,.0f} frames/s"),
     ]
     console.print(_table("this run", ["", "count"], run_rows))
+    _print_store_counts(counts)
+    for warning in summary.warnings:
+        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if summary.stopped:
+        console.print("stopped before the end: the same command with the same --recovery-dir resumes it")
+
+
+def _print_store_counts(counts: Any) -> None:
     store_rows = [
         ("postgres", "trading_signals rows", counts.signals),
         ("postgres", "dead_letters rows", counts.dead_letters),
@@ -464,10 +472,6 @@ def _print_summary(summary: Any, counts: Any, inputs: Sequence[tuple[str, object
         for w in counts.largest_whales
     ]
     console.print(_table("largest whales", ["signature", "wallet", "category", "venue", "value"], whales))
-    for warning in summary.warnings:
-        console.print(f"[bold yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    if summary.stopped:
-        console.print("stopped before the end: the same command with the same --recovery-dir resumes it")
 
 
 @cli.command()
@@ -524,6 +528,132 @@ def replay(  # noqa: PLR0917 - click passes each option
             activity=source,
         )
     _print_summary(summary, store_counts(settings))
+
+
+# ------------------------------------------------------------------------------------------------ live
+
+recovery_dir_option = click.option(
+    "--recovery-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep snapshots here and resume from them after a crash (created on first use).",
+)
+duration_option = click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop after this many seconds, as SIGTERM would; default: run until SIGTERM or SIGINT.",
+)
+
+
+def _print_live_summary(summary: Any, counts: Any | None) -> None:
+    rows = [
+        ("frames", summary.frames),
+        ("transactions", summary.transactions),
+        ("activities (trades, liquidity, transfers)", summary.activities),
+        ("valued in USD", summary.valued),
+        ("whales", summary.whales),
+        ("signals", summary.signals),
+        ("dead letters", summary.dead_letters),
+        ("reconnects", summary.reconnects),
+        ("gaps", summary.gaps),
+        ("signatures backfilled into gaps", summary.backfilled),
+        ("strategies", summary.strategies),
+        ("elapsed", f"{summary.elapsed_s:.1f} s"),
+        ("throughput", f"{summary.frames_per_s:,.1f} frames/s"),
+        ("stopped by", summary.stopped_by),
+    ]
+    console.print(_table("this run", ["", "count"], rows))
+    if counts is not None:
+        _print_store_counts(counts)
+
+
+@cli.command()
+@recovery_dir_option
+@click.option(
+    "--record",
+    "record_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write every frame received to rotating recordings in this directory (`quantbot replay` reads them).",
+)
+@duration_option
+@click.option("--view/--no-view", default=None, help="Live figures (default: when stdout is a terminal).")
+@http_port_option
+@pass_context
+def run(  # noqa: PLR0917 - click passes each option
+    ctx: _Context,
+    recovery_dir: Path | None,
+    record_dir: Path | None,
+    duration: float | None,
+    view: bool | None,
+    http_port: int | None,
+) -> None:
+    """Run the live dataflow against Solana into the four stores, until SIGTERM or SIGINT.
+
+    \b
+    Where: QUANTBOT_SOLANA_RPC_URL (HTTP JSON-RPC, e.g. https://mainnet.helius-rpc.com/?api-key=KEY),
+    QUANTBOT_SOLANA_WS_URL (default: the RPC URL with wss://), or with [solana] source = "grpc"
+    QUANTBOT_SOLANA_GRPC_URL and QUANTBOT_SOLANA_GRPC_TOKEN. What: [solana] programs (default: every DEX
+    program the decoder knows), commitment, rate limits (see `quantbot config show`).
+
+    \b
+    Websocket source: logsSubscribe per program, getTransaction per new signature (rate-limited, retried
+    on 429/5xx/null), every reconnection's gap listed with getSignaturesForAddress and fetched; each gap is
+    a system_events row. The same transform graph as `quantbot replay` then values, detects whales and
+    derives signals.
+
+    \b
+    SIGTERM or SIGINT stops it cleanly (exit 0 within seconds): reading stops, the stores get what was
+    fetched, a last snapshot is taken. Restarted with the same --recovery-dir (also after kill -9), it
+    fetches what it had pending and backfills what the chain made meanwhile: nothing lost, nothing twice.
+    Exit 69 when a store is unreachable at start, 78 on a bad configuration (a missing URL, an old schema),
+    1 on a crash.
+    """
+    from flows.live import run_live
+    from quantbot.ops.readback import store_counts
+
+    settings = ctx.settings
+    _check_start(settings)
+    show = sys.stdout.isatty() if view is None else view
+    source = SourceActivity(settings.solana.source)
+    with _http_endpoint(settings, http_port, [source]):
+        summary = run_live(
+            settings,
+            recovery_dir=recovery_dir,
+            record_dir=record_dir,
+            duration_s=duration,
+            activity=source,
+            console=console if show else None,
+        )
+    _print_live_summary(summary, store_counts(settings))
+
+
+@cli.command()
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory of the rotating recordings (zstd, rotated hourly or at 256 MiB).",
+)
+@recovery_dir_option
+@duration_option
+@http_port_option
+@pass_context
+def record(ctx: _Context, out: Path, recovery_dir: Path | None, duration: float | None, http_port: int | None) -> None:
+    """Record the live source's frames without processing them, until SIGTERM or SIGINT.
+
+    \b
+    The same source and settings as `quantbot run`; the recordings replay with `quantbot replay DIR`.
+    Transactions that could not be fetched are written to DIR/dead-letters-w<worker>.ndjson. PostgreSQL is
+    still needed: the run's and the gaps' system_events rows go there.
+    """
+    from flows.live import record_live
+
+    settings = ctx.settings
+    _check_start(settings)
+    source = SourceActivity(settings.solana.source)
+    with _http_endpoint(settings, http_port, [source]):
+        summary = record_live(settings, out, recovery_dir=recovery_dir, duration_s=duration, activity=source)
+    _print_live_summary(summary, None)
+    console.print(f"recordings in {out}: `quantbot replay {out}` processes them")
 
 
 # -------------------------------------------------------------------------------------------- backfill

@@ -1,0 +1,350 @@
+"""The live flow: the chain (websocket + RPC, or Yellowstone gRPC) through the one transform graph.
+
+`run_live` is `quantbot run` (and the demo's live part); `record_live` is `quantbot record`, the same
+source into recordings only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeGuard, cast
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.outputs import Sink
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from connectors.rpc import RpcPolicy
+from connectors.solana_ws import LiveConfig, SolanaLogsSource
+from flows.graph import build_flow
+from flows.runtime import active_strategies, event_log, flow_config, run, store_sinks
+from quantbot import metrics
+from quantbot.backoff import Backoff
+from quantbot.errors import ConfigError, ResumeRefusedError
+from quantbot.events import EventType, Severity, SystemEvent
+from quantbot.health import SourceActivity
+from quantbot.live import program_groups
+from quantbot.models import DeadLetter, Frame
+from quantbot.settings import Settings
+from quantbot.solana.decode import KNOWN_PROGRAMS
+from sinks.recorder import DeadLetterFileSink, RecorderSink
+
+BYTES_PER_MIB = 1 << 20
+VIEW_REFRESH_S = 1.0
+"""The live view's figures are redrawn this often (its rates are per this interval)."""
+
+
+def followed_programs(settings: Settings) -> list[str]:
+    """`[solana] programs`, or every program the decoder knows (sorted: the partitions' order is stable)."""
+    return list(settings.solana.programs) or sorted(KNOWN_PROGRAMS)
+
+
+def ws_url_of(settings: Settings) -> str:
+    """`[solana] ws_url`, else the RPC URL with `ws://`/`wss://` (what providers serve on the same host)."""
+    solana = settings.solana
+    if solana.ws_url:
+        return solana.ws_url
+    rpc = rpc_url_of(settings)
+    return "ws" + rpc.removeprefix("http")
+
+
+def rpc_url_of(settings: Settings) -> str:
+    """`[solana] rpc_url`, or a configuration error naming the variable to set."""
+    if not settings.solana.rpc_url:
+        raise ConfigError(
+            "solana.rpc_url",
+            "is not set: export QUANTBOT_SOLANA_RPC_URL (e.g. https://api.mainnet-beta.solana.com, or your "
+            "provider's URL with its key)",
+            "environment",
+        )
+    return settings.solana.rpc_url
+
+
+def live_config(settings: Settings) -> LiveConfig:
+    """The websocket source's configuration from `[solana]`.
+
+    Raises:
+        ConfigError: no RPC URL, or program groups naming programs not followed.
+    """
+    solana = settings.solana
+    programs = followed_programs(settings)
+    try:
+        groups = program_groups(programs, solana.program_groups)
+    except ValueError as exc:
+        raise ConfigError("solana.program_groups", str(exc), "configuration") from None
+    return LiveConfig(
+        ws_url=ws_url_of(settings),
+        rpc_url=rpc_url_of(settings),
+        groups=tuple(groups),
+        commitment=solana.commitment,
+        encoding=solana.encoding,
+        include_failed=solana.include_failed,
+        policy=RpcPolicy.from_settings(solana),
+        stale_after_s=solana.stale_after_s,
+        ping_interval_s=solana.ping_interval_s,
+        max_message_bytes=int(solana.max_message_mib * BYTES_PER_MIB),
+        seen_max=solana.seen_max,
+        backoff=Backoff(base_s=solana.backoff_base_s, cap_s=solana.backoff_cap_s),
+    )
+
+
+def live_source(settings: Settings, activity: SourceActivity | None = None) -> SolanaLogsSource:
+    """The live source `[solana] source` names, reporting gaps to `system_events`."""
+    events = event_log(settings)
+    if settings.solana.source == "grpc":
+        raise ConfigError("solana.source", "the grpc source is not wired yet", "configuration")
+    return SolanaLogsSource(live_config(settings), on_event=events.record, activity=activity)
+
+
+@dataclass(frozen=True)
+class LiveSummary:
+    """What one live run did, from the pipeline's counters."""
+
+    frames: int
+    transactions: int
+    activities: int
+    valued: int
+    whales: int
+    signals: int
+    dead_letters: int
+    reconnects: int
+    gaps: int
+    backfilled: int
+    strategies: int
+    elapsed_s: float
+    stopped_by: str
+    """What ended the run: a signal's name, or `duration`."""
+
+    @property
+    def frames_per_s(self) -> float:
+        """Frames per second of wall time."""
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+COUNTERS: dict[str, Any] = {
+    "frames": metrics.FRAMES,
+    "transactions": metrics.TRANSACTIONS,
+    "activities": metrics.ACTIVITIES,
+    "valued": metrics.VALUED,
+    "whales": metrics.WHALES,
+    "signals": metrics.SIGNALS,
+    "dead_letters": metrics.DEAD_LETTERS,
+    "reconnects": metrics.RECONNECTS,
+    "gaps": metrics.GAPS,
+    "backfilled": metrics.BACKFILLED_SIGNATURES,
+}
+"""The counters a live run's summary and live view show."""
+
+
+def counts_since(before: dict[str, float]) -> dict[str, int]:
+    """Each of `COUNTERS` now, minus what it was in `before`."""
+    return {name: int(metrics.total(counter) - before.get(name, 0.0)) for name, counter in COUNTERS.items()}
+
+
+def counter_values() -> dict[str, float]:
+    """Each of `COUNTERS` now."""
+    return {name: metrics.total(counter) for name, counter in COUNTERS.items()}
+
+
+@contextmanager
+def _stop_after(duration_s: float | None, stop: Callable[[], None]) -> Iterator[list[str]]:
+    """Calls `stop` after `duration_s` (None: never); yields a list that says `duration` once it did."""
+    fired: list[str] = []
+    if duration_s is None:
+        yield fired
+        return
+
+    def fire() -> None:
+        fired.append("duration")
+        stop()
+
+    timer = threading.Timer(duration_s, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield fired
+    finally:
+        timer.cancel()
+
+
+@contextmanager
+def live_view(console: Console | None) -> Iterator[None]:
+    """While inside, redraw the run's figures on `console` every `VIEW_REFRESH_S` (nothing when None)."""
+    if console is None:
+        yield
+        return
+    done = threading.Event()
+    drawer = threading.Thread(target=_draw, args=(console, done), name="live-view", daemon=True)
+    drawer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        drawer.join()
+
+
+def _draw(console: Console, done: threading.Event) -> None:
+    before = counter_values()
+    lag_before = metrics.bucket_counts(metrics.CHAIN_LAG_SECONDS)
+    began = last_at = time.monotonic()
+    last = before
+    with Live(console=console, auto_refresh=False, transient=False) as view:
+        while not done.wait(VIEW_REFRESH_S):
+            now, at = counter_values(), time.monotonic()
+            rate = (now["frames"] - last["frames"]) / max(at - last_at, 1e-9)
+            last, last_at = now, at
+            p50 = metrics.quantile(metrics.CHAIN_LAG_SECONDS, 0.5, lag_before)
+            p99 = metrics.quantile(metrics.CHAIN_LAG_SECONDS, 0.99, lag_before)
+            table = Table(title=f"live for {at - began:,.0f} s", show_header=True)
+            for column in (
+                "frames/s",
+                "lag p50/p99 s",
+                "frames",
+                "trades",
+                "whales",
+                "signals",
+                "dead letters",
+                "reconnects",
+                "gaps",
+                "backfilled",
+            ):
+                table.add_column(column, justify="right")
+            since = {name: int(now[name] - before[name]) for name in now}
+            table.add_row(
+                f"{rate:,.0f}",
+                f"{_bound(p50)} / {_bound(p99)}",
+                *(
+                    f"{since[name]:,}"
+                    for name in (
+                        "frames",
+                        "activities",
+                        "whales",
+                        "signals",
+                        "dead_letters",
+                        "reconnects",
+                        "gaps",
+                        "backfilled",
+                    )
+                ),
+            )
+            view.update(table, refresh=True)
+
+
+def _bound(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return "> 1 week" if seconds == float("inf") else f"<= {seconds:g}"
+
+
+def run_live(
+    settings: Settings,
+    *,
+    recovery_dir: Path | None = None,
+    record_dir: Path | None = None,
+    duration_s: float | None = None,
+    activity: SourceActivity | None = None,
+    console: Console | None = None,
+) -> LiveSummary:
+    """Run the live flow into the stores until SIGTERM/SIGINT (or `duration_s`), then stop cleanly.
+
+    Stopping: the source stops reading and emits what it has fetched, the sinks write it, a last snapshot is
+    taken; the same call with the same `recovery_dir` resumes, backfilling what the chain made meanwhile.
+
+    Args:
+        settings: the effective settings (`[solana]`, the stores).
+        recovery_dir: where snapshots are kept; `None` runs without recovery.
+        record_dir: also write every frame read to rotating recordings there (`quantbot replay` reads them).
+        duration_s: stop after this long, as SIGTERM would; None: run until a signal.
+        activity: where the source notes its progress, for readiness.
+        console: where to draw the live view (frames/s, lag, trades, whales, signals, reconnects, gaps);
+            None draws nothing.
+
+    Raises:
+        ConfigError: `[solana]` lacks what the source needs.
+        ResumeRefusedError: `recovery_dir` holds a snapshot of other programs.
+    """
+    strategies = active_strategies(settings)
+    source = live_source(settings, activity)
+    record = RecorderSink(record_dir) if record_dir is not None else None
+    flow = build_flow(source, store_sinks(settings), flow_config(settings, strategies), name="live", record=record)
+    before = counter_values()
+    started = time.monotonic()
+    with _stop_after(duration_s, source.stop) as fired, live_view(console):
+        stopped = run(flow, settings, recovery_dir, stop=source.stop)
+    _raise_refusal(settings, flow, source, recovery_dir)
+    counts = counts_since(before)
+    return LiveSummary(
+        **counts,
+        strategies=len(strategies),
+        elapsed_s=time.monotonic() - started,
+        stopped_by="duration" if fired else ("signal" if stopped else "end"),
+    )
+
+
+def _raise_refusal(settings: Settings, flow: Dataflow, source: SolanaLogsSource, recovery_dir: Path | None) -> None:
+    if source.refusal is None:
+        return
+    refusal = ResumeRefusedError(f"recovery directory `{recovery_dir}`: {source.refusal}")
+    event_log(settings).record(
+        SystemEvent(
+            EventType.RESUME_REFUSED, Severity.ERROR, flow.flow_id, str(refusal), {"recovery_dir": str(recovery_dir)}
+        )
+    )
+    raise refusal
+
+
+def record_live(
+    settings: Settings,
+    out: Path,
+    *,
+    recovery_dir: Path | None = None,
+    duration_s: float | None = None,
+    activity: SourceActivity | None = None,
+    console: Console | None = None,
+) -> LiveSummary:
+    """Record the live source's frames into `out` without processing them (`quantbot record`).
+
+    A transaction that could not be fetched is a dead letter, written beside the recordings as
+    `dead-letters-w<worker>.ndjson` (not a recording: a replay of `out` does not read it).
+    """
+    source = live_source(settings, activity)
+    flow = Dataflow("record")
+    items = op.input("frames", flow, source)
+    # Frame(kind="transaction", payload='{"jsonrpc": ...}') | DeadLetter(stage="fetch")
+    op.inspect("count_frames", items, lambda _step, item: _count_recorded(item))
+    split = op.branch("is_frame", items, _is_frame)
+    recorder: Sink[Frame] = RecorderSink(out)
+    letters: Sink[DeadLetter] = DeadLetterFileSink(out)
+    op.output("record", split.trues, recorder)
+    # What is not a frame is a dead letter: the branch's predicate says so, its type does not.
+    op.output("dead_letters", cast("Stream[DeadLetter]", split.falses), letters)
+    before = counter_values()
+    started = time.monotonic()
+    with _stop_after(duration_s, source.stop) as fired, live_view(console):
+        stopped = run(flow, settings, recovery_dir, stop=source.stop)
+    _raise_refusal(settings, flow, source, recovery_dir)
+    return LiveSummary(
+        **counts_since(before),
+        strategies=0,
+        elapsed_s=time.monotonic() - started,
+        stopped_by="duration" if fired else ("signal" if stopped else "end"),
+    )
+
+
+def _is_frame(item: Frame | DeadLetter) -> TypeGuard[Frame]:
+    return isinstance(item, Frame)
+
+
+def _count_recorded(item: Frame | DeadLetter) -> None:
+    metrics.INPUTS.inc()
+    if isinstance(item, Frame):
+        metrics.FRAMES.labels(item.source, item.kind).inc()
+    else:
+        metrics.DEAD_LETTERS.labels(item.stage).inc()
