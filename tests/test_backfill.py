@@ -201,6 +201,22 @@ def test_a_transaction_that_cannot_be_fetched_is_a_dead_letter(chain: SimulatedC
 
 
 @pytest.mark.slow
+def test_a_time_range_and_until_signature_bound_what_is_emitted(chain: SimulatedChain) -> None:
+    """--since/--until keep block times inclusive; --until-signature keeps what is newer than that one only."""
+    jupiter = [tx for tx in chain.transactions if JUPITER in tx.mentions and tx.err is None]
+    since, until = jupiter[100].block_time, jupiter[-100].block_time
+    mark = jupiter[-50]
+    with SolanaPeer(chain, speed=None) as peer:
+        timed = run_source(BackfillSource(peer.http_url, FAST, [JUPITER], BackfillRange(since_s=since, until_s=until)))
+        newer = run_source(
+            BackfillSource(peer.http_url, FAST, [JUPITER], BackfillRange(until_signature=mark.signature))
+        )
+
+    assert {signature_of(i) for i in timed} == {tx.signature for tx in jupiter if since <= tx.block_time <= until}
+    assert {signature_of(i) for i in newer} == {tx.signature for tx in jupiter[-49:]}
+
+
+@pytest.mark.slow
 def test_stopped_then_resumed_emits_the_rest(chain: SimulatedChain, tmp_path: Path) -> None:
     """Stopped after 300 items, resumed from the recovery directory: together, the whole range; little twice."""
     low, high = chain.first_slot + 3, chain.last_slot - 3
@@ -366,11 +382,13 @@ def _compare(first: dict[str, Any], second: dict[str, Any], recording: Path, env
 
 KILL_AFTER_WHALES = 20
 """The crashed backfill is killed once this many whales are stored: mid-way (the range holds hundreds)."""
+STOP_DEADLINE_S = 30.0
+"""A backfill sent SIGTERM exits within this (a process supervisor's usual grace period before SIGKILL)."""
 KILL_DEADLINE_S = 90.0
 """Start-up and the first whales take seconds; a backfill storing none for this long is broken."""
 
 
-def _wait_for_whales(env: dict[str, str], process: subprocess.Popen[bytes], wanted: int) -> int:
+def _wait_for_whales(env: dict[str, str], process: subprocess.Popen[Any], wanted: int) -> int:
     """Poll the whales stored until `wanted` are (the process still running); how many there were."""
     deadline = time.monotonic() + KILL_DEADLINE_S
     with pymongo.MongoClient(env["QUANTBOT_MONGO_URL"]) as client:
@@ -431,10 +449,10 @@ def test_a_slot_range_stores_what_a_replay_of_the_chains_own_list_stores(
 
 
 @pytest.mark.slow
-def test_kill_9_mid_backfill_then_resume_leaves_the_stores_of_an_uninterrupted_backfill(
+def test_sigterm_and_kill_9_mid_backfill_then_resume_leave_the_stores_of_an_uninterrupted_backfill(
     chain: SimulatedChain, stores: Callable[[str], dict[str, str]], tmp_path: Path
 ) -> None:
-    """`quantbot backfill` SIGKILLed mid-way and run again with its --recovery-dir: the stores of a run left alone."""
+    """Backfill stopped by SIGTERM, resumed, SIGKILLed, resumed to the end: the stores of a run left alone."""
     low, high = chain.first_slot + 3, chain.last_slot - 3
     command = [
         sys.executable,
@@ -460,7 +478,23 @@ def test_kill_9_mid_backfill_then_resume_leaves_the_stores_of_an_uninterrupted_b
 
         env = {**stores("crashed"), **paced, "QUANTBOT_SOLANA_RPC_URL": peer.http_url}
         recovery = ["--recovery-dir", str(tmp_path / "recovery")]
-        process = subprocess.Popen(
+        # First a clean stop (SIGTERM: exit 0, "stopped"), then a crash (SIGKILL), then a run to the end.
+        stopped = subprocess.Popen(
+            [*command, *recovery],
+            env={"PATH": "/usr/bin:/bin", **env},
+            cwd=REPO_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            stopped_at = _wait_for_whales(env, stopped, KILL_AFTER_WHALES)
+        finally:
+            stopped.send_signal(signal.SIGTERM)
+            out, err = stopped.communicate(timeout=STOP_DEADLINE_S)
+        assert stopped.returncode == 0, err
+        assert "stopped before the end" in out
+        crashed = subprocess.Popen(
             [*command, *recovery],
             env={"PATH": "/usr/bin:/bin", **env},
             cwd=REPO_ROOT,
@@ -468,17 +502,17 @@ def test_kill_9_mid_backfill_then_resume_leaves_the_stores_of_an_uninterrupted_b
             stderr=subprocess.DEVNULL,
         )
         try:
-            killed_at = _wait_for_whales(env, process, KILL_AFTER_WHALES)
+            killed_at = _wait_for_whales(env, crashed, stopped_at + KILL_AFTER_WHALES)
         finally:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+            os.kill(crashed.pid, signal.SIGKILL)
+            crashed.wait()
         resumed = run_cli(*command[3:], *recovery, env=env)
         assert resumed.returncode == 0, resumed.stderr
-        crashed = _snapshot(env)
+        after = _snapshot(env)
 
     recording = _replay_of(chain, in_range(chain, {JUPITER}, low, high), tmp_path / "order")
-    assert 0 < killed_at < len(crashed["mongo.whale_activity"])
-    assert _compare(uninterrupted, crashed, recording, env) is None
+    assert 0 < stopped_at < killed_at < len(after["mongo.whale_activity"])
+    assert _compare(uninterrupted, after, recording, env) is None
 
 
 @pytest.mark.slow
