@@ -121,13 +121,15 @@ class BackfillRange:
         return self.since_s is not None and entry.block_time is not None and entry.block_time < self.since_s
 
     def describe(self) -> str:
-        """The range as the command line gives it."""
+        """The range as the command line gives it (and whether failed transactions are included)."""
+        failed = " (failed ones included)" if self.include_failed else ""
         if self.until_signature is not None:
-            return f"newer than {self.until_signature}"
+            return f"newer than {self.until_signature}{failed}"
         if self.from_slot is not None or self.to_slot is not None:
-            return f"slots {self.from_slot if self.from_slot is not None else '...'}..{self.to_slot or 'newest'}"
+            low = self.from_slot if self.from_slot is not None else "..."
+            return f"slots {low}..{self.to_slot if self.to_slot is not None else 'newest'}{failed}"
         since = _iso(self.since_s) if self.since_s is not None else "..."
-        return f"{since}..{_iso(self.until_s) if self.until_s is not None else 'newest'}"
+        return f"{since}..{_iso(self.until_s) if self.until_s is not None else 'newest'}{failed}"
 
 
 def _iso(seconds: int) -> str:

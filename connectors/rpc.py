@@ -9,7 +9,7 @@ type of the error, never by a check at the call site:
 RpcError                       base of the client's errors; `retryable` says whether asking again can help
  ├── RpcTransientError         retryable: one attempt failed; the client retries it (`quantbot.backoff`:
  │    │                        jittered exponential) until `retry_budget_s` has passed since the first attempt
- │    ├── RpcRateLimitedError  HTTP 429; waits `Retry-After` (seconds or an HTTP date) when the provider says
+ │    ├── RpcRateLimitedError  HTTP 429 (or JSON-RPC -32429); waits `Retry-After` (seconds or an HTTP date)
  │    ├── RpcServerError       HTTP 5xx, a connection error, a timeout, an answer that is not JSON-RPC
  │    └── RpcNodeNotReadyError JSON-RPC -32004 block not available yet, -32005 node unhealthy, -32014 block
  │                             status not available yet, -32016 min context slot not reached, -32019 long-term
@@ -74,6 +74,8 @@ NOT_READY_CODES = frozenset({-32004, -32005, -32014, -32016, -32019})
 """JSON-RPC errors (agave `rpc-client-api/src/custom_error.rs`) of a node not ready for the request yet."""
 SLOT_UNAVAILABLE_CODES = frozenset({-32001, -32007, -32009})
 """Block cleaned up (purged), slot skipped, slot skipped or missing in long-term storage: no block to read."""
+RATE_LIMITED_CODES = frozenset({-32429})
+"""JSON-RPC errors some providers answer a rate limit with (in a 429, or in an HTTP 200 body)."""
 UNSUPPORTED_VERSION = -32015
 NO_TRANSACTION_HISTORY = -32011
 INVALID_PARAMS = -32602
@@ -462,6 +464,8 @@ class RpcClient:
             return
         code = error.get("code")
         message = str(error.get("message", ""))[:500]
+        if code in RATE_LIMITED_CODES:
+            raise RpcRateLimitedError(f"{method}: rate limited ({code}): {message}", retry_after_s=None)
         if code in NOT_READY_CODES:
             raise RpcNodeNotReadyError(f"{method}: {message}", status=str(code))
         if code == UNSUPPORTED_VERSION:

@@ -217,6 +217,21 @@ def test_a_time_range_and_until_signature_bound_what_is_emitted(chain: Simulated
 
 
 @pytest.mark.slow
+def test_a_provider_unavailable_past_the_budget_ends_the_backfill_with_the_error(chain: SimulatedChain) -> None:
+    """Every request 503 past retry_budget_s: nothing emitted, the partition ends, `failure` says why (exit 75)."""
+    from connectors.rpc import RpcUnavailableError
+
+    policy = replace(FAST, retry_budget_s=0.3)
+    with SolanaPeer(chain, faults=Faults(http_503_share=1.0), speed=None) as peer:
+        source = BackfillSource(peer.http_url, policy, [JUPITER], BackfillRange(from_slot=chain.first_slot))
+        items = run_source(source)
+
+    assert items == []
+    assert isinstance(source.failure, RpcUnavailableError)
+    assert "HTTP 503" in str(source.failure)
+
+
+@pytest.mark.slow
 def test_stopped_then_resumed_emits_the_rest(chain: SimulatedChain, tmp_path: Path) -> None:
     """Stopped after 300 items, resumed from the recovery directory: together, the whole range; little twice."""
     low, high = chain.first_slot + 3, chain.last_slot - 3
