@@ -161,7 +161,10 @@ class BackfillPosition:
         request: the range asked for; a resume with another range is refused.
         upper: the upper bound fixed at the start.
         before: the page being emitted is the one listed before this signature (None: before `upper.before`).
-        page_emitted: signatures of that page already handled (emitted, or skipped as already seen).
+        handled_through: the last signature of that page handled (emitted, or skipped as already seen):
+            the page is emitted oldest first, so everything older in it was handled too. A signature, not a
+            count: the newest page (listed before nothing) holds newer transactions when listed again,
+            and its oldest ones move to the next page.
         emitted: frames and dead letters emitted by this partition so far.
         done: the last page was emitted: nothing is left.
     """
@@ -170,7 +173,7 @@ class BackfillPosition:
     request: BackfillRange
     upper: UpperBound
     before: str | None = None
-    page_emitted: int = 0
+    handled_through: str | None = None
     emitted: int = 0
     done: bool = False
 
@@ -457,14 +460,14 @@ class _BackfillPartition(StatefulSourcePartition[Frame | DeadLetter, BackfillPos
         source.activity.opened()
         if resume is not None:
             log.info(
-                "backfill resuming address=%s before=%s page_emitted=%d emitted=%d done=%s",
+                "backfill resuming address=%s before=%s handled_through=%s emitted=%d done=%s",
                 address,
                 resume.before,
-                resume.page_emitted,
+                resume.handled_through,
                 resume.emitted,
                 resume.done,
             )
-        self._thread = threading.Thread(target=self._run, name=f"backfill-{address[:8]}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"backfill-{address}", daemon=True)
         self._thread.start()
 
     # -- the engine's side ---------------------------------------------------------------------------------
@@ -564,7 +567,7 @@ class _BackfillPartition(StatefulSourcePartition[Frame | DeadLetter, BackfillPos
                     upper.before,
                 )
                 await self._put(_Moved(position))
-            if request.from_slot is not None:
+            if request.from_slot is not None and not position.done:
                 source.progress.add(slots_total=position.upper.slot - request.from_slot + 1)
             covered = position.upper.slot
             while not position.done:
@@ -578,10 +581,13 @@ class _BackfillPartition(StatefulSourcePartition[Frame | DeadLetter, BackfillPos
                 last_page = len(page) < SIGNATURES_PAGE_MAX or (bool(page) and request.passed(page[-1]))
                 kept = [entry for entry in page if request.keeps(entry, position.upper.slot)]
                 kept.reverse()  # oldest first: see the class docstring
-                if position.page_emitted == 0:
+                if position.handled_through is None:
                     source.progress.add(listed=len(kept))
                 next_page = replace(
-                    position, before=page[-1].signature if page else position.before, page_emitted=0, done=last_page
+                    position,
+                    before=page[-1].signature if page else position.before,
+                    handled_through=None,
+                    done=last_page,
                 )
                 position = await self._emit_page(rpc, kept, position)
                 position = replace(next_page, emitted=position.emitted)
@@ -602,10 +608,18 @@ class _BackfillPartition(StatefulSourcePartition[Frame | DeadLetter, BackfillPos
     async def _emit_page(
         self, rpc: RpcClient, kept: list[SignatureInfo], position: BackfillPosition
     ) -> BackfillPosition:
-        """Fetch and emit `kept` (oldest first) from `position.page_emitted` on; the position after the last."""
+        """Fetch and emit `kept` (oldest first) after `position.handled_through`; the position after the last.
+
+        When `handled_through` is no longer in the page (it moved to the next page), all of the page is
+        newer than it, and nothing of it was handled.
+        """
         source = self._source
+        # As many calls as can be in flight at once: the fetches overlap fully, and a page is emitted
+        # (and snapshotted) in steps of that many rather than all at its end.
         chunk = source.policy.batch_size * max(1, source.partition_policy().max_in_flight)
-        start = position.page_emitted
+        listed = [entry.signature for entry in kept]
+        through = position.handled_through
+        start = listed.index(through) + 1 if through is not None and through in listed else 0
         for offset in range(start, len(kept), chunk):
             entries = kept[offset : offset + chunk]
             wanted = [entry.signature for entry in entries if entry.signature not in source.seen]
@@ -615,13 +629,12 @@ class _BackfillPartition(StatefulSourcePartition[Frame | DeadLetter, BackfillPos
             }
             for entry in entries:
                 got = fetched.get(entry.signature)
-                handled = position.page_emitted + 1
                 if got is None:  # another partition fetched it
                     source.progress.add(duplicates=1)
-                    position = replace(position, page_emitted=handled)
+                    position = replace(position, handled_through=entry.signature)
                     await self._put(_Moved(position))
                     continue
-                position = replace(position, page_emitted=handled, emitted=position.emitted + 1)
+                position = replace(position, handled_through=entry.signature, emitted=position.emitted + 1)
                 await self._put(_Emit(_item(got), position))
                 if got.problem is None:
                     source.seen.add(got.signature)

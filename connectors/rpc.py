@@ -79,6 +79,10 @@ RATE_LIMITED_CODES = frozenset({-32429})
 UNSUPPORTED_VERSION = -32015
 NO_TRANSACTION_HISTORY = -32011
 INVALID_PARAMS = -32602
+EXCERPT_CHARS = 200
+"""Bytes of an unexpected answer quoted in an error: enough to recognise an HTML error page or a JSON error."""
+MESSAGE_CHARS = 500
+"""Characters of a provider's error message kept: agave's are one line; a proxy's may be a whole page."""
 
 
 class RpcError(QuantbotError):
@@ -402,13 +406,13 @@ class RpcClient:
             raise RpcServerError(f"HTTP {status}", status=status)
         if status >= HTTP_CLIENT_ERROR:
             if calls > 1 or body.startswith(b"["):
-                raise _BatchRefusedError(f"HTTP {status}: {raw[:200]!r}")
+                raise _BatchRefusedError(f"HTTP {status}: {raw[:EXCERPT_CHARS]!r}")
             if status in HTTP_REFUSED_KEY:
                 raise RpcConfigurationError(
                     f"the provider at {self.redacted_url} refuses the request (HTTP {status}): check the key in"
                     " QUANTBOT_SOLANA_RPC_URL and the plan's methods"
                 )
-            raise RpcCallError(f"HTTP {status} from {self.redacted_url}: {raw[:200]!r}")
+            raise RpcCallError(f"HTTP {status} from {self.redacted_url}: {raw[:EXCERPT_CHARS]!r}")
         return raw, received_ns
 
     async def _exchange(self, requests: list[dict[str, Any]], batch: bool) -> dict[int, _Answer]:
@@ -420,8 +424,8 @@ class RpcClient:
             bodies = [orjson.loads(element) for element in elements]
         except (ValueError, UnicodeDecodeError) as exc:
             if batch and raw.lstrip().startswith(b"{"):
-                raise _BatchRefusedError(f"a batch answered by one object: {raw[:200]!r}") from exc
-            raise RpcServerError(f"an answer that is not JSON-RPC: {raw[:200]!r}", status="garbled") from exc
+                raise _BatchRefusedError(f"a batch answered by one object: {raw[:EXCERPT_CHARS]!r}") from exc
+            raise RpcServerError(f"an answer that is not JSON-RPC: {raw[:EXCERPT_CHARS]!r}", status="garbled") from exc
         answers: dict[int, _Answer] = {}
         for element, parsed in zip(elements, bodies, strict=True):
             if isinstance(parsed, dict) and isinstance(parsed.get("id"), int):
@@ -463,7 +467,7 @@ class RpcClient:
         if error is None:
             return
         code = error.get("code")
-        message = str(error.get("message", ""))[:500]
+        message = str(error.get("message", ""))[:MESSAGE_CHARS]
         if code in RATE_LIMITED_CODES:
             raise RpcRateLimitedError(f"{method}: rate limited ({code}): {message}", retry_after_s=None)
         if code in NOT_READY_CODES:
@@ -499,7 +503,7 @@ class RpcClient:
                 self._check(method, answer)
                 _count(method, "rpc_error")
                 raise RpcCallError(
-                    f"{method}: error {error.get('code')}: {str(error.get('message', ''))[:500]}",
+                    f"{method}: error {error.get('code')}: {str(error.get('message', ''))[:MESSAGE_CHARS]}",
                     code=error.get("code") if isinstance(error.get("code"), int) else None,
                 )
             except RpcTransientError as exc:
@@ -522,7 +526,7 @@ class RpcClient:
         answer = await self._call("getSlot", [{"commitment": commitment}])
         result = answer.body.get("result")
         if not isinstance(result, int):
-            raise RpcCallError(f"getSlot answered {answer.raw[:200]!r}")
+            raise RpcCallError(f"getSlot answered {answer.raw[:EXCERPT_CHARS]!r}")
         return result
 
     async def get_signatures_for_address(
@@ -543,7 +547,7 @@ class RpcClient:
         answer = await self._call("getSignaturesForAddress", [address, config])
         result = answer.body.get("result")
         if not isinstance(result, list):
-            raise RpcCallError(f"getSignaturesForAddress answered {answer.raw[:200]!r}")
+            raise RpcCallError(f"getSignaturesForAddress answered {answer.raw[:EXCERPT_CHARS]!r}")
         return [
             SignatureInfo(
                 signature=entry["signature"],
@@ -566,10 +570,10 @@ class RpcClient:
         answer = await self._call("getBlock", [slot, config], settle=SLOT_UNAVAILABLE_CODES)
         error = answer.error
         if error is not None:
-            return SlotUnavailable(slot, int(error["code"]), str(error.get("message", ""))[:500])
+            return SlotUnavailable(slot, int(error["code"]), str(error.get("message", ""))[:MESSAGE_CHARS])
         result = answer.body.get("result")
         if not isinstance(result, dict) or not isinstance(result.get("signatures"), list):
-            raise RpcCallError(f"getBlock {slot} answered {answer.raw[:200]!r}")
+            raise RpcCallError(f"getBlock {slot} answered {answer.raw[:EXCERPT_CHARS]!r}")
         return [str(signature) for signature in result["signatures"]]
 
     async def get_transaction(self, signature: str, *, encoding: str, commitment: str) -> Fetched:
@@ -629,7 +633,7 @@ class RpcClient:
                         signature,
                         answer.raw,
                         answer.received_ns,
-                        f"error {error.get('code')}: {str(error.get('message', ''))[:500]}",
+                        f"error {error.get('code')}: {str(error.get('message', ''))[:MESSAGE_CHARS]}",
                     )
                 elif answer.body.get("result") is None:
                     retry.append(signature)
@@ -675,7 +679,7 @@ class RpcClient:
                     log.warning(
                         "rpc=batch refused=true url=%s fallback=single_calls: %s",
                         self.redacted_url,
-                        str(exc)[:200],
+                        str(exc)[:EXCERPT_CHARS],
                     )
         answers: dict[int, _Answer] = {}
         for part in await asyncio.gather(*(self._exchange([request], batch=False) for request in requests)):

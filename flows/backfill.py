@@ -61,11 +61,6 @@ class BackfillSummary:
     """A signal stopped the backfill; the same command with the same --recovery-dir resumes it."""
 
     @property
-    def files(self) -> int:
-        """The summary table's first row (`recordings` for a replay): here the addresses."""
-        return self.addresses
-
-    @property
     def frames_per_s(self) -> float:
         """Frames (dead letters included) per second of wall time."""
         return (self.frames + self.dead_letters) / self.elapsed_s if self.elapsed_s > 0 else 0.0

@@ -251,6 +251,35 @@ def test_stopped_then_resumed_emits_the_rest(chain: SimulatedChain, tmp_path: Pa
 
 
 @pytest.mark.slow
+def test_resuming_the_newest_page_after_the_chain_moved_on_loses_nothing(chain: SimulatedChain, tmp_path: Path) -> None:
+    """Stopped inside the newest page, resumed after hundreds of newer transactions: nothing in range is skipped.
+
+    Listed again, the newest page holds the newer transactions (out of range) and fewer old ones: the
+    resume goes on after the last signature it handled, not after as many entries.
+    """
+    mark = next(tx for tx in chain.transactions if TOKEN_PROGRAM in tx.mentions)
+    request = BackfillRange(until_signature=mark.signature)
+    with SolanaPeer(chain, speed=SPEED) as peer:
+        _wait_until(lambda: chain.visible_count(peer.elapsed_s) >= STOP_AT_VISIBLE)
+        visible_at_start = chain.visible_count(peer.elapsed_s)
+        first = run_source(
+            BackfillSource(peer.http_url, FAST, [TOKEN_PROGRAM], request), tmp_path / "recovery", stop_after=300
+        )
+        moved_on = chain.visible_count(peer.elapsed_s) + MOVED_ON
+        _wait_until(lambda: chain.visible_count(peer.elapsed_s) >= moved_on)
+        second = run_source(BackfillSource(peer.http_url, FAST, [TOKEN_PROGRAM], request), tmp_path / "recovery")
+
+    wanted = {
+        tx.signature
+        for tx in chain.transactions[:visible_at_start]
+        if TOKEN_PROGRAM in tx.mentions and tx.err is None and tx is not mark and tx.due_s >= mark.due_s
+    }
+    together = {signature_of(i) for i in [*first, *second]}
+    assert len(first) < len(wanted)
+    assert wanted <= together, f"{len(wanted - together)} transactions in range were skipped"
+
+
+@pytest.mark.slow
 def test_resuming_another_range_is_refused(chain: SimulatedChain, tmp_path: Path) -> None:
     """A recovery directory of slots N..M refuses a backfill of other slots: nothing is emitted, the reason said."""
     low, high = chain.first_slot + 3, chain.last_slot - 3
@@ -393,6 +422,24 @@ def _compare(first: dict[str, Any], second: dict[str, Any], recording: Path, env
     for snapshot in (first, second):
         settle_shared(snapshot["influx"], shared)
     return first_difference(first, second)
+
+
+SPEED = 4.0
+"""Chain seconds per wall second of the growing chain: 400 transactions a second."""
+STOP_AT_VISIBLE = 1200
+"""Transactions visible when the growing chain's backfill starts: more than its newest page."""
+MOVED_ON = 400
+"""Transactions the growing chain makes between the stop and the resume: the newest page shifts by that."""
+WAIT_S = 30.0
+"""A growing chain reaches any of these counts in seconds; this long is a broken peer."""
+
+
+def _wait_until(check: Callable[[], bool]) -> None:
+    """Poll `check` until it holds; fail after `WAIT_S`."""
+    deadline = time.monotonic() + WAIT_S
+    while not check():
+        assert time.monotonic() < deadline, "the peer's chain did not grow"
+        time.sleep(0.05)  # a poll, bounded by the deadline above
 
 
 KILL_AFTER_WHALES = 20
