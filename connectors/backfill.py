@@ -307,6 +307,7 @@ class BackfillSource(FixedPartitionedSource[Frame | DeadLetter, BackfillPosition
         self._stopping = threading.Event()
         self._upper_lock = threading.Lock()
         self._upper: UpperBound | None = None
+        self._finished: set[str] = set()
 
     def stop(self) -> None:
         """End the backfill early, each partition at the position after its last emitted item (signal-safe)."""
@@ -353,6 +354,14 @@ class BackfillSource(FixedPartitionedSource[Frame | DeadLetter, BackfillPosition
             if self._upper is None:
                 self._upper = upper
             return self._upper
+
+    def partition_finished(self, address: str) -> None:
+        """Note that `address`'s backfill is complete; the source is finished once every address's is."""
+        with self._upper_lock:
+            self._finished.add(address)
+            complete = self._finished >= set(self.addresses)
+        if complete:
+            self.activity.finished()
 
     def _slot_unavailable(self, slot: SlotUnavailable) -> None:
         with self._upper_lock:
@@ -488,7 +497,7 @@ class _BackfillPartition(StatefulSourcePartition[Frame | DeadLetter, BackfillPos
                 if entry.failure is not None:
                     self._source.failure = entry.failure
                 elif not self._source.stopped:
-                    self._source.activity.finished()
+                    self._source.partition_finished(self._address)
                 break
             if isinstance(entry, _Emit):
                 batch.append(entry.item)

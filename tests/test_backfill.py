@@ -179,6 +179,7 @@ def test_two_addresses_share_a_transaction_once(chain: SimulatedChain) -> None:
     # A signature listed by both partitions at once may be fetched by both; emitted twice it is stored once.
     assert len(signatures) - len(set(signatures)) <= len(both)
     assert source.progress.listed == len(expected) + len(both)
+    assert source.activity.problem(stale_after_s=0.0) is None  # finished: both partitions ended
 
 
 @pytest.mark.slow
