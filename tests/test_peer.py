@@ -8,6 +8,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -123,6 +124,12 @@ def test_recorded_transactions_are_spread_and_retimed_but_kept_as_recorded() -> 
         assert (parsed.signature, parsed.slot, parsed.block_time) == (tx.signature, tx.slot, tx.block_time)
         assert tx.expected is None and tx.mentions == frozenset(parsed.account_keys)
     assert {t.version for t in recorded} >= {0, "legacy"}
+
+
+def test_a_missing_corpus_directory_is_an_error(tmp_path: Path) -> None:
+    """load_recorded refuses a directory that is not there rather than adding nothing."""
+    with pytest.raises(FileNotFoundError, match="no corpus directory"):
+        load_recorded(tmp_path / "absent")
 
 
 def test_signatures_for_address_pages_newest_first_like_the_rpc(chain: SimulatedChain) -> None:

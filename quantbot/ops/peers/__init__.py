@@ -2,6 +2,8 @@
 servers that speak Solana's protocols over it on loopback.
 
 - `chain`: `SimulatedChain`, a deterministic timeline of blocks and DEX transactions (`ChainSpec`).
+- `yellowstone`: `YellowstonePeer`, a Yellowstone gRPC (Geyser) server over a chain, with scripted faults;
+  `yellowstone_convert`: a `getTransaction` result as the Geyser messages such a server sends.
 - `solana_rpc`: `SolanaPeer`, Solana JSON-RPC over HTTP and PubSub over websocket on one loopback port,
   with scripted `Faults`.
 """

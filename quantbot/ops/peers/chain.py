@@ -203,7 +203,12 @@ def load_recorded(directory: Path) -> list[dict[str, Any]]:
     """The recorded getTransaction documents of a corpus directory, for `ChainSpec.extra`.
 
     Reads every `*.json` file but `index.json` and the Yellowstone-shaped `*.geyser.json` twins, in name order.
+
+    Raises:
+        FileNotFoundError: `directory` is not a directory.
     """
+    if not directory.is_dir():
+        raise FileNotFoundError(f"no corpus directory `{directory}`")
     documents = []
     for path in sorted(directory.glob("*.json")):
         if path.name == "index.json" or path.name.endswith(".geyser.json"):
