@@ -630,3 +630,20 @@ def test_no_rpc_url_exits_78_naming_the_variable(stores: Callable[[str], dict[st
 
     assert result.returncode == 78
     assert "QUANTBOT_SOLANA_RPC_URL" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_provider_down_past_the_budget_exits_75(
+    chain: SimulatedChain, stores: Callable[[str], dict[str, str]]
+) -> None:
+    """Every RPC request 503 past retry_budget_s: exit 75 (try again later), the provider's URL masked."""
+    env = {**stores("down"), "QUANTBOT_SOLANA_RETRY_BUDGET_S": "0.5"}
+    with SolanaPeer(chain, faults=Faults(http_503_share=1.0), speed=None) as peer:
+        keyed = f"{peer.http_url}?api-key=SECRETKEY"
+        result = run_cli(
+            "backfill", "--program", JUPITER, "--from-slot", "1", env={**env, "QUANTBOT_SOLANA_RPC_URL": keyed}
+        )
+
+    assert result.returncode == 75, result.stderr
+    assert "HTTP 503" in result.stderr and "run the same command again later" in result.stderr
+    assert "SECRETKEY" not in result.stdout + result.stderr
