@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -245,6 +245,8 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         self._gap_before: dict[str, ChainPoint] = {}
         """Per program, the newest transaction seen before the last reconnection (the gap's start)."""
         self._gap_reason: str | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Gap backfills and event writes under way: referenced until done (the loop keeps weak references)."""
         self._first_after: dict[str, ChainPoint] = {}
         """Per program, the first transaction notified since the last reconnection (the gap's end)."""
         if resume is not None:
@@ -307,13 +309,15 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
             self._queue: asyncio.Queue[str] = asyncio.Queue()
             for signature in list(self._pending):
                 self._queue.put_nowait(signature)
-            fetchers = [asyncio.create_task(self._fetcher()) for _ in range(config.policy.max_in_flight)]
+            for _ in range(config.policy.max_in_flight):
+                self._background(self._fetcher())
             try:
                 await self._stream()
             finally:
-                for task in fetchers:
+                tasks = list(self._tasks)
+                for task in tasks:
                     task.cancel()
-                await asyncio.gather(*fetchers, return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     def _take(self, signature: str) -> None:
         """Fetch `signature` unless it was taken on already."""
@@ -369,7 +373,7 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         config = self._config
         reason = "restart" if self._last else None
         attempt = 0
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and self._failure is None:
             try:
                 async with websockets.connect(
                     config.ws_url,
@@ -379,9 +383,14 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
                     open_timeout=OPEN_TIMEOUT_S,
                     close_timeout=CLOSE_TIMEOUT_S,
                 ) as ws:
+                    if reason is not None:
+                        # Taken before subscribing: notifications that arrive with the subscriptions' answers
+                        # move the newest-seen positions, and the gap starts where the last connection left off.
+                        self._open_gap(reason)
                     await self._subscribe(ws)
                     if reason is not None:
-                        self._open_gap(reason)
+                        self._backfill_gap()
+                    self._anchor_quiet_programs()
                     attempt = 0
                     reason = await self._read(ws)
             except SubscriptionRefusedError:
@@ -462,7 +471,7 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
     async def _read(self, ws: ClientConnection) -> str | None:
         """Read notifications until the stream drops or goes silent; returns why it ended (None: stopped)."""
         last = time.monotonic()
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and self._failure is None:
             try:
                 raw = await asyncio.wait_for(ws.recv(), timeout=POLL_S)
             except TimeoutError:
@@ -543,14 +552,18 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
     # ------------------------------------------------------------------ gaps
 
     def _open_gap(self, reason: str) -> None:
-        """After a reconnection: list and fetch each program's transactions since the newest seen."""
+        """A new connection after a loss (or a restart): the gap starts at each program's newest transaction."""
         metrics.GAPS.labels(SOURCE).inc()
         with self._lock:
-            before = dict(self._last)
-        self._gap_before = before
+            self._gap_before = dict(self._last)
         self._gap_reason = reason
-        for program, point in before.items():
-            asyncio.get_running_loop().create_task(self._backfill(program, point, reason))
+
+    def _backfill_gap(self) -> None:
+        """Once subscribed again: list and fetch each program's transactions since the gap's start (the
+        listing reaches into what the new subscriptions notify; the seen-set takes each signature once)."""
+        reason = self._gap_reason or "disconnect"
+        for program, point in self._gap_before.items():
+            self._background(self._backfill(program, point, reason))
 
     def _gap_closed(self, program: str, after: ChainPoint) -> None:
         before = self._gap_before.get(program)
@@ -571,6 +584,27 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
                 },
             )
         )
+
+    def _anchor_quiet_programs(self) -> None:
+        """Give each program not notified yet a starting point (its newest signature), so that a gap before
+        its first notification is still backfilled: a quiet program's trades are not lost to a reconnection."""
+        with self._lock:
+            quiet = [program for program in self._group if program not in self._last]
+        for program in quiet:
+            self._background(self._anchor(program))
+
+    async def _anchor(self, program: str) -> None:
+        commitment = SIGNATURE_COMMITMENTS.get(self._config.commitment, self._config.commitment)
+        try:
+            newest = await self._rpc.get_signatures_for_address(program, limit=1, commitment=commitment)
+        except RpcError as exc:
+            if not exc.retryable:
+                raise
+            log.warning("source=%s program=%s no starting point: %s", SOURCE, program, redact(str(exc)))
+            return
+        if newest:
+            with self._lock:
+                self._last.setdefault(program, ChainPoint(newest[0].slot, newest[0].signature))
 
     async def _backfill(self, program: str, since: ChainPoint, reason: str) -> None:
         config = self._config
@@ -630,4 +664,16 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
             with contextlib.suppress(Exception):  # an event log that cannot write logs it itself
                 await asyncio.wait_for(asyncio.to_thread(on_event, event), EVENT_EXECUTOR_TIMEOUT_S)
 
-        asyncio.get_running_loop().create_task(write())
+        self._background(write())
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` beside the stream; an error it raises fails the partition, as the stream's would."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None and self._failure is None:
+            log.error("source=%s partition=%s background task failed: %s", SOURCE, self._key, redact(repr(exc)))
+            self._failure = exc
