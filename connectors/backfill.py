@@ -14,7 +14,6 @@ import logging
 import queue
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from connectors.rpc import (
 from quantbot.errors import ResumeRefusedError
 from quantbot.events import EventType, Severity, SystemEvent
 from quantbot.health import SourceActivity
+from quantbot.live import SeenSignatures
 from quantbot.models import DeadLetter, Frame, FrameKind
 
 log = logging.getLogger(__name__)
@@ -206,12 +206,11 @@ class BackfillProgress:
                 setattr(self, name, getattr(self, name) + count)
 
 
-class _SeenSignatures:
-    """The signatures fetched most recently, `capacity` at most (oldest forgotten first); thread-safe."""
+class _SharedSeen:
+    """`quantbot.live.SeenSignatures` shared by the partitions' fetching threads: each question under a lock."""
 
     def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._seen = SeenSignatures(capacity)
         self._lock = threading.Lock()
 
     def __contains__(self, signature: object) -> bool:
@@ -220,10 +219,7 @@ class _SeenSignatures:
 
     def add(self, signature: str) -> None:
         with self._lock:
-            self._seen[signature] = None
-            self._seen.move_to_end(signature)
-            while len(self._seen) > self._capacity:
-                self._seen.popitem(last=False)
+            self._seen.add(signature)
 
 
 class BackfillSource(FixedPartitionedSource[Frame | DeadLetter, BackfillPosition | None]):
@@ -303,7 +299,7 @@ class BackfillSource(FixedPartitionedSource[Frame | DeadLetter, BackfillPosition
         self.refusal: ResumeRefusedError | None = None
         self.failure: RpcError | None = None
         self.unavailable_slots: list[SlotUnavailable] = []
-        self.seen = _SeenSignatures(seen_max)
+        self.seen = _SharedSeen(seen_max)
         self._stopping = threading.Event()
         self._upper_lock = threading.Lock()
         self._upper: UpperBound | None = None
