@@ -8,11 +8,13 @@ works, whatever the configuration.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -425,9 +427,10 @@ def _http_endpoint(settings: Settings, port: int | None, sources: list[SourceAct
         endpoint.close()
 
 
-def _print_summary(summary: Any, counts: Any) -> None:
+def _print_summary(summary: Any, counts: Any, inputs: Sequence[tuple[str, object]] | None = None) -> None:
+    """The run's counts, what the stores now hold, and the largest whales; `inputs` heads the run's table."""
     run_rows = [
-        ("recordings", summary.files),
+        *(inputs if inputs is not None else [("recordings", summary.files)]),
         ("frames", summary.frames),
         ("transactions", summary.transactions),
         ("activities (trades, liquidity, transfers)", summary.activities),
@@ -651,6 +654,174 @@ def record(ctx: _Context, out: Path, recovery_dir: Path | None, duration: float 
         summary = record_live(settings, out, recovery_dir=recovery_dir, duration_s=duration, activity=source)
     _print_live_summary(summary, None)
     console.print(f"recordings in {out}: `quantbot replay {out}` processes them")
+
+
+# -------------------------------------------------------------------------------------------- backfill
+
+
+def _base58_key(kind: str) -> Callable[[click.Context, click.Parameter, tuple[str, ...]], tuple[str, ...]]:
+    """A click callback checking that each value is a base58 32-byte key (an address, a program id)."""
+
+    def check(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+        from quantbot.solana.codec import b58decode
+
+        for value in values:
+            try:
+                ok = len(b58decode(value)) == PUBKEY_BYTES
+            except ValueError:
+                ok = False
+            if not ok:
+                raise click.BadParameter(f"`{value}` is not a base58 {kind} (32 bytes)", param=param)
+        return values
+
+    return check
+
+
+def _utc_seconds(_ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """An ISO 8601 time with its zone (`2026-11-30T12:00Z`) as Unix seconds."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"`{value}` is not an ISO 8601 time such as 2026-11-30T12:00Z", param=param) from exc
+    if when.tzinfo is None:
+        raise click.BadParameter(
+            f"`{value}` has no time zone: add one, e.g. `{value}Z` for UTC or `{value}+01:00`", param=param
+        )
+    return int(when.timestamp())
+
+
+PUBKEY_BYTES = 32
+"""A Solana address (public key, program id) is 32 bytes."""
+
+
+@cli.command()
+@click.option(
+    "--program",
+    "programs",
+    multiple=True,
+    callback=_base58_key("program id"),
+    metavar="ID",
+    help="A DEX program whose transactions to backfill (repeatable); e.g. JUP6LkbZbjS1jKKwapdHNy74zcZ3tLUZoi5QNyVTaV4.",
+)
+@click.option(
+    "--address",
+    "addresses",
+    multiple=True,
+    callback=_base58_key("address"),
+    metavar="ADDR",
+    help="Any other address (a pool, a wallet) whose transactions to backfill (repeatable).",
+)
+@click.option("--from-slot", type=click.IntRange(min=0), metavar="N", help="Oldest slot, inclusive.")
+@click.option(
+    "--to-slot", type=click.IntRange(min=0), metavar="M", help="Newest slot, inclusive (default: the newest)."
+)
+@click.option(
+    "--since", callback=_utc_seconds, metavar="ISO", help="Oldest block time, inclusive, e.g. 2026-11-30T00:00Z."
+)
+@click.option("--until", callback=_utc_seconds, metavar="ISO", help="Newest block time, inclusive (default: now).")
+@click.option(
+    "--until-signature",
+    metavar="SIG",
+    help="Backfill what came after this transaction, up to the newest (the RPC's `until`): a live feed's gap.",
+)
+@click.option(
+    "--recovery-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep snapshots here; after a crash or a stop, the same command with the same directory resumes.",
+)
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stdout is a terminal).")
+@http_port_option
+@pass_context
+def backfill(  # noqa: PLR0917 - click passes each option
+    ctx: _Context,
+    programs: tuple[str, ...],
+    addresses: tuple[str, ...],
+    from_slot: int | None,
+    to_slot: int | None,
+    since: int | None,
+    until: int | None,
+    until_signature: str | None,
+    recovery_dir: Path | None,
+    progress: bool | None,
+    http_port: int | None,
+) -> None:
+    """Fetch past transactions over JSON-RPC and push them through the dataflow into the four stores.
+
+    \b
+    Give the addresses (--program, --address: at least one; one partition each) and one kind of range:
+      --from-slot N [--to-slot M]      slots N..M, inclusive (M: default the newest)
+      --since ISO [--until ISO]        block times, inclusive, with a zone (2026-11-30T00:00Z)
+      --until-signature SIG            everything newer than SIG, up to the newest
+    A lower bound is required: a program's whole history is rarely what was meant.
+
+    \b
+    The provider is QUANTBOT_SOLANA_RPC_URL (an archive RPC: getSignaturesForAddress, getTransaction,
+    getBlock; its key stays out of every log). [solana] sets the pace: requests_per_s, max_in_flight,
+    backfill_batch_size (getTransaction calls per JSON-RPC batch; 1 where the plan refuses batches),
+    retry_budget_s, null_retry_s, commitment, encoding, include_failed.
+
+    \b
+    Signatures are listed newest page first; each page's transactions are stored oldest first. The
+    upper bound is fixed when the backfill starts, so a resume (the same command with the same
+    --recovery-dir, after kill -9 or SIGTERM) backfills exactly the same range; every write is keyed,
+    so nothing is stored twice. A transaction that cannot be fetched is a dead letter (stage `fetch`);
+    slots without a block past --to-slot are counted and recorded as `backfill_slot_unavailable` events.
+
+    \b
+    Exit 0 when done or stopped by SIGTERM/SIGINT; 69 when a store is unreachable at start; 75 when the
+    provider stayed unavailable past retry_budget_s (run the same command again later); 78 on a bad
+    configuration (no QUANTBOT_SOLANA_RPC_URL, a provider refusing the key) or an outdated schema; 1 on a crash.
+    """
+    from connectors.backfill import BackfillRange
+    from connectors.rpc import RpcConfigurationError, RpcUnavailableError
+    from flows.backfill import BackfillRequest
+    from flows.backfill import backfill as run_backfill
+    from quantbot.ops.readback import store_counts
+
+    targets = tuple(dict.fromkeys((*programs, *addresses)))
+    if not targets:
+        raise click.UsageError("give at least one --program or --address to backfill")
+    try:
+        request = BackfillRange(
+            from_slot=from_slot, to_slot=to_slot, since_s=since, until_s=until, until_signature=until_signature
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    settings = ctx.settings
+    request = dataclasses.replace(request, include_failed=settings.solana.include_failed)
+    _check_start(settings)
+    if not settings.solana.rpc_url:
+        _fail(
+            "cannot backfill: no RPC provider: set QUANTBOT_SOLANA_RPC_URL (configuration key `solana.rpc_url`)"
+            " to an archive JSON-RPC URL",
+            EX_CONFIG,
+        )
+    show = sys.stdout.isatty() if progress is None else progress
+    source = SourceActivity("backfill")
+    try:
+        with _http_endpoint(settings, http_port, [source]):
+            summary = run_backfill(
+                settings,
+                BackfillRequest(targets, request),
+                recovery_dir=recovery_dir,
+                console=console if show else None,
+                activity=source,
+            )
+    except RpcConfigurationError as exc:
+        _fail(f"backfill: {exc}", EX_CONFIG)
+    except RpcUnavailableError as exc:
+        _fail(f"backfill: {exc}; what was fetched is stored: run the same command again later", EX_TEMPFAIL)
+    inputs: list[tuple[str, object]] = [
+        ("addresses", summary.addresses),
+        ("signatures listed in range", summary.listed),
+        ("transactions fetched", summary.fetched),
+        ("fetch failures (dead letters)", summary.fetch_failures),
+        ("duplicates between addresses", summary.duplicates),
+        ("slots without a block walked past", len(summary.unavailable_slots)),
+    ]
+    _print_summary(summary, store_counts(settings), inputs)
 
 
 def _check_start(settings: Settings) -> None:
