@@ -37,7 +37,7 @@ import websockets
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from websockets.asyncio.client import ClientConnection
 
-from connectors.rpc import Fetched, RpcClient, RpcError, RpcPolicy
+from connectors.rpc import Fetched, RpcCallError, RpcClient, RpcError, RpcPolicy
 from quantbot import metrics
 from quantbot.backoff import Backoff
 from quantbot.errors import ResumeRefusedError
@@ -149,10 +149,20 @@ class SolanaLogsSource(FixedPartitionedSource[Frame | DeadLetter, LivePosition |
         self.on_event = on_event
         self.activity = activity if activity is not None else SourceActivity(SOURCE)
         self.refusal: ResumeRefusedError | None = None
+        self.failure: BaseException | None = None
+        """What stopped the source, for the caller to raise once the engine has stopped (raised inside the
+        engine, it would reach the user as a Rust panic): a configuration the node refuses, a node down for
+        longer than the retry budget, a subscription refused. The snapshot keeps what was pending."""
         self._stopping = threading.Event()
 
     def stop(self) -> None:
         """Stop reading: each partition emits what it has fetched and ends (safe from a signal handler)."""
+        self._stopping.set()
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop every partition because of `exc` (the first failure is kept)."""
+        if self.failure is None:
+            self.failure = exc
         self._stopping.set()
 
     @property
@@ -194,6 +204,7 @@ class SolanaLogsSource(FixedPartitionedSource[Frame | DeadLetter, LivePosition |
             stopping=self._stopping,
             on_event=self.on_event,
             activity=self.activity,
+            fail=self.fail,
         )
 
 
@@ -227,8 +238,10 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         stopping: threading.Event,
         on_event: EventSink | None,
         activity: SourceActivity,
+        fail: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._config = config
+        self._fail = fail
         self._number = number
         self._group = config.groups[number]
         self._key = group_key(SOURCE, self._group)
@@ -245,6 +258,9 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         self._gap_before: dict[str, ChainPoint] = {}
         """Per program, the newest transaction seen before the last reconnection (the gap's start)."""
         self._gap_reason: str | None = None
+        self._open_gaps: dict[str, ChainPoint] = {}
+        """Per program, the start of a gap not backfilled yet: the snapshot's position until it is, so that a
+        crash mid-backfill resumes from the gap's start rather than past it."""
         self._tasks: set[asyncio.Task[None]] = set()
         """Gap backfills and event writes under way: referenced until done (the loop keeps weak references)."""
         self._first_after: dict[str, ChainPoint] = {}
@@ -265,8 +281,8 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
     # ------------------------------------------------------------------ the dataflow's side
 
     def next_batch(self) -> list[Frame | DeadLetter]:
-        """What the loop has fetched so far (never waits); ends once stopped and drained."""
-        if self._failure is not None:
+        """What the loop has fetched so far (never waits); ends once stopped (or failed) and drained."""
+        if self._failure is not None and self._fail is None:
             raise self._failure
         batch: list[Frame | DeadLetter] = []
         with self._lock:
@@ -274,7 +290,8 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
                 signature, item = self._ready.popleft()
                 self._pending.pop(signature, None)
                 batch.append(item)
-        if not batch and self._stopping.is_set() and not self._thread.is_alive():
+        ended = self._stopping.is_set() or self._failure is not None
+        if not batch and ended and not self._thread.is_alive():
             log.info("source=%s partition=%s stopped pending=%d", SOURCE, self._key, len(self._pending))
             raise StopIteration
         return batch
@@ -284,7 +301,8 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         return None if self._ready else datetime.now(UTC) + timedelta(seconds=IDLE_WAIT_S)
 
     def snapshot(self) -> LivePosition:
-        """Newest notification per program, what is taken on but not emitted, and the seen-set."""
+        """Per program the newest notification (or the start of a gap still being backfilled), what is taken
+        on but not emitted, and the seen-set."""
         with self._lock:
             return LivePosition(SOURCE, self._group, dict(self._last), tuple(self._pending), self._seen.snapshot())
 
@@ -298,8 +316,15 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException as exc:  # handed to the dataflow's thread, which raises it
-            log.error("source=%s partition=%s failed: %s", SOURCE, self._key, redact(repr(exc)))
+        except BaseException as exc:
+            self._failed(exc)
+        if self._failure is not None and self._fail is not None:
+            self._fail(self._failure)
+
+    def _failed(self, exc: BaseException) -> None:
+        """Note the partition's failure: the loop winds down, the source learns it (or `next_batch` raises it)."""
+        if self._failure is None:
+            log.error("source=%s partition=%s failed: %s", SOURCE, self._key, redact(str(exc) or repr(exc)))
             self._failure = exc
 
     async def _main(self) -> None:
@@ -340,10 +365,8 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
                 fetched: Fetched = await self._rpc.get_transaction(
                     signature, encoding=config.encoding, commitment=commitment
                 )
-            except RpcError as exc:
-                if not exc.retryable:
-                    raise
-                self._emit(signature, self._fetch_letter(signature, f"getTransaction failed: {exc}"))
+            except RpcCallError as exc:  # this request is refused (not the node, not the configuration)
+                self._emit(signature, self._fetch_letter(signature, f"getTransaction refused: {exc}"))
                 continue
             if fetched.response is None or fetched.problem is not None:
                 self._emit(signature, self._fetch_letter(signature, fetched.problem or "no response"))
@@ -556,6 +579,8 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         metrics.GAPS.labels(SOURCE).inc()
         with self._lock:
             self._gap_before = dict(self._last)
+            for program, point in self._gap_before.items():
+                self._open_gaps.setdefault(program, point)
         self._gap_reason = reason
 
     def _backfill_gap(self) -> None:
@@ -612,30 +637,31 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         listed: list[str] = []
         failed = 0
         before: str | None = None
-        try:
-            while not self._stopping.is_set():
-                page = await self._rpc.get_signatures_for_address(
-                    program, before=before, until=since.signature, limit=SIGNATURES_PAGE, commitment=commitment
-                )
-                for info in page:
-                    if info.err and not config.include_failed:
-                        failed += 1
-                        continue
-                    listed.append(info.signature)
-                if len(page) < SIGNATURES_PAGE:
-                    break
-                before = page[-1].signature
-        except RpcError as exc:
-            if not exc.retryable:
-                raise
-            log.error("source=%s program=%s gap backfill failed: %s", SOURCE, program, redact(str(exc)))
-            return
+        # A node down past the retry budget raises out of here and fails the partition: the gap stays open in
+        # the snapshot, and the restart lists it again.
+        while True:
+            if self._stopping.is_set():
+                return  # the gap stays open: a resume lists it again
+            page = await self._rpc.get_signatures_for_address(
+                program, before=before, until=since.signature, limit=SIGNATURES_PAGE, commitment=commitment
+            )
+            for info in page:
+                if info.err and not config.include_failed:
+                    failed += 1
+                    continue
+                listed.append(info.signature)
+            if len(page) < SIGNATURES_PAGE:
+                break
+            before = page[-1].signature
         new = 0
         for signature in reversed(listed):  # oldest first: the order the chain made them
             if signature not in self._seen:
                 new += 1
                 metrics.BACKFILLED_SIGNATURES.labels(SOURCE).inc()
             self._take(signature)
+        with self._lock:  # every signature of the gap is seen or pending now: the snapshot may move past it
+            if self._open_gaps.get(program) == since:
+                del self._open_gaps[program]
         log.info(
             "source=%s program=%s gap backfilled since_slot=%d listed=%d new=%d failed_skipped=%d",
             SOURCE,
@@ -674,6 +700,5 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and (exc := task.exception()) is not None and self._failure is None:
-            log.error("source=%s partition=%s background task failed: %s", SOURCE, self._key, redact(repr(exc)))
-            self._failure = exc
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._failed(exc)

@@ -100,6 +100,24 @@ def live_config(settings: Settings) -> LiveConfig:
 LiveSource = SolanaLogsSource | YellowstoneSource
 
 
+def check_endpoints(settings: Settings) -> None:
+    """Refuse at once (before anything connects) a configuration that names no node for `[solana] source`.
+
+    Raises:
+        ConfigError: naming the variable to set.
+    """
+    if settings.solana.source == "grpc":
+        if not settings.solana.grpc_url:
+            raise ConfigError(
+                "solana.grpc_url",
+                "is not set: export QUANTBOT_SOLANA_GRPC_URL (your Yellowstone endpoint, e.g. https://name.rpcpool.com)"
+                ' and QUANTBOT_SOLANA_GRPC_TOKEN, or use [solana] source = "websocket"',
+                "environment",
+            )
+        return
+    live_config(settings)
+
+
 def live_source(settings: Settings, activity: SourceActivity | None = None) -> LiveSource:
     """The live source `[solana] source` names, reporting gaps to `system_events`.
 
@@ -302,6 +320,11 @@ def run_live(
     Raises:
         ConfigError: `[solana]` lacks what the source needs.
         ResumeRefusedError: `recovery_dir` holds a snapshot of other programs.
+        connectors.rpc.RpcConfigurationError: the node refuses the configuration (its key, an encoding).
+        connectors.rpc.RpcUnavailableError: the node failed for longer than the retry budget; what was
+            pending is in the last snapshot, so a restart with the same `recovery_dir` goes on.
+        connectors.solana_ws.SubscriptionRefusedError, connectors.yellowstone.YellowstoneError: the node
+            refused the subscription.
     """
     strategies = active_strategies(settings)
     source = live_source(settings, activity)
@@ -323,7 +346,7 @@ def run_live(
 
 def _raise_refusal(settings: Settings, flow: Dataflow, source: LiveSource, recovery_dir: Path | None) -> None:
     """Raise what the source could not do inside the engine (where an exception becomes a Rust panic)."""
-    if isinstance(source, YellowstoneSource) and source.failure is not None:
+    if source.failure is not None:
         raise source.failure
     if source.refusal is None:
         return

@@ -279,3 +279,19 @@ def keys(snapshot: dict[str, Any]) -> dict[str, Any]:
             (sorted(series["metric"].items()), [t for t, _ in series["samples"]]) for series in snapshot["influx"]
         ),
     }
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({}, "QUANTBOT_SOLANA_RPC_URL"),
+        ({"QUANTBOT_SOLANA_SOURCE": "grpc"}, "QUANTBOT_SOLANA_GRPC_URL"),
+        ({"QUANTBOT_SOLANA_RPC_URL": "ftp://node"}, "is not a http or https URL"),
+    ],
+)
+def test_run_without_a_node_says_which_variable_to_set(env: dict[str, str], named: str) -> None:
+    """No node configured for the source: exit 78 at once, naming the variable, before any store is asked."""
+    result = run_cli("run", "--no-view", env={"QUANTBOT_PROFILE": "default", **env})
+
+    assert result.returncode == 78, result.stdout + result.stderr
+    assert named in result.stderr

@@ -604,17 +604,19 @@ def run(  # noqa: PLR0917 - click passes each option
     SIGTERM or SIGINT stops it cleanly (exit 0 within seconds): reading stops, the stores get what was
     fetched, a last snapshot is taken. Restarted with the same --recovery-dir (also after kill -9), it
     fetches what it had pending and backfills what the chain made meanwhile: nothing lost, nothing twice.
-    Exit 69 when a store is unreachable at start, 78 on a bad configuration (a missing URL, an old schema),
-    1 on a crash.
+    Exit 69 when a store is unreachable at start; 78 on a bad configuration (a missing URL, an old schema,
+    a key or subscription the node refuses); 75 when the node stayed down past [solana] retry_budget_s (a
+    restart with the same --recovery-dir goes on); 1 on a crash.
     """
-    from flows.live import run_live
+    from flows.live import check_endpoints, run_live
     from quantbot.ops.readback import store_counts
 
     settings = ctx.settings
+    check_endpoints(settings)
     _check_start(settings)
     show = sys.stdout.isatty() if view is None else view
     source = SourceActivity(settings.solana.source)
-    with _http_endpoint(settings, http_port, [source]):
+    with _http_endpoint(settings, http_port, [source]), _live_failures():
         summary = run_live(
             settings,
             recovery_dir=recovery_dir,
@@ -624,6 +626,26 @@ def run(  # noqa: PLR0917 - click passes each option
             console=console if show else None,
         )
     _print_live_summary(summary, store_counts(settings))
+
+
+@contextlib.contextmanager
+def _live_failures() -> Iterator[None]:
+    """A live source's end as an exit status: 78 when the node refuses the configuration or the subscription
+    (restarting will not help), 75 when it stayed down past the retry budget (a restart resumes)."""
+    from connectors.rpc import RpcConfigurationError, RpcUnavailableError
+    from connectors.solana_ws import SubscriptionRefusedError
+    from connectors.yellowstone import YellowstoneError
+
+    try:
+        yield
+    except (RpcConfigurationError, SubscriptionRefusedError, YellowstoneError) as exc:
+        _fail(f"the node refused: {redact(str(exc))}", EX_CONFIG)
+    except RpcUnavailableError as exc:
+        _fail(
+            f"the node stayed unavailable: {redact(str(exc))}; what was pending is in the last snapshot: the same"
+            " command with the same --recovery-dir goes on",
+            EX_TEMPFAIL,
+        )
 
 
 @cli.command()
@@ -645,12 +667,13 @@ def record(ctx: _Context, out: Path, recovery_dir: Path | None, duration: float 
     Transactions that could not be fetched are written to DIR/dead-letters-w<worker>.ndjson. PostgreSQL is
     still needed: the run's and the gaps' system_events rows go there.
     """
-    from flows.live import record_live
+    from flows.live import check_endpoints, record_live
 
     settings = ctx.settings
+    check_endpoints(settings)
     _check_start(settings)
     source = SourceActivity(settings.solana.source)
-    with _http_endpoint(settings, http_port, [source]):
+    with _http_endpoint(settings, http_port, [source]), _live_failures():
         summary = record_live(settings, out, recovery_dir=recovery_dir, duration_s=duration, activity=source)
     _print_live_summary(summary, None)
     console.print(f"recordings in {out}: `quantbot replay {out}` processes them")
