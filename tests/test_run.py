@@ -21,6 +21,7 @@ from quantbot.ops import schema as operations
 from quantbot.ops.demo import ensure_demo_strategy
 from quantbot.ops.peers.chain import ChainSpec, SimulatedChain
 from quantbot.ops.peers.solana_rpc import Faults, SolanaPeer
+from quantbot.ops.peers.yellowstone import GrpcFaults, YellowstonePeer
 from quantbot.recordings import RecordingReadError, decode_frame, find_recordings, read_lines
 from quantbot.settings import Settings, load_settings
 from quantbot.solana.decode import KNOWN_PROGRAMS
@@ -44,6 +45,8 @@ STOP_S = 30.0
 POLL_S = 0.2
 PRICE_TTL_S = "86400"
 """Prices must outlive the comparison: the schema's 30 s TTL would expire them between the two runs."""
+GRPC_TOKEN = "x-token-0a1b2c3d4e5f"
+"""The loopback Yellowstone peer's token: checked absent from the run's output."""
 
 
 def environment(pg_url: str, redis_url: str, mongo_url: str, mongo_db: str, influx_url: str) -> dict[str, str]:
@@ -187,8 +190,19 @@ def test_run_through_faults_records_each_transaction_once_and_replays_to_the_sam
     live = readback.store_snapshot(settings)
     assert live["influx"] and live["redis"], "the run wrote no prices: nothing compared"
 
+    assert_replay_writes_the_same(
+        live,
+        records,
+        redis_url,
+        replay_env=environment(reference_pg_url, redis_url, mongo_url, f"replay_{suffix}", reference_influx),
+    )
+
+
+def assert_replay_writes_the_same(
+    live: dict[str, Any], records: Path, redis_url: str, replay_env: dict[str, str]
+) -> None:
+    """`quantbot replay` of the run's recording into fresh stores writes what the run wrote."""
     reset_redis(redis_url)
-    replay_env = environment(reference_pg_url, redis_url, mongo_url, f"replay_{suffix}", reference_influx)
     replay_settings = prepared(replay_env)
     result = run_cli("replay", str(records), "--no-progress", env=replay_env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -199,6 +213,60 @@ def test_run_through_faults_records_each_transaction_once_and_replays_to_the_sam
     for snapshot in (live, replayed):
         readback.settle_shared(snapshot["influx"], shared)
     assert readback.first_difference(live, replayed) is None
+
+
+def test_grpc_run_through_drops_records_each_transaction_once_and_replays_to_the_same_stores(  # noqa: PLR0917
+    chain: SimulatedChain,
+    pg_url: str,
+    reference_pg_url: str,
+    redis_url: str,
+    mongo_url: str,
+    run_influx: str,
+    reference_influx: str,
+    tmp_path: Path,
+) -> None:
+    """With `[solana] source = "grpc"`, through a Yellowstone stream dropped every 2 s (each reconnection asks
+    `from_slot`), `quantbot run --record` records and processes every DEX transaction once, SIGTERM exits 0
+    within 30 s, the token appears nowhere, and the recording replays to the same stores."""
+    suffix = str(time.monotonic_ns())
+    env = environment(pg_url, redis_url, mongo_url, f"grpc_{suffix}", run_influx)
+    settings = prepared(env)
+    records, log = tmp_path / "recordings", tmp_path / "run.log"
+    with YellowstonePeer(chain, faults=GrpcFaults(drop_every_s=2.0), token=GRPC_TOKEN) as peer:
+        node = {
+            "QUANTBOT_SOLANA_SOURCE": "grpc",
+            "QUANTBOT_SOLANA_GRPC_URL": peer.url,
+            "QUANTBOT_SOLANA_GRPC_TOKEN": GRPC_TOKEN,
+            "QUANTBOT_SOLANA_BACKOFF_BASE_S": "0.02",
+            "QUANTBOT_SOLANA_BACKOFF_CAP_S": "0.3",
+            "QUANTBOT_LOGGING_LEVEL": "INFO",
+        }
+        process = start(
+            ["run", "--record", str(records), "--recovery-dir", str(tmp_path / "recovery"), "--no-view"],
+            {**env, **node},
+            log,
+        )
+        try:
+            wait_for(lambda: bool(peer.sent), "the first update", CAUGHT_UP_S, log)
+            first = min(chain.by_signature(s).due_s for s in peer.sent)  # type: ignore[union-attr]
+            expected = wanted(chain, after_s=first + SUBSCRIBING_S)
+            wait_for(lambda: set(recorded(records)) >= expected, "every DEX transaction recorded", CAUGHT_UP_S, log)
+        finally:
+            took = stop(process, log)
+        streams = peer.streams
+    signatures = recorded(records)
+    assert len(signatures) == len(set(signatures)), "a transaction was recorded twice"
+    assert expected <= set(signatures) <= wanted(chain)
+    assert streams >= 3 and took < STOP_S
+    assert GRPC_TOKEN not in log.read_text()
+    live = readback.store_snapshot(settings)
+    assert live["influx"] and live["redis"], "the run wrote no prices: nothing compared"
+    assert_replay_writes_the_same(
+        live,
+        records,
+        redis_url,
+        replay_env=environment(reference_pg_url, redis_url, mongo_url, f"replay_{suffix}", reference_influx),
+    )
 
 
 def test_run_killed_with_sigkill_and_restarted_loses_nothing(  # noqa: PLR0917
