@@ -26,7 +26,8 @@ Two outcomes are data rather than errors: a `getTransaction` answered `null` (no
 commitment) is asked again with backoff for `null_retry_s`, then returned as `Fetched(problem=...)`,
 never dropped; a skipped or purged slot (-32007, -32009, -32001) is a `SlotUnavailable`.
 
-Every retry is logged as key=value (`rpc=getTransaction status=429 retry_in_s=1.2`) with the URL
+Every retry is logged at DEBUG (retries are routine; their counts are metrics) as key=value
+(`rpc=getTransaction status=429 retry_in_s=1.2`), and every request given up on at WARNING, with the URL
 redacted (providers put their keys in it), and counted: `quantbot_rpc_requests_total{method, outcome}`
 per JSON-RPC call answered (or not), `quantbot_rpc_retries_total{reason}` per call asked again.
 `getTransaction` and `getBlock` always send `maxSupportedTransactionVersion: 0`.
@@ -458,7 +459,7 @@ class RpcClient:
                 f"{method} at {self.redacted_url} still failing after {self.policy.retry_budget_s:g} s: {exc}"
             ) from exc
         metrics.RPC_RETRIES.labels(exc.reason).inc(calls)
-        log.info("rpc=%s status=%s retry_in_s=%.2f attempt=%d calls=%d", method, exc.status, delay, attempt + 1, calls)
+        log.debug("rpc=%s status=%s retry_in_s=%.2f attempt=%d calls=%d", method, exc.status, delay, attempt + 1, calls)
         await asyncio.sleep(delay)
 
     def _check(self, method: str, answer: _Answer) -> None:
@@ -663,7 +664,7 @@ class RpcClient:
             else:
                 _count(method, "null", len(pending))
                 metrics.RPC_RETRIES.labels("null").inc(len(pending))
-                log.info("rpc=%s status=null retry_in_s=%.2f calls=%d", method, delay, len(pending))
+                log.debug("rpc=%s status=null retry_in_s=%.2f calls=%d", method, delay, len(pending))
                 await asyncio.sleep(delay)
             attempt += 1
         return [done[signature] for signature in signatures]

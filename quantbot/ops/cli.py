@@ -919,9 +919,40 @@ DEMO_DIR = Path(".quantbot/demo")
     show_default=True,
     help="Share of malformed lines (they must end in dead_letters).",
 )
+@click.option("--live", is_flag=True, help="Run `quantbot run` against a simulated chain instead of a replay.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    help="With --live: seconds the live run lasts.",
+)
+@click.option(
+    "--tps",
+    type=click.FloatRange(min=1),
+    default=110.0,
+    show_default=True,
+    help="With --live: DEX transactions per second the chain makes (mainnet: about 110).",
+)
+@click.option(
+    "--faults/--no-faults",
+    default=True,
+    show_default=True,
+    help="With --live: the node drops its websocket, answers 429, 503 and null now and then.",
+)
 @http_port_option
 @pass_context
-def demo(ctx: _Context, txs: int, seed: int, garbage: float, http_port: int | None) -> None:
+def demo(  # noqa: PLR0917 - click passes each option
+    ctx: _Context,
+    txs: int,
+    seed: int,
+    garbage: float,
+    live: bool,
+    duration: float,
+    tps: float,
+    faults: bool,
+    http_port: int | None,
+) -> None:
     """The main job on this machine, end to end: stack, schema, a strategy, a feed, a replay, a summary.
 
     \b
@@ -930,6 +961,11 @@ def demo(ctx: _Context, txs: int, seed: int, garbage: float, http_port: int | No
     3. generates a synthetic mainnet-like feed (`synthetic generate`) under .quantbot/demo/;
     4. replays it through the dataflow into all four stores, with a progress bar;
     5. prints what the run did and what the stores now hold.
+
+    \b
+    With --live, steps 3 and 4 are the live path instead: a simulated chain on loopback (a Solana JSON-RPC
+    and websocket node serving generated DEX transactions at --tps, with --faults), and `quantbot run`
+    against it for --duration seconds with a live view; then the same summary. No provider key needed.
     """
     from flows.replay import replay as run_replay
     from quantbot.ops import schema as operations
@@ -949,6 +985,9 @@ def demo(ctx: _Context, txs: int, seed: int, garbage: float, http_port: int | No
         _fail("a store could not be migrated; see the table above", EX_UNAVAILABLE)
     strategy = ensure_demo_strategy(settings)
     console.print(f"2. demo strategy [bold]{strategy}[/] (whale_follower, swaps of $100k and more)")
+    if live:
+        _live_demo(settings, seed=seed, duration=duration, tps=tps, faults=faults, http_port=http_port)
+        return
 
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     feed = DEMO_DIR / f"feed-seed{seed}.jsonl"
@@ -967,6 +1006,40 @@ def demo(ctx: _Context, txs: int, seed: int, garbage: float, http_port: int | No
         summary = run_replay(settings, [feed], recovery_dir=recovery, console=console, activity=source)
     console.print("5. summary")
     _print_summary(summary, store_counts(settings))
+
+
+LIVE_CHAIN_SLACK_S = 10.0
+"""The simulated chain outlasts the live demo by this much (start-up included): it never runs dry mid-run."""
+
+
+def _live_demo(
+    settings: Settings, *, seed: int, duration: float, tps: float, faults: bool, http_port: int | None
+) -> None:
+    from flows.live import run_live
+    from quantbot.ops.demo import LIVE_FAULTS, describe_faults, with_node
+    from quantbot.ops.peers.chain import ChainSpec, SimulatedChain
+    from quantbot.ops.peers.solana_rpc import Faults, SolanaPeer
+    from quantbot.ops.readback import store_counts
+
+    chain = SimulatedChain(ChainSpec(txs=int(tps * (duration + LIVE_CHAIN_SLACK_S)), seed=seed, tx_per_s=tps))
+    node_faults = LIVE_FAULTS if faults else Faults()
+    recovery = DEMO_DIR / "live-recovery"
+    shutil.rmtree(recovery, ignore_errors=True)  # a fresh chain: nothing to resume
+    with SolanaPeer(chain, faults=node_faults, wall_clock=True) as peer:
+        console.print(f"3. a simulated chain on {peer.http_url}: {tps:g} DEX transactions/s")
+        console.print(f"   faults: {describe_faults(node_faults)}")
+        console.print(f"4. quantbot run for {duration:g} s")
+        source = SourceActivity("websocket")
+        with _http_endpoint(settings, http_port, [source]), _live_failures():
+            summary = run_live(
+                with_node(settings, peer.http_url, peer.ws_url),
+                recovery_dir=recovery,
+                duration_s=duration,
+                activity=source,
+                console=console,
+            )
+    console.print("5. summary")
+    _print_live_summary(summary, store_counts(settings))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

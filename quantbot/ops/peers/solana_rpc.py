@@ -139,7 +139,8 @@ class PeerCounters:
         oversize_notifications: logs notifications sent padded past 1 MiB.
         null_first_fetches: getTransaction calls answered null by `Faults.null_first_fetch_share`.
         notified: signatures of the logs notifications produced for any subscriber (a silent peer's
-            included, though dropped: compare a client's findings with `SolanaPeer.emitted_dex`).
+            included, though dropped: compare a client's findings with `SolanaPeer.emitted_dex`), each with
+            the wall-clock time (Unix seconds) of its first notification: where a benchmark's lag starts.
     """
 
     http_requests: int = 0
@@ -151,7 +152,7 @@ class PeerCounters:
     malformed_frames: int = 0
     oversize_notifications: int = 0
     null_first_fetches: int = 0
-    notified: set[str] = field(default_factory=set)
+    notified: dict[str, float] = field(default_factory=dict)
 
     def copy(self) -> PeerCounters:
         """A deep copy (the peer's thread keeps counting into the original)."""
@@ -165,7 +166,7 @@ class PeerCounters:
             malformed_frames=self.malformed_frames,
             oversize_notifications=self.oversize_notifications,
             null_first_fetches=self.null_first_fetches,
-            notified=set(self.notified),
+            notified=dict(self.notified),
         )
 
 
@@ -347,11 +348,23 @@ class SolanaPeer:
         faults: what to do wrong (default: nothing); `peer.faults` may be changed while it runs.
         speed: chain seconds per wall second; None or infinity: the whole chain is visible at once.
         port: the port to listen on (0: a free one).
+        wall_clock: at speed 1, run on the chain's own clock: a transaction is due when the wall clock reaches
+            its place on the chain (the chain's `start_time` plus its `due_s`), as if the chain had been
+            running before the peer started; block times then read as a real node's do (the live demo's
+            lag). Default: the chain starts when the peer does.
     """
 
     def __init__(
-        self, chain: SimulatedChain, *, faults: Faults | None = None, speed: float | None = 1.0, port: int = 0
+        self,
+        chain: SimulatedChain,
+        *,
+        faults: Faults | None = None,
+        speed: float | None = 1.0,
+        port: int = 0,
+        wall_clock: bool = False,
     ) -> None:
+        if wall_clock and speed != 1.0:
+            raise ValueError(f"the chain's own clock runs at speed 1, not {speed}")
         if speed is not None and not speed > 0:
             raise ValueError(f"speed must be positive, got {speed}")
         self.chain = chain
@@ -366,6 +379,7 @@ class SolanaPeer:
         self._next_subscription = 0
         self._logs_sent = 0
         self._started_at: float | None = None
+        self._wall_clock = wall_clock
         self._next_event = 0  # the timeline's position, kept across a restart
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -456,7 +470,8 @@ class SolanaPeer:
         self._runner = runner
         self.port = self._port = runner.addresses[0][1]  # the bound port (kept for a restart)
         if self._started_at is None:  # a restarted peer's chain goes on where it is
-            self._started_at = time.monotonic()
+            behind_s = time.time() - self.chain.start_time if self._wall_clock else 0.0
+            self._started_at = time.monotonic() - max(behind_s, 0.0)
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._timeline()), loop.create_task(self._dropper())]
 
@@ -896,9 +911,11 @@ class SolanaPeer:
                 malformed += 1
             connection.outbox.put_nowait(notification)
 
+        now = time.time()
+
         def update(c: PeerCounters) -> None:
             c.notifications.update({"logsNotification": len(targets)})
-            c.notified.add(tx.signature)
+            c.notified.setdefault(tx.signature, now)
             c.oversize_notifications += oversize
             c.malformed_frames += malformed
 
