@@ -73,8 +73,12 @@ def _prepared(env: dict[str, str]) -> Settings:
 
 
 def _supervisord_conf(tmp_path: Path, env_file: Path, state: Path, logs: Path, socket: Path) -> Path:
-    """supervisord's configuration: a daemon on a unix socket, and the deployed program with its paths moved."""
-    program = CONF.read_text()
+    """supervisord's configuration: a daemon on a unix socket, and the deployed replay program with its paths
+    moved (started at once, as `supervisorctl start quantbot-replay` would)."""
+    deployed = CONF.read_text()
+    program = deployed[deployed.index(f"[program:{PROGRAM}]") :]
+    assert "[program:" not in program[1:], f"{PROGRAM} is no longer the last program of {CONF}: update this test"
+    program = program.replace("autostart=false", "autostart=true")
     for installed, here in (
         ("/opt/quantbot/bin/run-with-env", str(RUN_WITH_ENV)),
         ("/etc/quantbot/quantbot.env", str(env_file)),
