@@ -448,7 +448,8 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         await ws.send(orjson.dumps({"jsonrpc": "2.0", "id": slot_request, "method": "slotSubscribe"}).decode())
         self._subscriptions = {}
         self._first_after = {}
-        deadline = time.monotonic() + OPEN_TIMEOUT_S
+        # A node that leaves its subscriptions unanswered as long as a stream may be silent is as good as dead.
+        deadline = time.monotonic() + self._config.stale_after_s
         while len(self._subscriptions) < len(requests):
             left = deadline - time.monotonic()
             if left <= 0:
