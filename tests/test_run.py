@@ -357,7 +357,7 @@ def test_run_without_a_node_says_which_variable_to_set(env: dict[str, str], name
     assert named in result.stderr
 
 
-def test_record_writes_recordings_that_replay_without_processing_anything(
+def test_record_writes_recordings_that_replay_without_processing_anything(  # noqa: PLR0917 - pytest fixtures
     chain: SimulatedChain, pg_url: str, redis_url: str, mongo_url: str, run_influx: str, tmp_path: Path
 ) -> None:
     """`quantbot record --out DIR --duration S` writes what the node notified as recordings (exit 0), and
