@@ -16,6 +16,7 @@ from connectors.rpc import RpcError, RpcPolicy
 from flows.graph import build_flow
 from flows.runtime import active_strategies, event_log, flow_config, run, store_sinks
 from quantbot import metrics
+from quantbot.cluster import SINGLE, ClusterSpec
 from quantbot.errors import ConfigError, ResumeRefusedError
 from quantbot.events import EventType, Severity, SystemEvent
 from quantbot.health import SourceActivity
@@ -84,6 +85,7 @@ def backfill(
     recovery_dir: Path | None = None,
     console: Console | None = None,
     activity: SourceActivity | None = None,
+    cluster: ClusterSpec = SINGLE,
 ) -> BackfillSummary:
     """Backfill `request` into the stores; resumes from `recovery_dir` when it holds a snapshot.
 
@@ -93,6 +95,8 @@ def backfill(
         recovery_dir: where snapshots are kept; `None` runs without recovery.
         console: where to draw a progress bar; `None` draws none.
         activity: where the backfill notes its progress, for readiness checks.
+        cluster: this process's workers and place in a cluster: the source's partitions (one per address or
+            program group) spread over every worker; values follow arrival order, as with one worker.
 
     SIGTERM and SIGINT stop the backfill cleanly (as the replay's), and the summary says `stopped`.
 
@@ -128,7 +132,7 @@ def backfill(
         drawer = threading.Thread(target=_draw_progress, args=(console, source.progress, done), daemon=True)
         drawer.start()
     try:
-        stopped = run(flow, settings, recovery_dir, stop=source.stop)
+        stopped = run(flow, settings, recovery_dir, stop=source.stop, cluster=cluster)
     finally:
         done.set()
         if drawer is not None:

@@ -29,6 +29,7 @@ from flows.graph import build_flow
 from flows.runtime import active_strategies, event_log, flow_config, run, store_sinks
 from quantbot import metrics
 from quantbot.backoff import Backoff
+from quantbot.cluster import SINGLE, ClusterSpec
 from quantbot.errors import ConfigError, ResumeRefusedError
 from quantbot.events import EventType, Severity, SystemEvent
 from quantbot.health import SourceActivity
@@ -302,6 +303,7 @@ def run_live(
     duration_s: float | None = None,
     activity: SourceActivity | None = None,
     console: Console | None = None,
+    cluster: ClusterSpec = SINGLE,
 ) -> LiveSummary:
     """Run the live flow into the stores until SIGTERM/SIGINT (or `duration_s`), then stop cleanly.
 
@@ -316,6 +318,8 @@ def run_live(
         activity: where the source notes its progress, for readiness.
         console: where to draw the live view (frames/s, lag, trades, whales, signals, reconnects, gaps);
             None draws nothing.
+        cluster: this process's workers and place in a cluster: the source's partitions (one per address or
+            program group) spread over every worker; values follow arrival order, as with one worker.
 
     Raises:
         ConfigError: `[solana]` lacks what the source needs.
@@ -333,7 +337,7 @@ def run_live(
     before = counter_values()
     started = time.monotonic()
     with _stop_after(duration_s, source.stop) as fired, live_view(console):
-        stopped = run(flow, settings, recovery_dir, stop=source.stop)
+        stopped = run(flow, settings, recovery_dir, stop=source.stop, cluster=cluster)
     _raise_refusal(settings, flow, source, recovery_dir)
     counts = counts_since(before)
     return LiveSummary(
