@@ -7,18 +7,22 @@ two workers and as two processes with two workers each, into real stores, compar
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pickle
 import random
+import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from bytewax.testing import TestingSink, cluster_main, run_main
 
@@ -52,10 +56,11 @@ SNAPSHOT_INTERVAL_S = "0.5"
 PRICE_TTL_S = "86400"
 RUN_TIMEOUT_S = 300
 POLL_S = 0.1
-# The cluster is killed this long after its processes start: past start-up and a snapshot, before the end
-# of a replay paced to last several seconds (`KILL_SPEED`).
-KILL_AFTER_S = 4.0
+KILL_AFTER_S = 10.0
+"""The cluster, writing, takes its first snapshot within this (snapshots every `SNAPSHOT_INTERVAL_S`)."""
+SNAPSHOT_WAIT_S = 2 * float(SNAPSHOT_INTERVAL_S)
 KILL_SPEED = "1"
+"""Recorded pace: 2,000 transactions at 400/s stream for 5 s, long enough to be killed mid-stream."""
 
 
 # ---------------------------------------------------------------------------------------------- units
@@ -338,6 +343,42 @@ def _compare(reference: dict[str, Any], other: dict[str, Any]) -> None:
     assert readback.first_difference(reference, other) is None
 
 
+def _transactions_parsed(log: Path) -> int:
+    """The `transactions` row of the run summary a `quantbot replay` process printed."""
+    found = re.search(r"^\W*transactions\W+(\d+)", log.read_text(), re.MULTILINE)
+    assert found is not None, log.read_text()
+    return int(found.group(1))
+
+
+def _wait_for(what: str, check: Any, timeout_s: float = RUN_TIMEOUT_S) -> None:
+    """Poll `check()` until it is true; fail naming `what` after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(POLL_S)
+    pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def _dead_letters(postgres_url: str) -> int:
+    with psycopg.connect(postgres_url) as conn:
+        row = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _valuation_snapshots(recovery: Path) -> int:
+    """How many snapshots of the in-order valuation `recovery` holds (Bytewax's SQLite partitions)."""
+    count = 0
+    for part in recovery.glob("part-*.sqlite3"):
+        with contextlib.closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True)) as db:
+            try:
+                row = db.execute("SELECT count(*) FROM snaps WHERE step_id LIKE '%value_in_order%'").fetchone()
+            except sqlite3.OperationalError:
+                continue  # its tables are not created yet
+        count += int(row[0]) if row else 0
+    return count
+
+
 @pytest.fixture
 def recording(tmp_path: Path) -> Path:
     """A synthetic recording of `CLI_TXS` transactions ending now (its signals are still active)."""
@@ -386,6 +427,10 @@ def test_two_workers_and_two_processes_of_two_store_what_one_worker_does(  # noq
     commands = [_replay(recording, "--workers", "2")] if topology == "1x2" else _cluster(recording)
     _run_all(commands, env, tmp_path / f"logs-{topology}")
     _compare(reference, _snapshot(settings, recording))
+    if topology == "2x2":
+        parsed = [_transactions_parsed(tmp_path / "logs-2x2" / f"process-{i}.log") for i in (0, 1)]
+        assert all(count > 0 for count in parsed), f"each process parses a share of the transactions: {parsed}"
+        assert sum(parsed) == CLI_TXS
 
 
 @pytest.mark.slow
@@ -420,9 +465,10 @@ def test_a_cluster_killed_mid_replay_and_restarted_stores_what_one_worker_does( 
             subprocess.Popen(command, env=env, stdout=out, stderr=out, cwd=REPO_ROOT)
             for command in _cluster(recording, *paced)
         ]
-        deadline = time.monotonic() + KILL_AFTER_S
-        while time.monotonic() < deadline and all(child.poll() is None for child in children):
-            time.sleep(POLL_S)
+        # Mid-stream: the stores are being written to, and a snapshot or two later the cluster dies.
+        _wait_for("the replay's first writes", lambda: _dead_letters(pg_url) > 0)
+        _wait_for("a snapshot", lambda: _valuation_snapshots(recovery) > 0, timeout_s=KILL_AFTER_S)
+        time.sleep(SNAPSHOT_WAIT_S)  # bounded: one more snapshot interval, so the kill follows a snapshot
         assert all(child.poll() is None for child in children), "the cluster ended before its kill"
         for child in children:
             child.send_signal(signal.SIGKILL)
