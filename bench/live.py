@@ -35,16 +35,14 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.replay import settings_for, start_stack  # noqa: E402
+from bench.replay import settings_for, start_stack, time_price_writes  # noqa: E402
 from flows import graph, runtime  # noqa: E402
 from flows.live import live_source  # noqa: E402
 from quantbot import metrics  # noqa: E402
-from quantbot.models import PriceTick  # noqa: E402
 from quantbot.ops import stack  # noqa: E402
 from quantbot.ops.demo import LIVE_FAULTS, with_node  # noqa: E402
 from quantbot.settings import Settings  # noqa: E402
@@ -107,23 +105,7 @@ def measure(settings: Settings, rate: float, duration: float, faults: bool, work
     written: dict[str, float] = {}
     live_settings = with_node(settings, urls["http"], urls["ws"])
     sinks = runtime.store_sinks(live_settings)
-    original_build = sinks.redis.build
-
-    def timed_build(step_id: str, worker_index: int, worker_count: int) -> Any:
-        partition = original_build(step_id, worker_index, worker_count)
-        write = partition.write_batch
-
-        def write_batch(items: list[Any]) -> None:
-            write(items)
-            now = time.time()
-            for item in items:
-                if isinstance(item, PriceTick) and item.signature and item.signature not in written:
-                    written[item.signature] = now
-
-        partition.write_batch = write_batch  # type: ignore[method-assign]
-        return partition
-
-    sinks.redis.build = timed_build  # type: ignore[method-assign]
+    time_price_writes(sinks, written, time.time)
     source = live_source(live_settings)
     flow = graph.build_flow(source, sinks, runtime.flow_config(live_settings, runtime.active_strategies(live_settings)))
     frames_before = metrics.total(metrics.FRAMES)

@@ -13,6 +13,7 @@ from typing import NoReturn, cast
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from connectors.refused import RefusedPartition
 from quantbot.errors import ResumeRefusedError
 from quantbot.health import SourceActivity
 from quantbot.models import DeadLetter, Frame
@@ -150,7 +151,7 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
             plan = resume_plan(self.files, resume_state)
         except ResumeRefusedError as exc:
             self.refusal = exc
-            return _RefusedPartition(resume_state)
+            return RefusedPartition[ReplayItem | Sequenced[ReplayItem], ReplayPosition](resume_state)
         partition = _ReplayPartition(
             self.files, plan, self.speed, self.batch_size, self.damaged, stopping=self._stopping, activity=self.activity
         )
@@ -204,19 +205,6 @@ def resume_plan(files: list[Path], resume: ReplayPosition | None) -> ReplayPosit
         _refuse(f"recording `{resume.file}` is {size:,} bytes, shorter than the offset {resume.offset:,} replayed")
     # A snapshot of a version that did not count what it emitted numbers on from 0.
     return ReplayPosition(resume.file, resume.offset, resume.fingerprint, resume.replayed, getattr(resume, "seq", 0))
-
-
-class _RefusedPartition(StatefulSourcePartition[ReplayItem | Sequenced[ReplayItem], ReplayPosition | None]):
-    """Emits nothing and keeps the snapshot it was given: a refused resume changes no state."""
-
-    def __init__(self, resume: ReplayPosition | None) -> None:
-        self._resume = resume
-
-    def next_batch(self) -> list[ReplayItem | Sequenced[ReplayItem]]:
-        raise StopIteration
-
-    def snapshot(self) -> ReplayPosition | None:
-        return self._resume
 
 
 class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPosition | None]):

@@ -26,7 +26,7 @@ from quantbot.recordings import RecordingReadError, decode_frame, find_recording
 from quantbot.settings import Settings, load_settings
 from quantbot.solana.decode import KNOWN_PROGRAMS
 from quantbot.solana.normalise import parse_transactions
-from tests.conftest import REPO_ROOT, run_cli
+from tests.conftest import REPO_ROOT, flow_environment, run_cli
 
 pytestmark = pytest.mark.slow  # a node, the four stores and quantbot in child processes
 
@@ -43,28 +43,11 @@ CAUGHT_UP_S = 90.0
 STOP_S = 30.0
 """SIGTERM to exit: the issue's bound."""
 POLL_S = 0.2
-PRICE_TTL_S = "86400"
-"""Prices must outlive the comparison: the schema's 30 s TTL would expire them between the two runs."""
 GRPC_TOKEN = "x-token-0a1b2c3d4e5f"
 """The loopback Yellowstone peer's token: checked absent from the run's output."""
 
 
-def environment(pg_url: str, redis_url: str, mongo_url: str, mongo_db: str, influx_url: str) -> dict[str, str]:
-    return {
-        "QUANTBOT_PROFILE": "default",
-        "QUANTBOT_POSTGRES_URL": pg_url,
-        "QUANTBOT_REDIS_URL": redis_url,
-        "QUANTBOT_MONGO_URL": mongo_url,
-        "QUANTBOT_MONGO_DB": mongo_db,
-        "QUANTBOT_INFLUX_URL": influx_url,
-        "QUANTBOT_INFLUX_TOKEN": "test-token",
-        "QUANTBOT_REDIS_PRICE_TTL_S": PRICE_TTL_S,
-        "QUANTBOT_PIPELINE_SNAPSHOT_INTERVAL_S": "0.5",
-        "QUANTBOT_LOGGING_LEVEL": "WARNING",
-    }
-
-
-def node_environment(peer: SolanaPeer) -> dict[str, str]:
+def node_flow_environment(peer: SolanaPeer) -> dict[str, str]:
     """Where the node is, and quick retries (the faults are frequent; a provider's are not)."""
     return {
         "QUANTBOT_SOLANA_RPC_URL": peer.http_url,
@@ -166,13 +149,13 @@ def test_run_through_faults_records_each_transaction_once_and_replays_to_the_sam
     and processes every DEX transaction once; SIGTERM exits 0 within 30 s; the recording's replay writes the
     same stores."""
     suffix = str(time.monotonic_ns())
-    env = environment(pg_url, redis_url, mongo_url, f"live_{suffix}", run_influx)
+    env = flow_environment(pg_url, redis_url, mongo_url, f"live_{suffix}", run_influx)
     settings = prepared(env)
     records, log = tmp_path / "recordings", tmp_path / "run.log"
     with SolanaPeer(chain, faults=Faults(**ISSUE_FAULTS, seed=4)) as peer:  # type: ignore[arg-type]
         process = start(
             ["run", "--record", str(records), "--recovery-dir", str(tmp_path / "recovery"), "--no-view"],
-            {**env, **node_environment(peer)},
+            {**env, **node_flow_environment(peer)},
             log,
         )
         try:
@@ -194,7 +177,7 @@ def test_run_through_faults_records_each_transaction_once_and_replays_to_the_sam
         live,
         records,
         redis_url,
-        replay_env=environment(reference_pg_url, redis_url, mongo_url, f"replay_{suffix}", reference_influx),
+        replay_env=flow_environment(reference_pg_url, redis_url, mongo_url, f"replay_{suffix}", reference_influx),
     )
 
 
@@ -229,7 +212,7 @@ def test_grpc_run_through_drops_records_each_transaction_once_and_replays_to_the
     `from_slot`), `quantbot run --record` records and processes every DEX transaction once, SIGTERM exits 0
     within 30 s, the token appears nowhere, and the recording replays to the same stores."""
     suffix = str(time.monotonic_ns())
-    env = environment(pg_url, redis_url, mongo_url, f"grpc_{suffix}", run_influx)
+    env = flow_environment(pg_url, redis_url, mongo_url, f"grpc_{suffix}", run_influx)
     settings = prepared(env)
     records, log = tmp_path / "recordings", tmp_path / "run.log"
     with YellowstonePeer(chain, faults=GrpcFaults(drop_every_s=2.0), token=GRPC_TOKEN) as peer:
@@ -265,7 +248,7 @@ def test_grpc_run_through_drops_records_each_transaction_once_and_replays_to_the
         live,
         records,
         redis_url,
-        replay_env=environment(reference_pg_url, redis_url, mongo_url, f"replay_{suffix}", reference_influx),
+        replay_env=flow_environment(reference_pg_url, redis_url, mongo_url, f"replay_{suffix}", reference_influx),
     )
 
 
@@ -282,12 +265,12 @@ def test_run_killed_with_sigkill_and_restarted_loses_nothing(  # noqa: PLR0917
     """`quantbot run` killed with SIGKILL mid-stream and restarted with the same recovery directory fetches what
     it had pending and backfills what the chain made meanwhile: every transaction is in the stores, once."""
     suffix = str(time.monotonic_ns())
-    env = environment(pg_url, redis_url, mongo_url, f"killed_{suffix}", run_influx)
+    env = flow_environment(pg_url, redis_url, mongo_url, f"killed_{suffix}", run_influx)
     settings = prepared(env)
     records, recovery, log = tmp_path / "recordings", tmp_path / "recovery", tmp_path / "run.log"
     command = ["run", "--record", str(records), "--recovery-dir", str(recovery), "--no-view"]
     with SolanaPeer(chain, faults=Faults(**ISSUE_FAULTS, seed=6)) as peer:  # type: ignore[arg-type]
-        node = node_environment(peer)
+        node = node_flow_environment(peer)
         process = start(command, {**env, **node}, log)
         expected = wanted(chain, after_s=live_from(peer, log))
         wait_for(lambda: len(recorded(records)) > len(expected) // 4, "a quarter of the chain", CAUGHT_UP_S, log)
@@ -313,7 +296,7 @@ def test_run_killed_with_sigkill_and_restarted_loses_nothing(  # noqa: PLR0917
     first_seen = tmp_path / "deduplicated"
     deduplicate(records, first_seen / "frames.jsonl")
     reset_redis(redis_url)
-    replay_env = environment(reference_pg_url, redis_url, mongo_url, f"reference_{suffix}", reference_influx)
+    replay_env = flow_environment(reference_pg_url, redis_url, mongo_url, f"reference_{suffix}", reference_influx)
     replay_settings = prepared(replay_env)
     result = run_cli("replay", str(first_seen), "--no-progress", env=replay_env)
     assert result.returncode == 0, result.stdout + result.stderr
