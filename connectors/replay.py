@@ -97,7 +97,9 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
     makes a replay deterministic (prices are learned in order), so a crashed replay can be compared
     with an uninterrupted one. With `numbered`, each item is emitted as `Sequenced(seq, item)`, the
     count being part of the snapshot (a resume numbers on exactly): the flow may then parse items on
-    every worker of a cluster and put them back in order before valuing them (`flows/graph.py`).
+    every worker of a cluster and put them back in order before valuing them (`flows/graph.py`). A
+    numbered replay refuses a mid-stream snapshot of a version that did not count (its prices were
+    kept by another step, which the in-order flow does not read).
 
     Args:
         files: the recordings, in replay order (see `quantbot.recordings.find_recordings`).
@@ -148,6 +150,11 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
     ) -> StatefulSourcePartition[ReplayItem | Sequenced[ReplayItem], ReplayPosition | None]:
         """Open the replay where the last snapshot left it, or refuse to (see the class docstring)."""
         try:
+            if self.numbered and _uncounted(resume_state):
+                _refuse(
+                    "the snapshot was taken by a version that valued frames as they came, without numbering them;"
+                    " this one values them in recorded order and cannot take its prices up mid-stream"
+                )
             plan = resume_plan(self.files, resume_state)
         except ResumeRefusedError as exc:
             self.refusal = exc
@@ -158,6 +165,11 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
         if self.numbered:
             return _NumberedPartition(partition)
         return cast(StatefulSourcePartition[ReplayItem | Sequenced[ReplayItem], ReplayPosition | None], partition)
+
+
+def _uncounted(resume: ReplayPosition | None) -> bool:
+    """Whether `resume` is a mid-stream snapshot of a version that did not count what it emitted."""
+    return resume is not None and not hasattr(resume, "seq") and bool(resume.offset or resume.replayed)
 
 
 def _refuse(problem: str) -> NoReturn:

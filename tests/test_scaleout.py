@@ -26,7 +26,7 @@ import psycopg
 import pytest
 from bytewax.testing import TestingSink, cluster_main, run_main
 
-from connectors.replay import ReplaySource
+from connectors.replay import ReplayPosition, ReplaySource
 from flows.graph import FlowConfig, FlowSinks, build_flow
 from flows.runtime import flow_config, recovery_config
 from quantbot.cluster import ClusterSpec, ClusterSpecError, parse_addresses
@@ -201,6 +201,23 @@ def test_a_numbered_replay_numbers_on_across_a_resume(tmp_path: Path) -> None:
         while True:
             everything.extend(plain.next_batch())
     assert [n.item for n in first + rest] == everything
+
+
+def test_a_snapshot_of_a_version_that_did_not_number_is_refused(tmp_path: Path) -> None:
+    """A mid-stream snapshot without a count cannot be resumed in order: refused, naming why, its state kept."""
+    feed = tmp_path / "feed.jsonl"
+    generate_feed(FeedSpec(txs=50, seed=5, start_time=T0), feed)
+    old = object.__new__(ReplayPosition)  # as unpickled from a snapshot taken before `seq` existed
+    for name, value in (("file", feed.name), ("offset", 1000), ("fingerprint", None), ("replayed", ())):
+        object.__setattr__(old, name, value)
+    source = ReplaySource([feed], numbered=True)
+    partition = source.build_part("frames", "replay", old)
+    with pytest.raises(StopIteration):
+        partition.next_batch()
+    assert partition.snapshot() is old
+    assert source.refusal is not None
+    assert "without numbering them" in str(source.refusal)
+    ReplaySource([feed]).build_part("frames", "replay", old)  # the unnumbered replay still takes it
 
 
 @pytest.mark.slow
