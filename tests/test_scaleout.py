@@ -494,3 +494,26 @@ def test_a_cluster_killed_mid_replay_and_restarted_stores_what_one_worker_does( 
     assert any(recovery.glob("part-*.sqlite3"))
     _run_all(_cluster(recording, "--recovery-dir", str(recovery)), env, tmp_path / "logs-resumed")
     _compare(reference, _snapshot(settings, recording))
+
+
+@pytest.mark.parametrize("command", ["replay", "run", "backfill"])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--process-id", "0"], "without the cluster's addresses"),
+        (["--addresses", "127.0.0.1:2101;127.0.0.1:2102"], "without a process id"),
+        (["--process-id", "2", "--addresses", "127.0.0.1:2101;127.0.0.1:2102"], "not an index into the 2"),
+        (["--process-id", "0", "--addresses", "127.0.0.1"], "is not host:port"),
+        (["--workers", "0"], "--workers"),
+    ],
+)
+def test_an_impossible_cluster_on_the_command_line_exits_2(command: str, args: list[str], message: str) -> None:
+    """`replay`, `run` and `backfill` refuse arguments that describe no cluster: exit 2, before anything connects."""
+    from click.testing import CliRunner
+
+    from quantbot.ops.cli import cli
+
+    given = {"replay": ["replay", "nowhere.jsonl"], "run": ["run"], "backfill": ["backfill", "--from-slot", "1"]}
+    result = CliRunner().invoke(cli, [*given[command], *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
