@@ -31,8 +31,11 @@ from tests.conftest import REPO_ROOT, flow_environment, run_cli
 pytestmark = pytest.mark.slow  # a node, the four stores and quantbot in child processes
 
 PROGRAMS = frozenset(KNOWN_PROGRAMS)
-# 900 DEX transactions at 150/s: a 6 s chain, long enough for three drops and a kill mid-stream.
-TXS, TX_PER_S = 900, 150.0
+# 3,000 DEX transactions at 150/s: a 20 s chain, so that a run still starting up under load (imports,
+# start checks: several seconds on a busy machine) finds it going; each test follows WINDOW_S of it.
+TXS, TX_PER_S = 3000, 150.0
+WINDOW_S = 6.0
+"""Chain seconds a test follows after the run subscribed: three drops, a kill mid-stream."""
 ISSUE_FAULTS = {"drop_every_s": 2.0, "http_429_share": 0.05, "http_503_share": 0.02, "null_first_fetch_share": 0.10}
 """The faults the issue asks `quantbot run` to ride through."""
 SUBSCRIBING_S = 1.0
@@ -47,7 +50,7 @@ GRPC_TOKEN = "x-token-0a1b2c3d4e5f"
 """The loopback Yellowstone peer's token: checked absent from the run's output."""
 
 
-def node_flow_environment(peer: SolanaPeer) -> dict[str, str]:
+def node_environment(peer: SolanaPeer) -> dict[str, str]:
     """Where the node is, and quick retries (the faults are frequent; a provider's are not)."""
     return {
         "QUANTBOT_SOLANA_RPC_URL": peer.http_url,
@@ -93,8 +96,14 @@ def recorded(directory: Path) -> list[str]:
     return signatures
 
 
-def wanted(chain: SimulatedChain, after_s: float = 0.0) -> set[str]:
-    return {tx.signature for tx in chain if tx.err is None and tx.mentions & PROGRAMS and tx.due_s >= after_s}
+def wanted(chain: SimulatedChain, after_s: float = 0.0, until_s: float = float("inf")) -> set[str]:
+    """The chain's successful DEX transactions due between `after_s` and `until_s`."""
+    return {tx.signature for tx in chain if tx.err is None and tx.mentions & PROGRAMS and after_s <= tx.due_s < until_s}
+
+
+def window(chain: SimulatedChain, start_s: float) -> set[str]:
+    """What a test waits for the run to have recorded: `WINDOW_S` of the chain from `start_s`."""
+    return wanted(chain, after_s=start_s, until_s=start_s + WINDOW_S)
 
 
 def wait_for(check: Callable[[], bool], what: str, deadline_s: float, log: Path) -> None:
@@ -155,11 +164,11 @@ def test_run_through_faults_records_each_transaction_once_and_replays_to_the_sam
     with SolanaPeer(chain, faults=Faults(**ISSUE_FAULTS, seed=4)) as peer:  # type: ignore[arg-type]
         process = start(
             ["run", "--record", str(records), "--recovery-dir", str(tmp_path / "recovery"), "--no-view"],
-            {**env, **node_flow_environment(peer)},
+            {**env, **node_environment(peer)},
             log,
         )
         try:
-            expected = wanted(chain, after_s=live_from(peer, log))
+            expected = window(chain, live_from(peer, log))
             wait_for(lambda: set(recorded(records)) >= expected, "every DEX transaction recorded", CAUGHT_UP_S, log)
         finally:
             took = stop(process, log)
@@ -232,7 +241,7 @@ def test_grpc_run_through_drops_records_each_transaction_once_and_replays_to_the
         try:
             wait_for(lambda: bool(peer.sent), "the first update", CAUGHT_UP_S, log)
             first = min(chain.by_signature(s).due_s for s in peer.sent)  # type: ignore[union-attr]
-            expected = wanted(chain, after_s=first + SUBSCRIBING_S)
+            expected = window(chain, first + SUBSCRIBING_S)
             wait_for(lambda: set(recorded(records)) >= expected, "every DEX transaction recorded", CAUGHT_UP_S, log)
         finally:
             took = stop(process, log)
@@ -270,9 +279,9 @@ def test_run_killed_with_sigkill_and_restarted_loses_nothing(  # noqa: PLR0917
     records, recovery, log = tmp_path / "recordings", tmp_path / "recovery", tmp_path / "run.log"
     command = ["run", "--record", str(records), "--recovery-dir", str(recovery), "--no-view"]
     with SolanaPeer(chain, faults=Faults(**ISSUE_FAULTS, seed=6)) as peer:  # type: ignore[arg-type]
-        node = node_flow_environment(peer)
+        node = node_environment(peer)
         process = start(command, {**env, **node}, log)
-        expected = wanted(chain, after_s=live_from(peer, log))
+        expected = window(chain, live_from(peer, log))
         wait_for(lambda: len(recorded(records)) > len(expected) // 4, "a quarter of the chain", CAUGHT_UP_S, log)
         time.sleep(0.6)  # past a snapshot (every 0.5 s)
         process.kill()
@@ -346,3 +355,23 @@ def test_run_without_a_node_says_which_variable_to_set(env: dict[str, str], name
 
     assert result.returncode == 78, result.stdout + result.stderr
     assert named in result.stderr
+
+
+def test_record_writes_recordings_that_replay_without_processing_anything(
+    chain: SimulatedChain, pg_url: str, redis_url: str, mongo_url: str, run_influx: str, tmp_path: Path
+) -> None:
+    """`quantbot record --out DIR --duration S` writes what the node notified as recordings (exit 0), and
+    stores nothing but its run's events: a later `quantbot replay DIR` does the processing."""
+    env = flow_environment(pg_url, redis_url, mongo_url, f"record_{time.monotonic_ns()}", run_influx)
+    settings = prepared(env)
+    out = tmp_path / "recorded"
+    with SolanaPeer(chain) as peer:
+        result = run_cli("record", "--out", str(out), "--duration", "4", env={**env, **node_environment(peer)})
+        notified = set(peer.notified)
+    assert result.returncode == 0, result.stdout + result.stderr
+    signatures = recorded(out)
+    assert signatures and len(signatures) == len(set(signatures))
+    assert set(signatures) <= wanted(chain) and set(signatures) & notified
+    assert f"quantbot replay {out}" in result.stdout
+    stored = readback.store_snapshot(settings)
+    assert stored["influx"] == [] and stored["redis"] == {} and stored["mongo.whale_activity"] == []
