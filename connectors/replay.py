@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
@@ -27,6 +27,7 @@ from quantbot.recordings import (
     is_compressed,
     read_lines,
 )
+from quantbot.steps import Sequenced
 from quantbot.units import NS_PER_S
 
 log = logging.getLogger(__name__)
@@ -50,18 +51,25 @@ class ReplayPosition:
         offset: the byte offset (in the decompressed content) of the next line to read in `file`.
         fingerprint: `file`'s fingerprint when it was opened; None before it is opened.
         replayed: the recordings read to their end, by name, with their fingerprints.
+        seq: how many items (frames and dead letters) were emitted before this position: the sequence
+            number of the next one, when the source numbers what it emits.
     """
 
     file: str
     offset: int
     fingerprint: RecordingFingerprint | None = None
     replayed: tuple[tuple[str, RecordingFingerprint], ...] = ()
+    seq: int = 0
+
+
+ReplayItem = Frame | DeadLetter
+"""What a replay emits: a frame, or the dead letter of a line (or a recording) that is not one."""
 
 
 START_FRESH = "to start fresh, delete the recovery directory or use another one"
 
 
-class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | None]):
+class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], ReplayPosition | None]):
     """Frames from recordings, in the order given and line order within each file.
 
     Delivery: at-least-once. The snapshot is the position after the last emitted line, so a resumed
@@ -87,8 +95,11 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
 
     Parallelism: one partition reads every file in turn. Replaying one stream in one order is what
     makes a replay deterministic (prices are learned in order), so a crashed replay can be compared
-    with an uninterrupted one. Bytewax runs a stateless step on the worker that holds the item, so with
-    one partition the decode and store steps run on one worker too: a replay uses one core.
+    with an uninterrupted one. With `numbered`, each item is emitted as `Sequenced(seq, item)`, the
+    count being part of the snapshot (a resume numbers on exactly): the flow may then parse items on
+    every worker of a cluster and put them back in order before valuing them (`flows/graph.py`). A
+    numbered replay refuses a mid-stream snapshot of a version that did not count (its prices were
+    kept by another step, which the in-order flow does not read).
 
     Args:
         files: the recordings, in replay order (see `quantbot.recordings.find_recordings`).
@@ -96,6 +107,7 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
             pace multiplied by `speed` (2.0 is twice as fast).
         batch_size: frames per batch at most.
         activity: where the replay notes its progress; a new one named `replay` when not given.
+        numbered: emit `Sequenced(seq, item)` rather than bare items.
     """
 
     def __init__(
@@ -104,6 +116,8 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
         speed: float | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         activity: SourceActivity | None = None,
+        *,
+        numbered: bool = False,
     ) -> None:
         if not files:
             raise ValueError("a replay needs at least one recording")
@@ -112,6 +126,7 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
         self.files = list(files)
         self.speed = speed
         self.batch_size = batch_size
+        self.numbered = numbered
         self.refusal: ResumeRefusedError | None = None
         self.damaged: list[DeadLetter] = []
         self._stopping = threading.Event()
@@ -132,16 +147,29 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: ReplayPosition | None
-    ) -> StatefulSourcePartition[Frame | DeadLetter, ReplayPosition | None]:
+    ) -> StatefulSourcePartition[ReplayItem | Sequenced[ReplayItem], ReplayPosition | None]:
         """Open the replay where the last snapshot left it, or refuse to (see the class docstring)."""
         try:
+            if self.numbered and _uncounted(resume_state):
+                _refuse(
+                    "the snapshot was taken by a version that valued frames as they came, without numbering them;"
+                    " this one values them in recorded order and cannot take its prices up mid-stream"
+                )
             plan = resume_plan(self.files, resume_state)
         except ResumeRefusedError as exc:
             self.refusal = exc
-            return RefusedPartition[Frame | DeadLetter, ReplayPosition](resume_state)
-        return _ReplayPartition(
+            return RefusedPartition[ReplayItem | Sequenced[ReplayItem], ReplayPosition](resume_state)
+        partition = _ReplayPartition(
             self.files, plan, self.speed, self.batch_size, self.damaged, stopping=self._stopping, activity=self.activity
         )
+        if self.numbered:
+            return _NumberedPartition(partition)
+        return cast(StatefulSourcePartition[ReplayItem | Sequenced[ReplayItem], ReplayPosition | None], partition)
+
+
+def _uncounted(resume: ReplayPosition | None) -> bool:
+    """Whether `resume` is a mid-stream snapshot of a version that did not count what it emitted."""
+    return resume is not None and not hasattr(resume, "seq") and bool(resume.offset or resume.replayed)
 
 
 def _refuse(problem: str) -> NoReturn:
@@ -172,7 +200,7 @@ def resume_plan(files: list[Path], resume: ReplayPosition | None) -> ReplayPosit
         )
     if resume.offset == 0:  # nothing of `resume.file` was read: whatever comes next starts at its beginning
         name = files[first].name if first < len(files) else resume.file
-        return ReplayPosition(name, 0, None, resume.replayed)
+        return ReplayPosition(name, 0, None, resume.replayed, getattr(resume, "seq", 0))
     names = [path.name for path in files]
     if first == len(files) or files[first].name != resume.file:
         if resume.file in names[first:]:
@@ -187,7 +215,8 @@ def resume_plan(files: list[Path], resume: ReplayPosition | None) -> ReplayPosit
         _refuse(f"recording `{resume.file}` is not the one the snapshot was taken of: {difference}")
     if not is_compressed(files[first]) and (size := files[first].stat().st_size) < resume.offset:
         _refuse(f"recording `{resume.file}` is {size:,} bytes, shorter than the offset {resume.offset:,} replayed")
-    return resume
+    # A snapshot of a version that did not count what it emitted numbers on from 0.
+    return ReplayPosition(resume.file, resume.offset, resume.fingerprint, resume.replayed, getattr(resume, "seq", 0))
 
 
 class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPosition | None]):
@@ -217,6 +246,7 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
         self._offset = start.offset
         self._fingerprint = start.fingerprint
         self._replayed = start.replayed
+        self._seq = start.seq
         done = {name for name, _ in start.replayed}
         first = next((i for i, path in enumerate(files) if path.name not in done), len(files))
         self._lines = self._iterate(first, start.offset, start.fingerprint)
@@ -293,6 +323,7 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
             batch.append(item)
             self._offset = line.next_offset
             self._pending = None
+        self._seq += len(batch)
         if batch and self._activity is not None:
             self._activity.progressed()
         return batch
@@ -303,7 +334,37 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
 
     def snapshot(self) -> ReplayPosition:
         """The position after the last emitted line."""
-        return ReplayPosition(self._file, self._offset, self._fingerprint, self._replayed)
+        return ReplayPosition(self._file, self._offset, self._fingerprint, self._replayed, self._seq)
+
+    @property
+    def seq(self) -> int:
+        """How many items were emitted (this run and before the snapshot it resumed)."""
+        return self._seq
+
+
+class _NumberedPartition(StatefulSourcePartition[ReplayItem | Sequenced[ReplayItem], ReplayPosition | None]):
+    """A replay partition whose items are numbered, 0 on from the first line of the first recording."""
+
+    def __init__(self, inner: _ReplayPartition) -> None:
+        self._inner = inner
+
+    def next_batch(self) -> list[ReplayItem | Sequenced[ReplayItem]]:
+        """The inner partition's batch, each item wrapped with its sequence number."""
+        first = self._inner.seq
+        batch = self._inner.next_batch()
+        return [Sequenced(first + i, item) for i, item in enumerate(batch)]
+
+    def next_awake(self) -> datetime | None:
+        """As the inner partition: when the next frame is due."""
+        return self._inner.next_awake()
+
+    def snapshot(self) -> ReplayPosition:
+        """The inner partition's position, which counts what was emitted."""
+        return self._inner.snapshot()
+
+    def close(self) -> None:
+        """Nothing of its own to release."""
+        self._inner.close()
 
 
 def _damaged(path: Path, exc: RecordingReadError) -> DeadLetter:

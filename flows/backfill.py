@@ -24,6 +24,7 @@ from flows.runtime import (
     run,
     store_sinks,
 )
+from quantbot.cluster import SINGLE, ClusterSpec
 from quantbot.errors import ConfigError
 from quantbot.health import SourceActivity
 from quantbot.settings import Settings
@@ -80,6 +81,7 @@ def backfill(
     recovery_dir: Path | None = None,
     console: Console | None = None,
     activity: SourceActivity | None = None,
+    cluster: ClusterSpec = SINGLE,
 ) -> BackfillSummary:
     """Backfill `request` into the stores; resumes from `recovery_dir` when it holds a snapshot.
 
@@ -89,6 +91,8 @@ def backfill(
         recovery_dir: where snapshots are kept; `None` runs without recovery.
         console: where to draw a progress bar; `None` draws none.
         activity: where the backfill notes its progress, for readiness checks.
+        cluster: this process's workers and place in a cluster: the source's partitions (one per address or
+            program group) spread over every worker; values follow arrival order, as with one worker.
 
     SIGTERM and SIGINT stop the backfill cleanly (as the replay's), and the summary says `stopped`.
 
@@ -124,7 +128,7 @@ def backfill(
         drawer = threading.Thread(target=_draw_progress, args=(console, source.progress, done), daemon=True)
         drawer.start()
     try:
-        stopped = run(flow, settings, recovery_dir, stop=source.stop)
+        stopped = run(flow, settings, recovery_dir, stop=source.stop, cluster=cluster)
     finally:
         done.set()
         if drawer is not None:

@@ -3,6 +3,16 @@
 Every flow is `build_flow` over its own source (the replay of recordings, `flows/replay.py`; the live
 chain, `flows/live.py`; the backfill, `flows/backfill.py`); everything after the input is the same.
 Step ids are stable: they key the recovery snapshots.
+
+Two ways through the valuation, one flag (`in_order`):
+
+- arrival order (live and backfill sources: several partitions, no global order): each item is parsed
+  where its partition runs and valued, under one key, in the order it reaches the valuation;
+- stream order (a replay's numbered source, `Sequenced` items): items are spread over every worker of
+  the cluster to be parsed (the CPU-bound part), then put back in sequence order under one key and
+  valued (`quantbot.steps.InOrderValuation`), so the stores are the same for any number of workers and
+  processes. Price ticks are written to Redis by the valuation's worker, in stream order (the newest
+  price wins by block time, ties by the last write); everything else is spread again for the sinks.
 """
 
 from __future__ import annotations
@@ -14,7 +24,7 @@ from functools import partial
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
@@ -25,6 +35,9 @@ from quantbot.pricing import FeedQuote, PricingConfig
 from quantbot.signals import WhaleFollower
 from quantbot.steps import (
     DecodedTransaction,
+    InOrderValuation,
+    Sequenced,
+    Valuable,
     Valuation,
     ValuedTransaction,
     parse_frame,
@@ -80,6 +93,30 @@ def _value(
     return valuation, valuation.apply(item, config)
 
 
+def _parse_numbered(
+    numbered: Sequenced[Frame | DeadLetter], *, config: ParseConfig
+) -> Sequenced[list[DecodedTransaction | FeedQuote | DeadLetter]]:
+    """Exactly one parse result list per source item, dead letters and empty lists included: no gap in the numbers."""
+    item = numbered.item
+    return Sequenced(numbered.seq, parse_frame(item, config) if isinstance(item, Frame) else [item])
+
+
+def _worth_valuing(item: DecodedTransaction | FeedQuote | DeadLetter) -> bool:
+    """Feed quotes, and transactions with something to value (dead letters go their own way)."""
+    return isinstance(item, FeedQuote) or (isinstance(item, DecodedTransaction) and bool(item.activities))
+
+
+def _valuable(numbered: Sequenced[list[DecodedTransaction | FeedQuote | DeadLetter]]) -> Sequenced[list[Valuable]]:
+    return Sequenced(numbered.seq, [item for item in numbered.item if _worth_valuing(item)])  # type: ignore[misc]
+
+
+def _value_in_order(
+    state: InOrderValuation | None, numbered: Sequenced[list[Valuable]], *, config: PricingConfig
+) -> tuple[InOrderValuation, list[ValuedTransaction | PriceTick]]:
+    in_order = state if state is not None else InOrderValuation()
+    return in_order, in_order.accept(numbered, config)
+
+
 def _count_dead(item: object) -> None:
     if isinstance(item, DeadLetter):
         metrics.DEAD_LETTERS.labels(item.stage).inc()
@@ -96,40 +133,75 @@ def build_flow(
     config: FlowConfig,
     name: str = "quantbot",
     record: Sink[Frame] | None = None,
+    *,
+    in_order: bool = False,
 ) -> Dataflow:
-    """The dataflow from `source` to `sinks`; with `record`, every frame read is also written there as read."""
+    """The dataflow from `source` to `sinks`; with `record`, every frame read is also written there as read.
+
+    With `in_order`, `source` must number what it emits (`Sequenced` items, 0 on, no gaps: see
+    `connectors.replay.ReplaySource(numbered=True)`) and the flow values in that order on any number of
+    workers (see the module docstring).
+    """
     flow = Dataflow(name)
     items = op.input("frames", flow, source)
-    # Frame(kind="transaction", payload='{"jsonrpc": ...}') | DeadLetter(stage="frame")
-    op.inspect("count_frames", items, lambda _step, item: _count_frame(item))
-    split = op.branch("is_frame", items, lambda item: isinstance(item, Frame))
-    if record is not None:
-        op.output("record", split.trues, record)
-    parsed = op.flat_map("parse", split.trues, partial(parse_frame, config=config.parse))
+    dead_frames: Stream[DeadLetter] | None = None
+    if in_order:
+        # Sequenced(seq=1234, item=Frame(kind="transaction", ...) | DeadLetter(stage="frame"))
+        op.inspect("count_frames", items, lambda _step, numbered: _count_frame(numbered.item))
+        if record is not None:
+            frames = op.filter_map("recorded", items, lambda n: n.item if isinstance(n.item, Frame) else None)
+            op.output("record", frames, record)
+        spread = op.redistribute("spread_frames", items)
+        numbered = op.map("parse_numbered", spread, partial(_parse_numbered, config=config.parse))
+        # Sequenced(seq=1234, item=[DecodedTransaction(...), DeadLetter(stage="decode"), ...]), on any worker
+        parsed = op.flat_map("parse", numbered, lambda n: n.item)
+        keyed_numbered = op.key_on("one_book", op.map("valuable", numbered, _valuable), lambda _n: ONE_BOOK)
+        # ("book", Sequenced(seq=1234, item=[DecodedTransaction | FeedQuote, ...]))
+        valued = op.flat_map(
+            "valued_in_order",
+            op.key_rm(
+                "unkey",
+                op.stateful_map("value_in_order", keyed_numbered, partial(_value_in_order, config=config.pricing)),
+            ),
+            lambda run: run,
+        )
+    else:
+        # Frame(kind="transaction", payload='{"jsonrpc": ...}') | DeadLetter(stage="frame")
+        op.inspect("count_frames", items, lambda _step, item: _count_frame(item))
+        split = op.branch("is_frame", items, lambda item: isinstance(item, Frame))
+        if record is not None:
+            op.output("record", split.trues, record)
+        dead_frames = split.falses
+        parsed = op.flat_map("parse", split.trues, partial(parse_frame, config=config.parse))
     # DecodedTransaction(signature="5Q8E...", activities=(Activity(kind="swap", ...),)) | FeedQuote | DeadLetter
     op.inspect("count_parsed", parsed, lambda _step, item: _count_parsed(item))
     usable = op.branch("parsed_ok", parsed, lambda item: not isinstance(item, DeadLetter))
-    wanted = op.filter(
-        "has_activities", usable.trues, lambda item: not isinstance(item, DecodedTransaction) or bool(item.activities)
-    )
-    keyed = op.key_on("one_book", wanted, lambda _item: ONE_BOOK)
-    # ("book", DecodedTransaction | FeedQuote)
-    valued = op.key_rm("unkey", op.stateful_map("value", keyed, partial(_value, config=config.pricing)))
+    if not in_order:
+        wanted = op.filter("has_activities", usable.trues, _worth_valuing)
+        keyed = op.key_on("one_book", wanted, lambda _item: ONE_BOOK)
+        # ("book", DecodedTransaction | FeedQuote)
+        valued = op.key_rm("unkey", op.stateful_map("value", keyed, partial(_value, config=config.pricing)))
     # ValuedTransaction(signature="5Q8E...", valued=(ValuedActivity(usd_value=412_000.0, ...),)) | PriceTick
     op.inspect("count_valued", valued, lambda _step, item: _count_valued(item))
     ticks = op.flat_map("ticks", valued, price_ticks)
-    # PriceTick(token="So11...", price_usd=151.2, source="raydium_amm_v4", ...)
+    # PriceTick(token="So11...", price_usd=151.2, source="raydium_amm_v4", ...), on the valuation's worker
+    store_ticks = ticks
+    if in_order:
+        # The rest is keyed, idempotent writes: spread over the workers so the sinks' work spreads too.
+        valued = op.redistribute("spread_valued", valued)
+        store_ticks = op.flat_map("spread_ticks", valued, price_ticks)
     whales = op.flat_map("whales", valued, partial(whales_of, config=config.whales))
     # WhaleTransaction(tier="whale", document={"_id": "5Q8E...", ...})
     op.inspect("count_whales", whales, lambda _step, w: metrics.WHALES.labels(w.tier).inc())
     signals = op.flat_map("signals", whales, partial(signals_of, strategies=list(config.strategies)))
     # Signal(signal_id="0c1d...", direction="buy", token_address="Dez...", ...)
     op.inspect("count_signals", signals, lambda _step, s: metrics.SIGNALS.labels(s.strategy_id).inc())
-    dead = op.merge("dead_letters", split.falses, usable.falses)
+    # In stream order, the source's own dead letters were parsed into the numbered lists, like frames.
+    dead: Stream[Any] = op.merge("dead_letters", *([] if dead_frames is None else [dead_frames]), usable.falses)
     # DeadLetter(position="frames-...jsonl@1234", stage="normalise", reason="...")
     op.inspect("count_dead", dead, lambda _step, d: _count_dead(d))
 
-    op.output("influx", op.merge("to_influx", ticks, signals), sinks.influx)
+    op.output("influx", op.merge("to_influx", store_ticks, signals), sinks.influx)
     op.output("redis", op.merge("to_redis", ticks, signals), sinks.redis)
     op.output("mongo", whales, sinks.mongo)
     op.output("postgres", op.merge("to_postgres", signals, dead), sinks.postgres)

@@ -40,6 +40,7 @@ from flows.runtime import (
 )
 from quantbot import metrics
 from quantbot.backoff import Backoff
+from quantbot.cluster import SINGLE, ClusterSpec
 from quantbot.errors import ConfigError
 from quantbot.health import SourceActivity
 from quantbot.live import program_groups
@@ -296,6 +297,7 @@ def run_live(
     duration_s: float | None = None,
     activity: SourceActivity | None = None,
     console: Console | None = None,
+    cluster: ClusterSpec = SINGLE,
 ) -> LiveSummary:
     """Run the live flow into the stores until SIGTERM/SIGINT (or `duration_s`), then stop cleanly.
 
@@ -310,6 +312,8 @@ def run_live(
         activity: where the source notes its progress, for readiness.
         console: where to draw the live view (frames/s, lag, trades, whales, signals, reconnects, gaps);
             None draws nothing.
+        cluster: this process's workers and place in a cluster: the source's partitions (one per address or
+            program group) spread over every worker; values follow arrival order, as with one worker.
 
     Raises:
         ConfigError: `[solana]` lacks what the source needs.
@@ -327,7 +331,7 @@ def run_live(
     before = counter_values(COUNTERS)
     started = time.monotonic()
     with _stop_after(duration_s, source.stop) as fired, live_view(console):
-        stopped = run(flow, settings, recovery_dir, stop=source.stop)
+        stopped = run(flow, settings, recovery_dir, stop=source.stop, cluster=cluster)
     _raise_failure(settings, flow, source, recovery_dir)
     counts = counts_since(before, COUNTERS)
     return LiveSummary(

@@ -14,6 +14,7 @@ from connectors.replay import ReplaySource
 from flows.graph import build_flow
 from flows.runtime import active_strategies, counter_values, counts_since, flow_config, refuse_resume, run, store_sinks
 from quantbot import metrics
+from quantbot.cluster import SINGLE, ClusterSpec
 from quantbot.health import SourceActivity
 from quantbot.recordings import RecordingReadError, find_recordings, read_lines
 from quantbot.settings import Settings
@@ -69,6 +70,7 @@ def replay(
     speed: float | None = None,
     console: Console | None = None,
     activity: SourceActivity | None = None,
+    cluster: ClusterSpec = SINGLE,
 ) -> ReplaySummary:
     """Replay recordings into the stores; resumes from `recovery_dir` when it holds a snapshot.
 
@@ -82,6 +84,9 @@ def replay(
         speed: `None` as fast as possible, else the recorded pace times `speed`.
         console: where to draw a progress bar; `None` draws none.
         activity: where the replay source notes its progress, for readiness checks.
+        cluster: this process's workers and place in a cluster. The recording is read by one worker and
+            its frames are parsed on every worker, then valued in recorded order: the stores are the same
+            for any cluster. The summary counts what this process did.
 
     SIGTERM and SIGINT stop the replay cleanly: reading stops, the sinks finish what was read, a last
     snapshot is taken, and the summary says `stopped`; the same call with the same `recovery_dir` goes on
@@ -92,13 +97,10 @@ def replay(
     """
     files = find_recordings(paths)
     strategies = active_strategies(settings)
-    source = ReplaySource(files, speed=speed, batch_size=settings.pipeline.replay_batch_size, activity=activity)
-    flow = build_flow(
-        source,
-        store_sinks(settings),
-        flow_config(settings, strategies),
-        name="replay",
+    source = ReplaySource(
+        files, speed=speed, batch_size=settings.pipeline.replay_batch_size, activity=activity, numbered=True
     )
+    flow = build_flow(source, store_sinks(settings), flow_config(settings, strategies), name="replay", in_order=True)
     before = counter_values()
     start = time.monotonic()
     done = threading.Event()
@@ -108,7 +110,7 @@ def replay(
         drawer = threading.Thread(target=_draw_progress, args=(console, total, done), daemon=True)
         drawer.start()
     try:
-        stopped = run(flow, settings, recovery_dir, stop=source.stop)
+        stopped = run(flow, settings, recovery_dir, stop=source.stop, cluster=cluster)
     finally:
         done.set()
         if drawer is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -25,6 +26,7 @@ from flows.graph import FlowConfig, FlowSinks
 from quantbot import metrics
 from quantbot.backoff import Backoff
 from quantbot.bounds import ParseConfig
+from quantbot.cluster import SINGLE, ClusterSpec
 from quantbot.errors import ResumeRefusedError
 from quantbot.events import EventType, Severity, SystemEvent
 from quantbot.pricing import PricingConfig
@@ -47,7 +49,12 @@ from sinks.retry import Retry
 log = logging.getLogger(__name__)
 
 RECOVERY_PARTITIONS = 1
-"""Recovery partitions of a new recovery directory: one suffices for one process's workers."""
+"""Recovery partitions of a new recovery directory. Bytewax spreads them over every worker of a cluster
+and any count works with any cluster size; the flows' state is small (one source position, one
+valuation), so one partition, written by one worker, is enough."""
+RECOVERY_INIT_LOCK = ".quantbot-init.lock"
+"""The file, in the recovery directory, that the processes of a cluster starting together lock while one
+of them initialises the directory: it is created once, never by two at the same time."""
 FLOW_LOCK_CHECK_S = 5.0
 """How often a running flow checks the session holding its flow lock, and re-takes the lock after the
 session broke (PostgreSQL restarted): a few seconds unguarded at most, one trivial query per period."""
@@ -193,15 +200,22 @@ def flow_config(settings: Settings, strategies: list[WhaleFollower]) -> FlowConf
 
 
 def recovery_config(directory: Path | None) -> RecoveryConfig | None:
-    """A recovery configuration for `directory`, initialising it on first use."""
+    """A recovery configuration for `directory`, initialising it on first use.
+
+    Every process of a cluster is given the same directory (a shared file system when they run on
+    several machines); the first to take its lock file (`RECOVERY_INIT_LOCK`) initialises it, the others
+    find it initialised.
+    """
     if directory is None:
         return None
     directory.mkdir(parents=True, exist_ok=True)
-    if not any(directory.glob("part-*.sqlite3")):
-        init_db_dir(directory, RECOVERY_PARTITIONS)
-        log.info("recovery_dir=%s initialised partitions=%d", directory, RECOVERY_PARTITIONS)
-    else:
-        log.info("recovery_dir=%s resuming", directory)
+    with (directory / RECOVERY_INIT_LOCK).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this process dies
+        if not any(directory.glob("part-*.sqlite3")):
+            init_db_dir(directory, RECOVERY_PARTITIONS)
+            log.info("recovery_dir=%s initialised partitions=%d", directory, RECOVERY_PARTITIONS)
+        else:
+            log.info("recovery_dir=%s resuming", directory)
     return RecoveryConfig(directory)
 
 
@@ -360,7 +374,12 @@ def _counts(before: dict[str, float]) -> dict[str, int]:
 
 
 def run(
-    flow: Dataflow, settings: Settings, recovery_dir: Path | None, *, stop: Callable[[], None] | None = None
+    flow: Dataflow,
+    settings: Settings,
+    recovery_dir: Path | None,
+    *,
+    stop: Callable[[], None] | None = None,
+    cluster: ClusterSpec = SINGLE,
 ) -> bool:
     """Execute `flow` in this process until its sources end; snapshots every `pipeline.snapshot_interval_s`.
 
@@ -375,6 +394,10 @@ def run(
         recovery_dir: where snapshots are kept; `None` runs without recovery.
         stop: makes the flow's sources end early (at a position their snapshot resumes from); when
             given, SIGTERM and SIGINT call it instead of killing the process.
+        cluster: this process's worker threads and place in a cluster (Bytewax's `-w`, `-i`, `-a`).
+            Each process of a cluster holds its own flow lock and writes its own run events; if one
+            process dies, the others stop too, and a restart of every process with the same
+            `recovery_dir` resumes from the last snapshot.
 
     Returns:
         True when a signal stopped the run early, False when its sources ended.
@@ -386,7 +409,11 @@ def run(
         details = {
             "application_name": lock.application_name,
             "recovery_dir": str(recovery_dir) if recovery_dir else None,
+            "workers": cluster.workers,
+            "process_id": cluster.process_id,
+            "addresses": list(cluster.addresses),
         }
+        log.info("flow=%s cluster=%r", flow.flow_id, cluster.describe())
         events.record(
             SystemEvent(EventType.RUN_STARTED, Severity.INFO, flow.flow_id, f"{flow.flow_id} started", details)
         )
@@ -398,7 +425,9 @@ def run(
                     received = stack.enter_context(stopping_on_signals(stop))
                 cli_main(
                     flow,
-                    workers_per_process=1,
+                    workers_per_process=cluster.workers,
+                    process_id=cluster.process_id,
+                    addresses=list(cluster.addresses) or None,
                     epoch_interval=timedelta(seconds=settings.pipeline.snapshot_interval_s),
                     recovery_config=recovery_config(recovery_dir),
                 )

@@ -12,9 +12,10 @@ transaction yields nothing, since a partial or balance-derived reading would be 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from quantbot import metrics
 from quantbot.bounds import ParseConfig, known_receive_second, time_problem
@@ -25,6 +26,10 @@ from quantbot.solana.decode import DecodeError, decode_transaction
 from quantbot.solana.normalise import TransactionFormatError, parse_transactions
 from quantbot.solana.transaction import Transaction
 from quantbot.whales import WhaleConfig, detect, largest_per_transaction
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,61 @@ class Valuation:
             former = vars(book)  # its attributes as pickled: `tokens` is a property of today's class
             state = {"learned": LearnedPrices(former["feed_sol"], former["trade_sol"], former["tokens"])}
         self.__dict__.update(state)
+
+
+@dataclass(frozen=True, slots=True)
+class Sequenced(Generic[T]):
+    """An item of a source that numbers what it emits: `seq` is its place in the stream, 0 on, no gaps.
+
+    A numbered stream may be spread over workers and put back in order later (`InOrderValuation`).
+    """
+
+    seq: int
+    item: T
+
+
+Valuable = DecodedTransaction | FeedQuote
+"""What the valuation step takes."""
+
+
+@dataclass
+class InOrderValuation:
+    """The in-order valuation step's state: a numbered stream, parsed out of order, valued in stream order.
+
+    Each source item arrives as one `Sequenced` list (what parsing it gave that is worth valuing, possibly
+    nothing), from whichever worker parsed it. A list is kept until every list before it has arrived; then
+    the contiguous run is valued in sequence order by the same `Valuation` as the unordered flow, so the
+    prices learned, and every value, are those of a single worker reading the stream in order.
+
+    Bounded: `waiting` holds only what is in flight between the workers. At an epoch's end every item
+    the source emitted in it has arrived, so a snapshot's `waiting` is empty and `next_seq` is the
+    source's own counter.
+
+    Attributes:
+        next_seq: the sequence number of the next list to value.
+        waiting: lists that arrived ahead of `next_seq`, by sequence number.
+        valuation: the prices learned so far, in stream order.
+    """
+
+    next_seq: int = 0
+    waiting: dict[int, list[Valuable]] = field(default_factory=dict)
+    valuation: Valuation = field(default_factory=Valuation)
+
+    def accept(self, numbered: Sequenced[list[Valuable]], config: PricingConfig) -> list[ValuedTransaction | PriceTick]:
+        """Take one numbered list; value and return whatever run it completes, in sequence order.
+
+        A list already valued (`seq` below `next_seq`) or already waiting is a repeat and is ignored:
+        each sequence number is valued once.
+        """
+        if numbered.seq < self.next_seq or numbered.seq in self.waiting:
+            log.warning("in_order=repeat seq=%d next_seq=%d ignored", numbered.seq, self.next_seq)
+            return []
+        self.waiting[numbered.seq] = numbered.item
+        out: list[ValuedTransaction | PriceTick] = []
+        while (ready := self.waiting.pop(self.next_seq, None)) is not None:
+            out.extend(self.valuation.apply(item, config) for item in ready)
+            self.next_seq += 1
+        return out
 
 
 def price_ticks(item: ValuedTransaction | PriceTick) -> list[PriceTick]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import shutil
 import sys
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import click
 import orjson
@@ -24,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from quantbot import __version__
+from quantbot.cluster import ClusterSpec, ClusterSpecError, parse_addresses
 from quantbot.errors import EX_CONFIG, EX_TEMPFAIL, ConfigError, QuantbotError, SchemaInUseError
 from quantbot.health import SourceActivity
 from quantbot.redaction import redact
@@ -406,6 +408,54 @@ http_port_option = click.option(
 )
 
 
+def _cluster_spec(workers: int, process_id: int | None, addresses: str | None) -> ClusterSpec:
+    try:
+        return ClusterSpec(workers, process_id, parse_addresses(addresses) if addresses is not None else ())
+    except ClusterSpecError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+
+def cluster_options(command: F) -> F:
+    """`--workers`, `--process-id` and `--addresses` (Bytewax's `-w`, `-i`, `-a`), given to `command` as `cluster`."""
+
+    @functools.wraps(command)
+    def with_cluster(
+        *args: Any, cluster_workers: int, cluster_process_id: int | None, cluster_addresses: str | None, **kwargs: Any
+    ) -> Any:
+        cluster = _cluster_spec(cluster_workers, cluster_process_id, cluster_addresses)
+        return command(*args, cluster=cluster, **kwargs)
+
+    # Their own parameter names: `backfill` already has an `addresses` (its --address).
+
+    options = (
+        click.option(
+            "--workers",
+            "cluster_workers",
+            type=click.IntRange(min=1),
+            default=1,
+            show_default=True,
+            help="Worker threads in this process (every process of a cluster runs as many).",
+        ),
+        click.option(
+            "--process-id",
+            "cluster_process_id",
+            type=click.IntRange(min=0),
+            help="This process's index into --addresses, when it is one process of a cluster.",
+        ),
+        click.option(
+            "--addresses",
+            "cluster_addresses",
+            metavar='"HOST:PORT;HOST:PORT"',
+            help="Every process of the cluster, the same list in each; process I listens on the I-th. "
+            "Give every process the same --recovery-dir (a shared directory across machines).",
+        ),
+    )
+    wrapped: Any = with_cluster
+    for option in reversed(options):
+        wrapped = option(wrapped)
+    return cast(F, wrapped)
+
+
 @contextlib.contextmanager
 def _http_endpoint(settings: Settings, port: int | None, sources: list[SourceActivity]) -> Iterator[None]:
     """The health, readiness and metrics endpoint on `port` for the block's duration; nothing when None."""
@@ -488,6 +538,7 @@ def _print_store_counts(counts: Any) -> None:
 )
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stdout is a terminal).")
 @http_port_option
+@cluster_options
 @pass_context
 def replay(  # noqa: PLR0917 - click passes each option
     ctx: _Context,
@@ -496,6 +547,7 @@ def replay(  # noqa: PLR0917 - click passes each option
     speed: float | None,
     progress: bool | None,
     http_port: int | None,
+    cluster: ClusterSpec,
 ) -> None:
     """Replay recordings (.jsonl, .jsonl.gz, .jsonl.zst; files or directories) into the four stores.
 
@@ -510,6 +562,12 @@ def replay(  # noqa: PLR0917 - click passes each option
     snapshot is taken; the same command with the same --recovery-dir goes on from there.
     Exit 69 when a store is unreachable at start, 78 on a bad configuration or a schema older than this
     version's (run `quantbot migrate up`), 1 on a crash.
+
+    \b
+    Scale-out: --workers N parses on N threads; --process-id I --addresses "h:p;h:p" makes this process
+    I of a cluster (start every process with the same arguments but its id). One worker reads the
+    recordings, every worker parses, one values in recorded order: the stores are the same as with one
+    worker. Each process prints the counts of what it did.
     """
     from flows.replay import replay as run_replay
     from quantbot.ops.readback import store_counts
@@ -526,6 +584,7 @@ def replay(  # noqa: PLR0917 - click passes each option
             speed=speed,
             console=console if show else None,
             activity=source,
+            cluster=cluster,
         )
     _print_summary(summary, store_counts(settings))
 
@@ -577,6 +636,7 @@ def _print_live_summary(summary: Any, counts: Any | None) -> None:
 @duration_option
 @click.option("--view/--no-view", default=None, help="Live figures (default: when stdout is a terminal).")
 @http_port_option
+@cluster_options
 @pass_context
 def run(  # noqa: PLR0917 - click passes each option
     ctx: _Context,
@@ -585,6 +645,7 @@ def run(  # noqa: PLR0917 - click passes each option
     duration: float | None,
     view: bool | None,
     http_port: int | None,
+    cluster: ClusterSpec,
 ) -> None:
     """Run the live dataflow against Solana into the four stores, until SIGTERM or SIGINT.
 
@@ -624,6 +685,7 @@ def run(  # noqa: PLR0917 - click passes each option
             duration_s=duration,
             activity=source,
             console=console if show else None,
+            cluster=cluster,
         )
     _print_live_summary(summary, store_counts(settings))
 
@@ -756,6 +818,7 @@ PUBKEY_BYTES = 32
 )
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stdout is a terminal).")
 @http_port_option
+@cluster_options
 @pass_context
 def backfill(  # noqa: PLR0917 - click passes each option
     ctx: _Context,
@@ -769,6 +832,7 @@ def backfill(  # noqa: PLR0917 - click passes each option
     recovery_dir: Path | None,
     progress: bool | None,
     http_port: int | None,
+    cluster: ClusterSpec,
 ) -> None:
     """Fetch past transactions over JSON-RPC and push them through the dataflow into the four stores.
 
@@ -831,6 +895,7 @@ def backfill(  # noqa: PLR0917 - click passes each option
                 recovery_dir=recovery_dir,
                 console=console if show else None,
                 activity=source,
+                cluster=cluster,
             )
     except RpcConfigurationError as exc:
         _fail(f"backfill: {exc}", EX_CONFIG)
