@@ -21,7 +21,7 @@ import pytest
 import redis
 from supervisor.xmlrpc import SupervisorTransport
 
-from quantbot.ops import readback
+from quantbot.ops import readback, stack
 from quantbot.ops import schema as operations
 from quantbot.ops.demo import ensure_demo_strategy
 from quantbot.settings import Settings, load_settings
@@ -53,12 +53,15 @@ def _prepared(env: dict[str, str]) -> Settings:
     return settings
 
 
-def _supervisord_conf(tmp_path: Path, env_file: Path, state: Path, logs: Path, socket: Path) -> Path:
-    """supervisord's configuration: a daemon on a unix socket, and the deployed replay program with its paths
-    moved (started at once, as `supervisorctl start quantbot-replay` would)."""
+def _supervisord_conf(  # noqa: PLR0917 - the paths a deployment moves
+    tmp_path: Path, env_file: Path, state: Path, logs: Path, socket: Path, name: str = PROGRAM
+) -> Path:
+    """supervisord's configuration: a daemon on a unix socket, and the deployed program `name` with its paths
+    moved (started at once, as `supervisorctl start` would)."""
     deployed = CONF.read_text()
-    program = deployed[deployed.index(f"[program:{PROGRAM}]") :]
-    assert "[program:" not in program[1:], f"{PROGRAM} is no longer the last program of {CONF}: update this test"
+    program = deployed[deployed.index(f"[program:{name}]") :]
+    if "\n[program:" in program:
+        program = program[: program.index("\n[program:")]
     program = program.replace("autostart=false", "autostart=true")
     for installed, here in (
         ("/opt/quantbot/bin/run-with-env", str(RUN_WITH_ENV)),
@@ -73,7 +76,10 @@ def _supervisord_conf(tmp_path: Path, env_file: Path, state: Path, logs: Path, s
     lines = program.splitlines()
     # The test runs as whoever runs it, not as the `quantbot` user; recorded pace so the kill lands mid-run.
     lines = [line for line in lines if not line.startswith("user=")]
-    lines = [f"{line} --speed {SPEED}" if line.startswith("command=") else line for line in lines]
+    if name == PROGRAM:
+        lines = [f"{line} --speed {SPEED}" if line.startswith("command=") else line for line in lines]
+    else:  # the deployed port is the test machine's to give: any free one
+        lines = [line.replace("--http-port 9108", f"--http-port {stack.free_port()}") for line in lines]
     conf = tmp_path / "supervisord.conf"
     conf.write_text(
         f"""[unix_http_server]
@@ -218,3 +224,103 @@ def test_sigkill_under_supervisord_is_restarted_and_ends_with_the_stores_of_an_u
     assert counts == readback.counts(reference)
     assert all(counts[part] > 0 for part in counts), counts
     assert readback.first_difference(reference, supervised) is None
+
+
+LIVE_PROGRAM = "quantbot-run"
+
+
+def test_live_flow_killed_under_supervisord_is_restarted_and_loses_nothing(  # noqa: PLR0917 - fixtures
+    tmp_path: Path,
+    pg_url: str,
+    reference_pg_url: str,
+    redis_url: str,
+    mongo_url: str,
+    reference_influx: str,
+    run_influx: str,
+) -> None:
+    """`quantbot run` under supervisord against a loopback node that drops its websocket: SIGKILL mid-stream,
+    supervisord restarts it, it backfills what it missed; a clean stop exits 0; every transaction of the
+    window is stored with the keys a replay of what it received gives."""
+    from quantbot.ops.peers.chain import ChainSpec, SimulatedChain
+    from quantbot.ops.peers.solana_rpc import Faults, SolanaPeer
+    from tests.test_run import deduplicate, keys, node_environment, recorded, window
+
+    state, logs = tmp_path / "state", tmp_path / "log"
+    logs.mkdir()
+    state.mkdir()  # the program's working directory, as the deployment's /var/lib/quantbot
+    records = state / "live-recordings"
+    suffix = f"{os.getpid()}_{time.monotonic_ns()}"
+    chain = SimulatedChain(ChainSpec(txs=3000, seed=31, tx_per_s=150.0))
+    env = flow_environment(pg_url, redis_url, mongo_url, f"supervised_live_{suffix}", run_influx)
+    settings = _prepared(env)
+    with SolanaPeer(chain, faults=Faults(drop_every_s=3.0, http_429_share=0.02, null_first_fetch_share=0.05)) as peer:
+        env_file = tmp_path / "quantbot.env"
+        env_file.write_text("".join(f"{key}={value}\n" for key, value in {**env, **node_environment(peer)}.items()))
+        socket = tmp_path / "supervisor.sock"
+        conf = _supervisord_conf(tmp_path, env_file, state, logs, socket, LIVE_PROGRAM)
+        supervisord = Path(sys.executable).parent / "supervisord"
+        started = subprocess.run(
+            [str(supervisord), "-c", str(conf)],
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT_S,
+            check=False,
+        )
+        assert started.returncode == 0, started.stdout + started.stderr
+        daemon = int(_wait_for("supervisord's pid file", lambda: _read(tmp_path / "supervisord.pid")))
+        rpc = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=SupervisorTransport("", "", f"unix://{socket}"))
+        try:
+            first = _wait_for(
+                "the live flow to run under supervisord",
+                lambda: (
+                    (info := rpc.supervisor.getProcessInfo(LIVE_PROGRAM))["statename"] in ("RUNNING", "FATAL") and info
+                ),
+            )
+            assert first["statename"] == "RUNNING", (tmp_path / "supervisord.log").read_text()
+            _wait_for("the first notification", lambda: bool(peer.notified))
+            start_s = min(chain.by_signature(s).due_s for s in peer.notified) + 1.0  # type: ignore[union-attr]
+            expected = window(chain, start_s)
+            _wait_for("the first recorded transactions", lambda: len(recorded(records)) > len(expected) // 4)
+            written_at = time.monotonic()
+            _wait_for("a snapshot interval", lambda: time.monotonic() - written_at > float(RUN_SNAPSHOT_INTERVAL_S))
+            os.kill(first["pid"], signal.SIGKILL)
+            _wait_for(
+                "supervisord to restart the live flow",
+                lambda: (info := rpc.supervisor.getProcessInfo(LIVE_PROGRAM))["pid"] not in (0, first["pid"]) and info,
+                timeout_s=RESTART_TIMEOUT_S,
+            )
+            _wait_for("every transaction of the window", lambda: set(recorded(records)) >= expected)
+            rpc.supervisor.stopProcess(LIVE_PROGRAM)
+            final = rpc.supervisor.getProcessInfo(LIVE_PROGRAM)
+            daemon_log = (tmp_path / "supervisord.log").read_text()
+            run_log = (logs / "run.log").read_text() + (logs / "run.err.log").read_text()
+            assert final["statename"] == "STOPPED", daemon_log + run_log
+            assert "terminated by SIGKILL; not expected" in daemon_log, daemon_log
+            assert daemon_log.count(f"spawned: '{LIVE_PROGRAM}'") == 2, daemon_log
+            assert "stopped: quantbot-run (exit status 0)" in daemon_log, daemon_log + run_log
+        finally:
+            rpc.supervisor.shutdown()
+            _wait_for("supervisord to stop", lambda: not Path(f"/proc/{daemon}").exists(), timeout_s=60)
+
+    assert expected <= set(recorded(records))
+    supervised = readback.store_snapshot(settings)
+    assert supervised["postgres.dead_letters"] == []
+    redis.Redis.from_url(redis_url).flushdb()
+    first_seen = tmp_path / "deduplicated"
+    deduplicate(records, first_seen / "frames.jsonl")
+    reference_env = flow_environment(
+        reference_pg_url, redis_url, mongo_url, f"reference_live_{suffix}", reference_influx
+    )
+    reference_settings = _prepared(reference_env)
+    result = subprocess.run(
+        [sys.executable, "-m", "quantbot", "replay", str(first_seen), "--no-progress"],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT), **reference_env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert keys(supervised) == keys(readback.store_snapshot(reference_settings))
