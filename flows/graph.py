@@ -1,14 +1,16 @@
 """The one transform graph: frames in; prices, whales, signals and dead letters out to the four stores.
 
-Every flow is `build_flow` over its own source (the replay of recordings, `flows/replay.py`; the live
-chain, `flows/live.py`; the backfill, `flows/backfill.py`); everything after the input is the same.
-Step ids are stable: they key the recovery snapshots.
+Every flow is `build_flow` over its own sources (the replay of recordings, `flows/replay.py`; the live
+chain and the price feeds, `flows/live.py` and `flows/feeds.py`; the backfill, `flows/backfill.py`);
+everything after the input is the same. Step ids are stable: they key the recovery snapshots (the first
+source's input is `frames` whatever the others are, so snapshots taken before feeds existed resume).
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -20,13 +22,21 @@ from bytewax.outputs import Sink
 
 from quantbot import metrics
 from quantbot.bounds import ParseConfig
+from quantbot.events import EventType, Severity, SystemEvent
+from quantbot.feeds import FeedMap, LargeTrade
 from quantbot.models import DeadLetter, Frame, PriceTick, Signal, WhaleTransaction
-from quantbot.pricing import FeedQuote, PricingConfig
+from quantbot.pricing import FeedQuote, PriceDisagreement, PricingConfig
 from quantbot.signals import WhaleFollower
 from quantbot.steps import (
     DecodedTransaction,
+    MissedTrade,
+    Parsed,
+    PricedQuote,
+    TradeWatch,
     Valuation,
     ValuedTransaction,
+    WatchConfig,
+    disagreements_of,
     parse_frame,
     price_ticks,
     signals_of,
@@ -34,8 +44,14 @@ from quantbot.steps import (
 )
 from quantbot.whales import WhaleConfig
 
+log = logging.getLogger(__name__)
+
 ONE_BOOK = "book"
 """Every item is valued under this one key: prices are learned in stream order by one state."""
+ONE_WATCH = "watch"
+"""Every decoded transaction and large trade is checked under this one key: one set of seen signatures."""
+FIRST_INPUT = "frames"
+"""The first source's step id, as it was when the flow had one source: its snapshots still resume."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,10 @@ class FlowConfig:
     whales: WhaleConfig
     strategies: Sequence[WhaleFollower]
     parse: ParseConfig = field(default_factory=ParseConfig)
+    feeds: FeedMap = field(default_factory=FeedMap)
+    watch: WatchConfig = field(default_factory=WatchConfig)
+    on_event: Callable[[SystemEvent], object] | None = None
+    """Where price disagreements and missed large trades are written as `system_events` rows (None: nowhere)."""
 
 
 def _count_frame(item: Frame | DeadLetter) -> None:
@@ -64,7 +84,7 @@ def _count_frame(item: Frame | DeadLetter) -> None:
         metrics.FRAMES.labels(item.source, item.kind).inc()
 
 
-def _count_parsed(item: DecodedTransaction | FeedQuote | DeadLetter) -> None:
+def _count_parsed(item: Parsed) -> None:
     if isinstance(item, DecodedTransaction):
         metrics.TRANSACTIONS.inc()
         for activity in item.activities:
@@ -75,7 +95,7 @@ def _count_parsed(item: DecodedTransaction | FeedQuote | DeadLetter) -> None:
 
 def _value(
     state: Valuation | None, item: DecodedTransaction | FeedQuote, *, config: PricingConfig
-) -> tuple[Valuation, ValuedTransaction | PriceTick]:
+) -> tuple[Valuation, ValuedTransaction | PricedQuote]:
     valuation = state if state is not None else Valuation()
     return valuation, valuation.apply(item, config)
 
@@ -85,38 +105,136 @@ def _count_dead(item: object) -> None:
         metrics.DEAD_LETTERS.labels(item.stage).inc()
 
 
-def _count_valued(item: ValuedTransaction | PriceTick) -> None:
+def _count_valued(item: ValuedTransaction | PricedQuote) -> None:
     if isinstance(item, ValuedTransaction):
         metrics.VALUED.inc(sum(1 for v in item.valued if v.usd_value is not None))
 
 
+def _watch(
+    state: TradeWatch | None, item: DecodedTransaction | LargeTrade, *, config: WatchConfig
+) -> tuple[TradeWatch, list[MissedTrade]]:
+    watch = state if state is not None else TradeWatch()
+    return watch, watch.observe(item, config)
+
+
+def _report_disagreement(found: PriceDisagreement, on_event: Callable[[SystemEvent], object] | None) -> None:
+    metrics.PRICE_DISAGREEMENTS.labels(found.feed_source).inc()
+    if not found.report:
+        return
+    log.warning(
+        "price_disagreement token=%s feed=%s feed_price=%g chain=%s chain_price=%g share=%.4f at=%d",
+        found.token,
+        found.feed_source,
+        found.feed_price,
+        found.chain_source,
+        found.chain_price,
+        found.share,
+        found.at,
+    )
+    if on_event is not None:
+        on_event(
+            SystemEvent(
+                EventType.PRICE_DISAGREEMENT,
+                Severity.WARNING,
+                found.feed_source,
+                f"{found.token}: {found.feed_source} quotes {found.feed_price:g} USD, {found.chain_source} trades "
+                f"{found.chain_price:g} USD ({found.share:.1%} apart)",
+                {
+                    "token": found.token,
+                    "feed_source": found.feed_source,
+                    "feed_price": found.feed_price,
+                    "chain_source": found.chain_source,
+                    "chain_price": found.chain_price,
+                    "share": found.share,
+                    "block_time": found.at,
+                },
+            )
+        )
+
+
+def _report_missed(missed: MissedTrade, on_event: Callable[[SystemEvent], object] | None) -> None:
+    trade = missed.trade
+    metrics.FEED_MISSED_TRADES.inc()
+    log.warning(
+        "missed_large_trade signature=%s volume_usd=%.0f block_time=%d waited_s=%.1f",
+        trade.signature,
+        trade.volume_usd,
+        trade.block_time,
+        missed.waited_s,
+    )
+    if on_event is not None:
+        on_event(
+            SystemEvent(
+                EventType.GAP_DETECTED,
+                Severity.WARNING,
+                "birdeye",
+                f"large trade {trade.signature} (${trade.volume_usd:,.0f}) not seen by the flow within "
+                f"{missed.waited_s:.0f} s",
+                {
+                    "signature": trade.signature,
+                    "volume_usd": trade.volume_usd,
+                    "block_time": trade.block_time,
+                    "position": trade.position,
+                },
+            )
+        )
+
+
 def build_flow(
-    source: Source[Any],
+    source: Source[Any] | Sequence[Source[Any]],
     sinks: FlowSinks,
     config: FlowConfig,
     name: str = "quantbot",
     record: Sink[Frame] | None = None,
 ) -> Dataflow:
-    """The dataflow from `source` to `sinks`; with `record`, every frame read is also written there as read."""
+    """The dataflow from `source` (or several, merged) to `sinks`; with `record`, every frame read is also written.
+
+    Step ids: the first source's input is `frames`; another's is `feed_<n>` (its position in `source`, 1
+    on), so a source added after a snapshot was taken starts fresh and the others resume.
+    """
     flow = Dataflow(name)
-    items = op.input("frames", flow, source)
+    sources = list(source) if isinstance(source, Sequence) else [source]
+    if not sources:
+        raise ValueError("a flow needs at least one source")
+    inputs = [op.input(FIRST_INPUT, flow, sources[0])]
+    inputs += [op.input(f"feed_{number}", flow, extra) for number, extra in enumerate(sources[1:], start=1)]
+    items = inputs[0] if len(inputs) == 1 else op.merge("sources", *inputs)
     # Frame(kind="transaction", payload='{"jsonrpc": ...}') | DeadLetter(stage="frame")
     op.inspect("count_frames", items, lambda _step, item: _count_frame(item))
     split = op.branch("is_frame", items, lambda item: isinstance(item, Frame))
     if record is not None:
         op.output("record", split.trues, record)
-    parsed = op.flat_map("parse", split.trues, partial(parse_frame, config=config.parse))
-    # DecodedTransaction(signature="5Q8E...", activities=(Activity(kind="swap", ...),)) | FeedQuote | DeadLetter
+    parsed = op.flat_map("parse", split.trues, partial(parse_frame, config=config.parse, feeds=config.feeds))
+    # DecodedTransaction(signature="5Q8E...", activities=(Activity(kind="swap", ...),)) | FeedQuote | LargeTrade
+    # | DeadLetter
     op.inspect("count_parsed", parsed, lambda _step, item: _count_parsed(item))
     usable = op.branch("parsed_ok", parsed, lambda item: not isinstance(item, DeadLetter))
+    watched = op.filter("watched", usable.trues, lambda item: isinstance(item, DecodedTransaction | LargeTrade))
+    missed = op.flat_map(
+        "trade_watch",
+        op.key_rm(
+            "unkey_watch",
+            op.stateful_map(
+                "watch", op.key_on("one_watch", watched, lambda _item: ONE_WATCH), partial(_watch, config=config.watch)
+            ),
+        ),
+        lambda found: found,
+    )
+    # MissedTrade(trade=LargeTrade(signature="5TDU...", volume_usd=120_000.0, ...), waited_s=31.2)
+    op.inspect("report_missed", missed, lambda _step, m: _report_missed(m, config.on_event))
     wanted = op.filter(
-        "has_activities", usable.trues, lambda item: not isinstance(item, DecodedTransaction) or bool(item.activities)
+        "has_activities",
+        usable.trues,
+        lambda item: isinstance(item, FeedQuote) or (isinstance(item, DecodedTransaction) and bool(item.activities)),
     )
     keyed = op.key_on("one_book", wanted, lambda _item: ONE_BOOK)
     # ("book", DecodedTransaction | FeedQuote)
     valued = op.key_rm("unkey", op.stateful_map("value", keyed, partial(_value, config=config.pricing)))
-    # ValuedTransaction(signature="5Q8E...", valued=(ValuedActivity(usd_value=412_000.0, ...),)) | PriceTick
+    # ValuedTransaction(signature="5Q8E...", valued=(ValuedActivity(usd_value=412_000.0, ...),)) | PricedQuote
     op.inspect("count_valued", valued, lambda _step, item: _count_valued(item))
+    disagreements = op.flat_map("disagreements", valued, disagreements_of)
+    # PriceDisagreement(token="So11...", feed_source="pyth", feed_price=151.2, chain_price=139.0, share=0.08)
+    op.inspect("report_disagreements", disagreements, lambda _step, d: _report_disagreement(d, config.on_event))
     ticks = op.flat_map("ticks", valued, price_ticks)
     # PriceTick(token="So11...", price_usd=151.2, source="raydium_amm_v4", ...)
     whales = op.flat_map("whales", valued, partial(whales_of, config=config.whales))
