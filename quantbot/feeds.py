@@ -2,9 +2,9 @@
 
 A feed frame's payload is the message exactly as it arrived (DESIGN.md §3):
 
-| source    | kind          | payload                                                                    |
-|-----------|---------------|----------------------------------------------------------------------------|
-| `pyth`    | `price`       | one SSE event's data of `/v2/updates/price/stream?parsed=true`, or the body of `/v2/updates/price/latest` |
+| source    | kind          | payload                                                                      |
+|-----------|---------------|------------------------------------------------------------------------------|
+| `pyth`    | `price`       | one SSE event's data of `/v2/updates/price/stream`, or a `latest` body       |
 | `birdeye` | `price`       | one websocket text message `{"type": "PRICE_DATA", "data": {...}}`           |
 | `birdeye` | `large_trade` | one websocket text message `{"type": "TXS_LARGE_TRADE_DATA", "data": {...}}` |
 | `jupiter` | `price`       | one HTTP body of `/price/v3?ids=...`: a map of mint to price                 |

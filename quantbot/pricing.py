@@ -250,7 +250,7 @@ class PriceBook:
         return None
 
     def sol_usd(self, at: int) -> float | None:
-        """SOL/USD at block time `at`: a fresh feed's by precedence, else the last trade-derived one, else a stale feed's."""
+        """SOL/USD at block time `at`: a fresh feed's by precedence, else the last trade's, else a stale feed's."""
         fresh = self.feed_quote(WSOL_MINT, at)
         if fresh is not None:
             return fresh[1]
@@ -289,11 +289,15 @@ class PriceBook:
         chain = self.learned.trade_sol if quote.token == WSOL_MINT else self.learned.tokens.get(quote.token)
         if chain is None or abs(quote.ts - chain[1]) > self.config.stale_s(quote.source):
             return None
-        return self._disagreement(quote.token, quote.source, quote.price_usd, CHAIN, chain[0], max(quote.ts, chain[1]))
+        return self._disagreement(
+            quote.token, (quote.source, quote.price_usd), (CHAIN, chain[0]), max(quote.ts, chain[1])
+        )
 
     def _disagreement(
-        self, token: str, feed_source: str, feed_price: float, chain_source: str, chain_price: float, at: int
+        self, token: str, feed: tuple[str, float], chain: tuple[str, float], at: int
     ) -> PriceDisagreement | None:
+        """The disagreement of a feed's (source, price) and the chain's (venue, price) of `token`, if they do."""
+        (feed_source, feed_price), (chain_source, chain_price) = feed, chain
         share = abs(feed_price - chain_price) / feed_price
         if share <= self.config.disagreement_share:
             return None
@@ -310,7 +314,7 @@ class PriceBook:
         if fresh is None:
             return None
         source, price, _ = fresh
-        return self._disagreement(mint, source, price, venue, implied, at)
+        return self._disagreement(mint, (source, price), (venue, implied), at)
 
     def _learn(self, mint: str, price: float, at: int) -> None:
         tokens = self.learned.tokens

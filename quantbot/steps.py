@@ -47,11 +47,11 @@ from quantbot.pricing import (
     PricingConfig,
     parse_price_payload,
 )
-from quantbot.units import NS_PER_S
 from quantbot.signals import WhaleFollower, evaluate
 from quantbot.solana.decode import DecodeError, decode_transaction
 from quantbot.solana.normalise import TransactionFormatError, parse_transactions
 from quantbot.solana.transaction import Transaction
+from quantbot.units import NS_PER_S
 from quantbot.whales import WhaleConfig, detect, largest_per_transaction
 
 
