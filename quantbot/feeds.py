@@ -175,6 +175,31 @@ def _hermes_quote(
     return FeedQuote(mint, mantissa * scale, publish_time, PYTH, confidence)
 
 
+HERMES_EXPO = -8
+"""The exponent Hermes gives USD prices of the majors (SOL/USD, BTC/USD, ...)."""
+
+
+def hermes_message(feed_id: str, price: object, publish_time: int, conf_share: float = 0.0005) -> str:
+    """A Hermes price update of one feed, shaped as the stream's `data` (`parsed=true`), for synthetic feeds.
+
+    `price` is in USD and becomes `price × 10^8` with `expo` -8; anything but a number is written as given
+    (a malformed update). The `binary` part is filler: no Wormhole VAA is built.
+    """
+    if isinstance(price, int | float) and not isinstance(price, bool):
+        mantissa: object = str(round(price * 10**-HERMES_EXPO))
+        conf: object = str(round(abs(price) * conf_share * 10**-HERMES_EXPO))
+    else:
+        mantissa, conf = price, "0"
+    body = {"price": mantissa, "conf": conf, "expo": HERMES_EXPO, "publish_time": publish_time}
+    entry = {
+        "id": feed_id,
+        "price": body,
+        "ema_price": body,
+        "metadata": {"proof_available_time": publish_time, "prev_publish_time": publish_time - 1},
+    }
+    return orjson.dumps({"binary": {"encoding": "hex", "data": [f"{publish_time:016x}"]}, "parsed": [entry]}).decode()
+
+
 def hermes_publish_times(payload: str) -> dict[str, int]:
     """Feed id to publish time of each price a Hermes message holds (empty when it holds none readable).
 
