@@ -145,6 +145,12 @@ class _PythPartition(FeedPartition):
         return [*(("ids[]", feed_id) for feed_id in self._config.ids), ("parsed", "true")]
 
     async def _session(self) -> None:
+        try:
+            await self._follow()
+        except aiohttp.ClientError as exc:  # refused, reset, cut mid-event: reconnect
+            raise FeedError(f"{type(exc).__name__}: {exc}") from None
+
+    async def _follow(self) -> None:
         config = self._config
         timeout = aiohttp.ClientTimeout(total=None, connect=config.request_timeout_s, sock_connect=None)
         base = config.url.rstrip("/")

@@ -42,7 +42,7 @@ class ScriptedTrade:
     block_time: int
 
 
-@dataclass
+@dataclass(eq=False)
 class _Client:
     ws: web.WebSocketResponse
     tokens: list[str] = field(default_factory=list)
@@ -174,7 +174,7 @@ class BirdeyePeer(LoopbackServer):
         self._clients.add(client)
         opened = time.monotonic()
         try:
-            while not ws.closed:
+            while not ws.closed and not self.closing:
                 if self.drop_every_s is not None and time.monotonic() - opened >= self.drop_every_s:
                     if request.transport is not None:
                         request.transport.close()

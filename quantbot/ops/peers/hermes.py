@@ -176,7 +176,7 @@ class HermesPeer(LoopbackServer):
         self._listeners.add(queue)
         opened = time.monotonic()
         try:
-            while True:
+            while not self.closing:
                 try:
                     tick = await asyncio.wait_for(queue.get(), timeout=self.interval_s)
                 except TimeoutError:

@@ -26,6 +26,8 @@ HOST = "127.0.0.1"
 START_TIMEOUT_S = 10.0
 """Binding a loopback port takes milliseconds; this long means something is wrong."""
 STOP_TIMEOUT_S = 5.0
+SHUTDOWN_GRACE_S = 0.5
+"""Handlers (streams, websockets) still running at stop are given this long, then cancelled."""
 
 T = TypeVar("T")
 
@@ -39,6 +41,8 @@ class LoopbackServer:
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
+        self.closing = False
+        """Set when the server stops: long-running handlers (streams, websockets) end on it."""
 
     @property
     def url(self) -> str:
@@ -55,7 +59,7 @@ class LoopbackServer:
         self._tasks.append(self._loop.create_task(coroutine))
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(self._app(), handle_signals=False)
+        self._runner = web.AppRunner(self._app(), handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S)
         await self._runner.setup()
         site = web.TCPSite(self._runner, HOST, 0)
         await site.start()
@@ -65,6 +69,7 @@ class LoopbackServer:
         await self._started()
 
     async def _stop(self) -> None:
+        self.closing = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
