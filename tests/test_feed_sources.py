@@ -1,4 +1,4 @@
-"""The feed sources against their loopback peers: the providers' protocols, drops, silence, 429s and malformed messages."""
+"""The feed sources against their loopback peers: the providers' protocols, drops, silence, 429s, malformed messages."""
 
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ def test_pyth_source_emits_latest_then_stream_updates_as_received() -> None:
 
 
 def test_pyth_source_dropped_every_half_second_loses_no_more_than_its_down_time() -> None:
-    """Cut every 0.5 s, the source reconnects each time; the updates it missed span no more than the down time counted."""
+    """Cut every 0.5 s, the source reconnects each time; the updates it missed span no more than its down time."""
     down_before = metrics.FEED_DOWN_SECONDS.labels("pyth")._value.get()
     reconnects_before = metrics.RECONNECTS.labels("pyth")._value.get()
     interval = 0.05
@@ -275,7 +275,7 @@ BIRDEYE_TOKENS = {BONK: ("Bonk", 0.00002), JUP: ("JUP", 0.5)}
 def test_birdeye_source_connects_as_documented_and_emits_prices_and_large_trades(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Key in the URL, echo-protocol, Origin; one complex SUBSCRIBE_PRICE; prices and large trades as frames; no key logged."""
+    """Key in the URL, echo-protocol, Origin; one SUBSCRIBE_PRICE query; prices and trades as frames; no key logged."""
     caplog.set_level(logging.DEBUG)
     trade = ScriptedTrade(
         "5TDU8rdEYXzmiJmGB6xeB9VsmQGXrQvefsto65jXJfgb2dZu19zt2nWxxTuhdKUCGyHPbBfyPhyuxpDgfP5Qfd3d", 5e4, 1
