@@ -111,7 +111,7 @@ def _count_valued(item: ValuedTransaction | PricedQuote) -> None:
 
 
 def _watch(
-    state: TradeWatch | None, item: DecodedTransaction | LargeTrade, *, config: WatchConfig
+    state: TradeWatch | None, item: DecodedTransaction | LargeTrade | FeedQuote, *, config: WatchConfig
 ) -> tuple[TradeWatch, list[MissedTrade]]:
     watch = state if state is not None else TradeWatch()
     return watch, watch.observe(item, config)
@@ -209,7 +209,9 @@ def build_flow(
     # | DeadLetter
     op.inspect("count_parsed", parsed, lambda _step, item: _count_parsed(item))
     usable = op.branch("parsed_ok", parsed, lambda item: not isinstance(item, DeadLetter))
-    watched = op.filter("watched", usable.trues, lambda item: isinstance(item, DecodedTransaction | LargeTrade))
+    watched = op.filter(
+        "watched", usable.trues, lambda item: isinstance(item, DecodedTransaction | LargeTrade | FeedQuote)
+    )
     missed = op.flat_map(
         "trade_watch",
         op.key_rm(

@@ -172,7 +172,7 @@ def _hermes_quote(
     publish_time = _checked_time(price.get("publish_time"), "publish_time", received_ns, bounds)
     scale = 10.0**expo
     confidence = conf * scale if conf is not None and conf >= 0 else None
-    return FeedQuote(mint, mantissa * scale, publish_time, PYTH, confidence)
+    return FeedQuote(mint, mantissa * scale, publish_time, PYTH, confidence, received_ns)
 
 
 HERMES_EXPO = -8
@@ -249,7 +249,7 @@ def parse_birdeye_price(payload: str, received_ns: int, bounds: ParseConfig) -> 
     if close is None:
         raise PriceFormatError(f"Birdeye close `{body.get('c')}` is not a positive number")
     at = _checked_time(body.get("unixTime"), "unixTime", received_ns, bounds)
-    return FeedQuote(token, close, at, BIRDEYE)
+    return FeedQuote(token, close, at, BIRDEYE, None, received_ns)
 
 
 def parse_birdeye_trade(payload: str, received_ns: int, position: str) -> LargeTrade:
@@ -293,5 +293,5 @@ def parse_jupiter(payload: str, received_ns: int) -> tuple[list[FeedQuote], list
         if price is None:
             problems.append(FeedProblem(f"#{mint}", f"Jupiter {mint}: usdPrice `{raw}` is not a positive number"))
             continue
-        quotes.append(FeedQuote(mint, price, at, JUPITER))
+        quotes.append(FeedQuote(mint, price, at, JUPITER, None, received_ns))
     return quotes, problems

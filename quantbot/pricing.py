@@ -99,7 +99,8 @@ class PriceFormatError(ValueError):
 class FeedQuote:
     """One price of a price-feed message: a token (SOL for `SOL/USD`) at a USD price at a time.
 
-    `confidence` is the feed's own uncertainty of the price, in USD, where it gives one (Pyth's `conf`).
+    `confidence` is the feed's own uncertainty of the price, in USD, where it gives one (Pyth's `conf`);
+    `received_ns` is its frame's receive time (0: unknown), which is not part of what the quote says.
     """
 
     token: str
@@ -107,6 +108,7 @@ class FeedQuote:
     ts: int
     source: str
     confidence: float | None = None
+    received_ns: int = field(default=0, compare=False)
 
 
 CHAIN = "chain"
@@ -174,7 +176,7 @@ def parse_price_payload(
     problem = time_problem(ts, "ts", received_ns, bounds or _DEFAULT_BOUNDS)
     if problem is not None:
         raise PriceFormatError(problem)
-    return FeedQuote(token=token, price_usd=float(price), ts=ts, source=source)
+    return FeedQuote(token=token, price_usd=float(price), ts=ts, source=source, received_ns=received_ns)
 
 
 def ui_amount(amount: TokenAmount) -> float | None:

@@ -249,15 +249,15 @@ class TradeWatch:
     waiting: OrderedDict[str, LargeTrade] = field(default_factory=OrderedDict)
     clock_ns: int = 0
 
-    def observe(self, item: DecodedTransaction | LargeTrade, config: WatchConfig) -> list[MissedTrade]:
-        """Note a decoded transaction or a reported large trade; returns the trades now missed."""
+    def observe(self, item: DecodedTransaction | LargeTrade | FeedQuote, config: WatchConfig) -> list[MissedTrade]:
+        """Note a decoded transaction or a reported trade (a quote moves the clock only); returns trades now missed."""
         self.clock_ns = max(self.clock_ns, item.received_ns)
         if isinstance(item, DecodedTransaction):
             self.seen[item.signature] = None
             self.waiting.pop(item.signature, None)
             while len(self.seen) > config.seen_max:
                 self.seen.popitem(last=False)
-        elif item.signature not in self.seen and item.signature not in self.waiting:
+        elif isinstance(item, LargeTrade) and item.signature not in self.seen and item.signature not in self.waiting:
             self.waiting[item.signature] = item
         missed: list[MissedTrade] = []
         delay_ns = int(config.delay_s * NS_PER_S)

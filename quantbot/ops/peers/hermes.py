@@ -195,3 +195,4 @@ class HermesPeer(LoopbackServer):
                 await response.write(b"data:" + data + b"\n\n")
         finally:
             self._listeners.discard(queue)
+        return response

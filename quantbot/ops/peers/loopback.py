@@ -59,7 +59,9 @@ class LoopbackServer:
         self._tasks.append(self._loop.create_task(coroutine))
 
     async def _start(self) -> None:
-        self._runner = web.AppRunner(self._app(), handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S)
+        self._runner = web.AppRunner(
+            self._app(), handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S, access_log=None
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, HOST, 0)
         await site.start()
