@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -303,3 +304,92 @@ def test_watch_declares_a_large_trade_missed_only_after_its_delay_and_not_once_s
 
     assert missed.trade == lost_trade and missed.waited_s == pytest.approx(31.0)
     assert watch.observe(LargeTrade("x", 6e4, T0, 34 * NS_PER_S, "b@3"), config) == []  # seen before it was reported
+
+
+# ------------------------------------------------------------------------------------------ settings
+
+
+def test_feed_variables_are_read_under_the_providers_names_and_keys_are_secrets() -> None:
+    """QUANTBOT_PYTH_URL, QUANTBOT_BIRDEYE_WS_URL and the two API keys set [feeds]; keys stay text and are masked."""
+    from quantbot.settings import load_settings
+    from tests.conftest import REPO_ROOT
+
+    env = {
+        "QUANTBOT_PYTH_URL": "https://hermes.example/abcdefghij0123456789token",
+        "QUANTBOT_BIRDEYE_WS_URL": "wss://public-api.birdeye.so/socket/solana",
+        "QUANTBOT_BIRDEYE_API_KEY": "0123456789",
+        "QUANTBOT_JUPITER_API_KEY": "jup-secret",
+        "QUANTBOT_FEEDS_ENABLED": '["pyth", "jupiter"]',
+    }
+
+    settings = load_settings("default", REPO_ROOT / "config", environ=env)
+    shown = orjson.dumps(settings.redacted(), default=str).decode()
+
+    assert settings.feeds.pyth_url == env["QUANTBOT_PYTH_URL"] and settings.feeds.enabled == ["pyth", "jupiter"]
+    assert settings.feeds.birdeye_api_key is not None
+    assert settings.feeds.birdeye_api_key.get_secret_value() == "0123456789"  # not read as a number
+    assert "0123456789" not in shown and "jup-secret" not in shown and "0123456789token" not in shown
+    assert settings.feeds.pyth_ids == {SOL_USD_FEED_ID: WSOL_MINT}
+
+
+def test_a_feed_key_in_a_profile_or_a_bad_feed_id_is_refused_naming_the_key(tmp_path: Path) -> None:
+    """A Birdeye key in a file is refused, naming QUANTBOT_BIRDEYE_API_KEY; a bad Pyth id names feeds.pyth_ids."""
+    from quantbot.errors import ConfigError
+    from quantbot.settings import load_settings
+    from tests.conftest import REPO_ROOT
+
+    directory = tmp_path
+    (directory / "default.toml").write_text((REPO_ROOT / "config" / "default.toml").read_text())
+    (directory / "keyed.toml").write_text('[feeds]\nbirdeye_api_key = "written-down"\n')
+    (directory / "badid.toml").write_text(
+        '[feeds]\npyth_ids = { "0xabc" = "So11111111111111111111111111111111111111112" }\n'
+    )
+
+    with pytest.raises(ConfigError, match="QUANTBOT_BIRDEYE_API_KEY"):
+        load_settings("keyed", directory, environ={})
+    with pytest.raises(ConfigError, match=r"feeds\.pyth_ids"):
+        load_settings("badid", directory, environ={})
+
+
+def test_a_flow_of_several_sources_merges_them_keeping_the_first_step_id() -> None:
+    """The first source's input stays `frames` (its snapshots resume), a feed's is `feed_1`; both reach the stores."""
+    from bytewax.testing import TestingSink, TestingSource, run_main
+
+    from flows.graph import FlowConfig, FlowSinks, build_flow
+    from quantbot.events import SystemEvent
+    from quantbot.whales import WhaleConfig
+
+    legacy = orjson.dumps({"symbol": "SOL/USD", "price": 120.0, "ts": NOW}).decode()
+    chain = [Frame(NOW_NS, "feed", "price", legacy, "rec@1")]
+    feed = [Frame(NOW_NS + 1, "pyth", "price", hermes_message(SOL_USD_FEED_ID, 150.0, NOW), "pyth@1")]
+    events: list[SystemEvent] = []
+    influx: list[object] = []
+    sinks = FlowSinks(TestingSink(influx), TestingSink([]), TestingSink([]), TestingSink([]))
+    config = FlowConfig(PricingConfig(), WhaleConfig(), [], on_event=events.append)
+
+    flow = build_flow([TestingSource(chain), TestingSource(feed)], sinks, config)
+    run_main(flow)
+
+    step_ids = {step.step_id for step in flow.substeps}
+    assert {"quantbot.frames", "quantbot.feed_1"} <= step_ids
+    assert sorted(tick.source for tick in influx) == ["feed", "pyth"]  # type: ignore[attr-defined]
+
+
+def test_a_disagreement_is_counted_always_and_written_as_an_event_when_reported() -> None:
+    """Every disagreement counts in the metric; one marked `report` is a price_disagreement system event."""
+    from flows.graph import _report_disagreement
+    from quantbot import metrics
+    from quantbot.events import EventType, SystemEvent
+    from quantbot.pricing import PriceDisagreement
+
+    events: list[SystemEvent] = []
+    before = metrics.PRICE_DISAGREEMENTS.labels("pyth")._value.get()
+    found = PriceDisagreement(WSOL_MINT, "pyth", 150.0, "orca_whirlpool", 135.0, T0, 0.1, report=True)
+
+    _report_disagreement(found, events.append)
+    _report_disagreement(PriceDisagreement(WSOL_MINT, "pyth", 150.0, "orca", 135.0, T0 + 1, 0.1, False), events.append)
+
+    assert metrics.PRICE_DISAGREEMENTS.labels("pyth")._value.get() - before == 2
+    (event,) = events
+    assert event.event_type is EventType.PRICE_DISAGREEMENT and event.details["chain_source"] == "orca_whirlpool"
+    assert "10.0% apart" in event.message
