@@ -76,6 +76,9 @@ class FlowConfig:
     watch: WatchConfig = field(default_factory=WatchConfig)
     on_event: Callable[[SystemEvent], object] | None = None
     """Where price disagreements and missed large trades are written as `system_events` rows (None: nowhere)."""
+    on_missed_trade: Callable[[str], object] | None = None
+    """Called with the signature of each missed large trade: where the live flow asks its chain source to
+    fetch it over RPC (None: counted and reported only)."""
 
 
 def _count_frame(item: Frame | DeadLetter) -> None:
@@ -152,8 +155,14 @@ def _report_disagreement(found: PriceDisagreement, on_event: Callable[[SystemEve
         )
 
 
-def _report_missed(missed: MissedTrade, on_event: Callable[[SystemEvent], object] | None) -> None:
+def _report_missed(
+    missed: MissedTrade,
+    on_event: Callable[[SystemEvent], object] | None,
+    fetch: Callable[[str], object] | None,
+) -> None:
     trade = missed.trade
+    if fetch is not None:
+        fetch(trade.signature)
     metrics.FEED_MISSED_TRADES.inc()
     log.warning(
         "missed_large_trade signature=%s volume_usd=%.0f block_time=%d waited_s=%.1f",
@@ -223,7 +232,7 @@ def build_flow(
         lambda found: found,
     )
     # MissedTrade(trade=LargeTrade(signature="5TDU...", volume_usd=120_000.0, ...), waited_s=31.2)
-    op.inspect("report_missed", missed, lambda _step, m: _report_missed(m, config.on_event))
+    op.inspect("report_missed", missed, lambda _step, m: _report_missed(m, config.on_event, config.on_missed_trade))
     wanted = op.filter(
         "has_activities",
         usable.trues,
