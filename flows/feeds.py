@@ -35,7 +35,7 @@ def pyth_config(settings: Settings) -> PythConfig:
     return PythConfig(
         url=feeds.pyth_url,
         ids=tuple(feeds.pyth_ids),
-        rate_limited_wait_s=feeds.pyth_rate_limited_wait_s,
+        rate_limited_wait_s=feeds.rate_limited_wait_s,
         silent_after_s=feeds.silent_after_s,
         request_timeout_s=feeds.request_timeout_s,
         backoff=_backoff(settings),
@@ -57,8 +57,8 @@ def birdeye_config(settings: Settings) -> BirdeyeConfig:
         tokens=tuple(feeds.birdeye_tokens),
         chart=feeds.birdeye_chart,
         large_trade_min_usd=feeds.large_trade_min_usd,
-        silent_after_s=feeds.silent_after_s,
-        rate_limited_wait_s=feeds.pyth_rate_limited_wait_s,
+        silent_after_s=feeds.birdeye_silent_after_s,
+        rate_limited_wait_s=feeds.rate_limited_wait_s,
         backoff=_backoff(settings),
     )
 

@@ -341,7 +341,7 @@ class FeedSettings(_Section):
         {SOL_USD_FEED_ID: WSOL_MINT},
         description="Pyth price feed id (hex, no 0x) -> the mint it prices; default SOL/USD",
     )
-    pyth_rate_limited_wait_s: float = Field(
+    rate_limited_wait_s: float = Field(
         60.0, gt=0, description="wait after a 429 without Retry-After (Hermes' public instance: 60 s)"
     )
     birdeye_ws_url: str = Field(
@@ -367,6 +367,9 @@ class FeedSettings(_Section):
         description="per feed, how old (block time) its quote may be and still price a trade; others: feed_stale_s",
     )
     silent_after_s: float = Field(20.0, gt=0, description="a stream with no message this long is dead: reconnect")
+    birdeye_silent_after_s: float = Field(
+        120.0, gt=0, description="the same for Birdeye, whose candles move only when a token trades"
+    )
     request_timeout_s: float = Field(10.0, gt=0, description="connection and HTTP request timeout")
     backoff_base_s: float = Field(0.5, gt=0, description="first wait before a reconnection")
     backoff_cap_s: float = Field(30.0, gt=0, description="longest wait before a reconnection")
