@@ -135,6 +135,8 @@ class BirdeyeSource(FixedPartitionedSource[Frame | DeadLetter, FeedPosition | No
     ) -> None:
         if not config.tokens and config.large_trade_min_usd <= 0:
             raise ValueError("the Birdeye source needs tokens to price or a large-trade minimum")
+        self.name = BIRDEYE
+        """The feed's name: its input's step id is `feed_<name>`."""
         self.config = config
         self.on_event = on_event
         self.activity = activity if activity is not None else SourceActivity(BIRDEYE)

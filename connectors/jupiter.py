@@ -93,6 +93,8 @@ class JupiterSource(FixedPartitionedSource[Frame | DeadLetter, FeedPosition | No
     ) -> None:
         if not config.tokens:
             raise ValueError("the Jupiter source needs at least one token")
+        self.name = JUPITER
+        """The feed's name: its input's step id is `feed_<name>`."""
         self.config = config
         self.on_event = on_event
         self.activity = activity if activity is not None else SourceActivity(JUPITER)

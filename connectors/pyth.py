@@ -91,6 +91,8 @@ class PythSource(FixedPartitionedSource[Frame | DeadLetter, FeedPosition | None]
     ) -> None:
         if not config.ids:
             raise ValueError("the Pyth source needs at least one price feed id")
+        self.name = PYTH
+        """The feed's name: its input's step id is `feed_<name>`."""
         self.config = config
         self.on_event = on_event
         self.activity = activity if activity is not None else SourceActivity(PYTH)

@@ -1,7 +1,7 @@
 """The price feeds' sources, from `[feeds]`: what `quantbot run` adds beside the chain's source.
 
 `feed_sources(settings, on_event, activities)` returns the enabled feeds' Bytewax sources; the live flow
-hands them to `flows.graph.build_flow` after its chain source (step ids `feed_<n>`), so they run through
+hands them to `flows.graph.build_flow` after its chain source (step ids `feed_pyth`, ...), so they run through
 the same graph, are recorded by `--record` and replayed like any frame.
 """
 

@@ -198,15 +198,19 @@ def build_flow(
 ) -> Dataflow:
     """The dataflow from `source` (or several, merged) to `sinks`; with `record`, every frame read is also written.
 
-    Step ids: the first source's input is `frames`; another's is `feed_<n>` (its position in `source`, 1
-    on), so a source added after a snapshot was taken starts fresh and the others resume.
+    Step ids: the first source's input is `frames`; another's is `feed_<name>` (its `name` attribute, as the
+    price feeds have: `feed_pyth`), else `feed_<n>` (its position, 1 on). A feed enabled after a snapshot was
+    taken starts fresh and the others resume theirs, whatever the order they are listed in.
     """
     flow = Dataflow(name)
     sources = list(source) if isinstance(source, Sequence) else [source]
     if not sources:
         raise ValueError("a flow needs at least one source")
     inputs = [op.input(FIRST_INPUT, flow, sources[0])]
-    inputs += [op.input(f"feed_{number}", flow, extra) for number, extra in enumerate(sources[1:], start=1)]
+    inputs += [
+        op.input(f"feed_{getattr(extra, 'name', number)}", flow, extra)
+        for number, extra in enumerate(sources[1:], start=1)
+    ]
     items = inputs[0] if len(inputs) == 1 else op.merge("sources", *inputs)
     # Frame(kind="transaction", payload='{"jsonrpc": ...}') | DeadLetter(stage="frame")
     op.inspect("count_frames", items, lambda _step, item: _count_frame(item))

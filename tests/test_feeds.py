@@ -352,7 +352,7 @@ def test_a_feed_key_in_a_profile_or_a_bad_feed_id_is_refused_naming_the_key(tmp_
 
 
 def test_a_flow_of_several_sources_merges_them_keeping_the_first_step_id() -> None:
-    """The first source's input stays `frames` (its snapshots resume), a feed's is `feed_1`; both reach the stores."""
+    """The first source's input stays `frames` (its snapshots resume), an unnamed other's `feed_1`: both stored."""
     from bytewax.testing import TestingSink, TestingSource, run_main
 
     from flows.graph import FlowConfig, FlowSinks, build_flow
