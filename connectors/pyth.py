@@ -44,6 +44,11 @@ HTTP_OK = 200
 HTTP_TOO_MANY_REQUESTS = 429
 ERROR_BODY_CHARS = 200
 """Of an unexpected answer's body, this much is logged."""
+REQUESTS_PER_CONNECTION = 2
+"""Each connection asks `latest`, then opens the stream."""
+HERMES_REQUESTS_PER_S = 3.0
+"""Hermes' public instance allows 30 requests every 10 s per address; past that it refuses for 60 s. A
+stream that keeps dropping is reconnected no faster than this allows."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,8 @@ class _PythPartition(FeedPartition):
         on_event: EventSink | None,
     ) -> None:
         self._config = config
+        self._last_attempt = -float("inf")
+        """When the last connection was attempted (monotonic seconds): attempts are spaced for Hermes' limit."""
         super().__init__(
             PYTH, PYTH, resume, stopping=stopping, activity=activity, backoff=config.backoff, on_event=on_event
         )
@@ -154,6 +161,9 @@ class _PythPartition(FeedPartition):
 
     async def _follow(self) -> None:
         config = self._config
+        spacing = REQUESTS_PER_CONNECTION / HERMES_REQUESTS_PER_S
+        await self._sleep(self._last_attempt + spacing - time.monotonic())
+        self._last_attempt = time.monotonic()
         timeout = aiohttp.ClientTimeout(total=None, connect=config.request_timeout_s, sock_connect=None)
         base = config.url.rstrip("/")
         async with aiohttp.ClientSession(timeout=timeout) as session:
