@@ -31,7 +31,8 @@ from quantbot.steps import parse_frame
 from sinks.recorder import RecorderSink
 from tests.conftest import REPO_ROOT, InfluxEndpoint, store_env
 
-BONK = "DezXAZ8z7PnrnRJjz3wXBoRgixCa6xjnB7YaB1pPB263"
+BONK = "FeedBirdeyeTestMint111111111111111111111111"
+"""A mint of this test alone: the Influx server is shared by the session, and other tests write Bonk."""
 KEY = "bird-k3y-0123456789abcdef"
 RUN_S = 2.0
 """How long the feeds run before the peers stop moving their prices."""
