@@ -7,9 +7,9 @@ type of the error, never by a check at the call site:
 
 ```
 RpcError                       base of the client's errors; `retryable` says whether asking again can help
- ├── RpcTransientError         retryable: one attempt failed; the client retries it (jittered exponential
- │    │                        backoff) until `retry_budget_s` has passed since the first attempt
- │    ├── RpcRateLimitedError  HTTP 429; waits `Retry-After` (seconds or an HTTP date) when the provider says
+ ├── RpcTransientError         retryable: one attempt failed; the client retries it (`quantbot.backoff`:
+ │    │                        jittered exponential) until `retry_budget_s` has passed since the first attempt
+ │    ├── RpcRateLimitedError  HTTP 429 (or JSON-RPC -32429); waits `Retry-After` (seconds or an HTTP date)
  │    ├── RpcServerError       HTTP 5xx, a connection error, a timeout, an answer that is not JSON-RPC
  │    └── RpcNodeNotReadyError JSON-RPC -32004 block not available yet, -32005 node unhealthy, -32014 block
  │                             status not available yet, -32016 min context slot not reached, -32019 long-term
@@ -26,7 +26,8 @@ Two outcomes are data rather than errors: a `getTransaction` answered `null` (no
 commitment) is asked again with backoff for `null_retry_s`, then returned as `Fetched(problem=...)`,
 never dropped; a skipped or purged slot (-32007, -32009, -32001) is a `SlotUnavailable`.
 
-Every retry is logged as key=value (`rpc=getTransaction status=429 retry_in_s=1.2`) with the URL
+Every retry is logged at DEBUG (retries are routine; their counts are metrics) as key=value
+(`rpc=getTransaction status=429 retry_in_s=1.2`), and every request given up on at WARNING, with the URL
 redacted (providers put their keys in it), and counted: `quantbot_rpc_requests_total{method, outcome}`
 per JSON-RPC call answered (or not), `quantbot_rpc_retries_total{reason}` per call asked again.
 `getTransaction` and `getBlock` always send `maxSupportedTransactionVersion: 0`.
@@ -38,7 +39,6 @@ import asyncio
 import email.utils
 import json
 import logging
-import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +50,7 @@ import aiohttp
 import orjson
 
 from quantbot import metrics
+from quantbot.backoff import Backoff
 from quantbot.errors import QuantbotError
 from quantbot.redaction import redact_url
 from quantbot.settings import SolanaSettings
@@ -62,8 +63,8 @@ SIGNATURES_PAGE_MAX = 1000
 """getSignaturesForAddress returns at most this many signatures per call (agave's limit)."""
 BURST_S = 1.0
 """The token bucket holds one second of requests: providers count requests per one-second window."""
-BACKOFF_JITTER = 0.5
-"""Share of a backoff delay drawn at random ("equal jitter"): retries spread out yet never wait ~0."""
+MAX_DOUBLINGS = 32
+"""Retries past this many doublings wait the cap anyway; bounding the exponent keeps the float finite."""
 HTTP_TOO_MANY_REQUESTS = 429
 HTTP_SERVER_ERROR = 500
 HTTP_CLIENT_ERROR = 400
@@ -74,9 +75,15 @@ NOT_READY_CODES = frozenset({-32004, -32005, -32014, -32016, -32019})
 """JSON-RPC errors (agave `rpc-client-api/src/custom_error.rs`) of a node not ready for the request yet."""
 SLOT_UNAVAILABLE_CODES = frozenset({-32001, -32007, -32009})
 """Block cleaned up (purged), slot skipped, slot skipped or missing in long-term storage: no block to read."""
+RATE_LIMITED_CODES = frozenset({-32429})
+"""JSON-RPC errors some providers answer a rate limit with (in a 429, or in an HTTP 200 body)."""
 UNSUPPORTED_VERSION = -32015
 NO_TRANSACTION_HISTORY = -32011
 INVALID_PARAMS = -32602
+EXCERPT_CHARS = 200
+"""Bytes of an unexpected answer quoted in an error: enough to recognise an HTML error page or a JSON error."""
+MESSAGE_CHARS = 500
+"""Characters of a provider's error message kept: agave's are one line; a proxy's may be a whole page."""
 
 
 class RpcError(QuantbotError):
@@ -187,10 +194,14 @@ class RpcPolicy:
             batch_size=s.backfill_batch_size,
         )
 
+    @property
+    def backoff(self) -> Backoff:
+        """The wait between retries: the project's one backoff (`quantbot.backoff`), from base and cap."""
+        return Backoff(base_s=self.backoff_base_s, cap_s=self.backoff_cap_s)
+
     def backoff_s(self, attempt: int) -> float:
-        """Seconds to wait before retry number `attempt` (0-based): capped doubling, half of it jittered."""
-        ceiling = min(self.backoff_cap_s, self.backoff_base_s * 2.0 ** min(attempt, 32))
-        return ceiling * (1 - BACKOFF_JITTER) + random.uniform(0, ceiling * BACKOFF_JITTER)  # noqa: S311 - jitter
+        """Seconds to wait before retry number `attempt` (0-based)."""
+        return self.backoff.delay(min(attempt, MAX_DOUBLINGS))
 
 
 @dataclass(frozen=True)
@@ -396,13 +407,13 @@ class RpcClient:
             raise RpcServerError(f"HTTP {status}", status=status)
         if status >= HTTP_CLIENT_ERROR:
             if calls > 1 or body.startswith(b"["):
-                raise _BatchRefusedError(f"HTTP {status}: {raw[:200]!r}")
+                raise _BatchRefusedError(f"HTTP {status}: {raw[:EXCERPT_CHARS]!r}")
             if status in HTTP_REFUSED_KEY:
                 raise RpcConfigurationError(
                     f"the provider at {self.redacted_url} refuses the request (HTTP {status}): check the key in"
                     " QUANTBOT_SOLANA_RPC_URL and the plan's methods"
                 )
-            raise RpcCallError(f"HTTP {status} from {self.redacted_url}: {raw[:200]!r}")
+            raise RpcCallError(f"HTTP {status} from {self.redacted_url}: {raw[:EXCERPT_CHARS]!r}")
         return raw, received_ns
 
     async def _exchange(self, requests: list[dict[str, Any]], batch: bool) -> dict[int, _Answer]:
@@ -414,8 +425,8 @@ class RpcClient:
             bodies = [orjson.loads(element) for element in elements]
         except (ValueError, UnicodeDecodeError) as exc:
             if batch and raw.lstrip().startswith(b"{"):
-                raise _BatchRefusedError(f"a batch answered by one object: {raw[:200]!r}") from exc
-            raise RpcServerError(f"an answer that is not JSON-RPC: {raw[:200]!r}", status="garbled") from exc
+                raise _BatchRefusedError(f"a batch answered by one object: {raw[:EXCERPT_CHARS]!r}") from exc
+            raise RpcServerError(f"an answer that is not JSON-RPC: {raw[:EXCERPT_CHARS]!r}", status="garbled") from exc
         answers: dict[int, _Answer] = {}
         for element, parsed in zip(elements, bodies, strict=True):
             if isinstance(parsed, dict) and isinstance(parsed.get("id"), int):
@@ -448,7 +459,7 @@ class RpcClient:
                 f"{method} at {self.redacted_url} still failing after {self.policy.retry_budget_s:g} s: {exc}"
             ) from exc
         metrics.RPC_RETRIES.labels(exc.reason).inc(calls)
-        log.info("rpc=%s status=%s retry_in_s=%.2f attempt=%d calls=%d", method, exc.status, delay, attempt + 1, calls)
+        log.debug("rpc=%s status=%s retry_in_s=%.2f attempt=%d calls=%d", method, exc.status, delay, attempt + 1, calls)
         await asyncio.sleep(delay)
 
     def _check(self, method: str, answer: _Answer) -> None:
@@ -457,7 +468,9 @@ class RpcClient:
         if error is None:
             return
         code = error.get("code")
-        message = str(error.get("message", ""))[:500]
+        message = str(error.get("message", ""))[:MESSAGE_CHARS]
+        if code in RATE_LIMITED_CODES:
+            raise RpcRateLimitedError(f"{method}: rate limited ({code}): {message}", retry_after_s=None)
         if code in NOT_READY_CODES:
             raise RpcNodeNotReadyError(f"{method}: {message}", status=str(code))
         if code == UNSUPPORTED_VERSION:
@@ -491,7 +504,7 @@ class RpcClient:
                 self._check(method, answer)
                 _count(method, "rpc_error")
                 raise RpcCallError(
-                    f"{method}: error {error.get('code')}: {str(error.get('message', ''))[:500]}",
+                    f"{method}: error {error.get('code')}: {str(error.get('message', ''))[:MESSAGE_CHARS]}",
                     code=error.get("code") if isinstance(error.get("code"), int) else None,
                 )
             except RpcTransientError as exc:
@@ -514,7 +527,7 @@ class RpcClient:
         answer = await self._call("getSlot", [{"commitment": commitment}])
         result = answer.body.get("result")
         if not isinstance(result, int):
-            raise RpcCallError(f"getSlot answered {answer.raw[:200]!r}")
+            raise RpcCallError(f"getSlot answered {answer.raw[:EXCERPT_CHARS]!r}")
         return result
 
     async def get_signatures_for_address(
@@ -535,7 +548,7 @@ class RpcClient:
         answer = await self._call("getSignaturesForAddress", [address, config])
         result = answer.body.get("result")
         if not isinstance(result, list):
-            raise RpcCallError(f"getSignaturesForAddress answered {answer.raw[:200]!r}")
+            raise RpcCallError(f"getSignaturesForAddress answered {answer.raw[:EXCERPT_CHARS]!r}")
         return [
             SignatureInfo(
                 signature=entry["signature"],
@@ -558,10 +571,10 @@ class RpcClient:
         answer = await self._call("getBlock", [slot, config], settle=SLOT_UNAVAILABLE_CODES)
         error = answer.error
         if error is not None:
-            return SlotUnavailable(slot, int(error["code"]), str(error.get("message", ""))[:500])
+            return SlotUnavailable(slot, int(error["code"]), str(error.get("message", ""))[:MESSAGE_CHARS])
         result = answer.body.get("result")
         if not isinstance(result, dict) or not isinstance(result.get("signatures"), list):
-            raise RpcCallError(f"getBlock {slot} answered {answer.raw[:200]!r}")
+            raise RpcCallError(f"getBlock {slot} answered {answer.raw[:EXCERPT_CHARS]!r}")
         return [str(signature) for signature in result["signatures"]]
 
     async def get_transaction(self, signature: str, *, encoding: str, commitment: str) -> Fetched:
@@ -621,7 +634,7 @@ class RpcClient:
                         signature,
                         answer.raw,
                         answer.received_ns,
-                        f"error {error.get('code')}: {str(error.get('message', ''))[:500]}",
+                        f"error {error.get('code')}: {str(error.get('message', ''))[:MESSAGE_CHARS]}",
                     )
                 elif answer.body.get("result") is None:
                     retry.append(signature)
@@ -651,7 +664,7 @@ class RpcClient:
             else:
                 _count(method, "null", len(pending))
                 metrics.RPC_RETRIES.labels("null").inc(len(pending))
-                log.info("rpc=%s status=null retry_in_s=%.2f calls=%d", method, delay, len(pending))
+                log.debug("rpc=%s status=null retry_in_s=%.2f calls=%d", method, delay, len(pending))
                 await asyncio.sleep(delay)
             attempt += 1
         return [done[signature] for signature in signatures]
@@ -667,7 +680,7 @@ class RpcClient:
                     log.warning(
                         "rpc=batch refused=true url=%s fallback=single_calls: %s",
                         self.redacted_url,
-                        str(exc)[:200],
+                        str(exc)[:EXCERPT_CHARS],
                     )
         answers: dict[int, _Answer] = {}
         for part in await asyncio.gather(*(self._exchange([request], batch=False) for request in requests)):

@@ -27,7 +27,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,7 +37,7 @@ import websockets
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from websockets.asyncio.client import ClientConnection
 
-from connectors.rpc import Fetched, RpcClient, RpcError, RpcPolicy
+from connectors.rpc import Fetched, RpcCallError, RpcClient, RpcError, RpcPolicy
 from quantbot import metrics
 from quantbot.backoff import Backoff
 from quantbot.errors import ResumeRefusedError
@@ -149,10 +149,20 @@ class SolanaLogsSource(FixedPartitionedSource[Frame | DeadLetter, LivePosition |
         self.on_event = on_event
         self.activity = activity if activity is not None else SourceActivity(SOURCE)
         self.refusal: ResumeRefusedError | None = None
+        self.failure: BaseException | None = None
+        """What stopped the source, for the caller to raise once the engine has stopped (raised inside the
+        engine, it would reach the user as a Rust panic): a configuration the node refuses, a node down for
+        longer than the retry budget, a subscription refused. The snapshot keeps what was pending."""
         self._stopping = threading.Event()
 
     def stop(self) -> None:
         """Stop reading: each partition emits what it has fetched and ends (safe from a signal handler)."""
+        self._stopping.set()
+
+    def fail(self, exc: BaseException) -> None:
+        """Stop every partition because of `exc` (the first failure is kept)."""
+        if self.failure is None:
+            self.failure = exc
         self._stopping.set()
 
     @property
@@ -194,6 +204,7 @@ class SolanaLogsSource(FixedPartitionedSource[Frame | DeadLetter, LivePosition |
             stopping=self._stopping,
             on_event=self.on_event,
             activity=self.activity,
+            fail=self.fail,
         )
 
 
@@ -227,8 +238,10 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         stopping: threading.Event,
         on_event: EventSink | None,
         activity: SourceActivity,
+        fail: Callable[[BaseException], None] | None = None,
     ) -> None:
         self._config = config
+        self._fail = fail
         self._number = number
         self._group = config.groups[number]
         self._key = group_key(SOURCE, self._group)
@@ -245,6 +258,11 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         self._gap_before: dict[str, ChainPoint] = {}
         """Per program, the newest transaction seen before the last reconnection (the gap's start)."""
         self._gap_reason: str | None = None
+        self._open_gaps: dict[str, ChainPoint] = {}
+        """Per program, the start of a gap not backfilled yet: the snapshot's position until it is, so that a
+        crash mid-backfill resumes from the gap's start rather than past it."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Gap backfills and event writes under way: referenced until done (the loop keeps weak references)."""
         self._first_after: dict[str, ChainPoint] = {}
         """Per program, the first transaction notified since the last reconnection (the gap's end)."""
         if resume is not None:
@@ -263,8 +281,8 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
     # ------------------------------------------------------------------ the dataflow's side
 
     def next_batch(self) -> list[Frame | DeadLetter]:
-        """What the loop has fetched so far (never waits); ends once stopped and drained."""
-        if self._failure is not None:
+        """What the loop has fetched so far (never waits); ends once stopped (or failed) and drained."""
+        if self._failure is not None and self._fail is None:
             raise self._failure
         batch: list[Frame | DeadLetter] = []
         with self._lock:
@@ -272,7 +290,8 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
                 signature, item = self._ready.popleft()
                 self._pending.pop(signature, None)
                 batch.append(item)
-        if not batch and self._stopping.is_set() and not self._thread.is_alive():
+        ended = self._stopping.is_set() or self._failure is not None
+        if not batch and ended and not self._thread.is_alive():
             log.info("source=%s partition=%s stopped pending=%d", SOURCE, self._key, len(self._pending))
             raise StopIteration
         return batch
@@ -282,7 +301,8 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         return None if self._ready else datetime.now(UTC) + timedelta(seconds=IDLE_WAIT_S)
 
     def snapshot(self) -> LivePosition:
-        """Newest notification per program, what is taken on but not emitted, and the seen-set."""
+        """Per program the newest notification (or the start of a gap still being backfilled), what is taken
+        on but not emitted, and the seen-set."""
         with self._lock:
             return LivePosition(SOURCE, self._group, dict(self._last), tuple(self._pending), self._seen.snapshot())
 
@@ -296,8 +316,15 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
     def _run(self) -> None:
         try:
             asyncio.run(self._main())
-        except BaseException as exc:  # handed to the dataflow's thread, which raises it
-            log.error("source=%s partition=%s failed: %s", SOURCE, self._key, redact(repr(exc)))
+        except BaseException as exc:
+            self._failed(exc)
+        if self._failure is not None and self._fail is not None:
+            self._fail(self._failure)
+
+    def _failed(self, exc: BaseException) -> None:
+        """Note the partition's failure: the loop winds down, the source learns it (or `next_batch` raises it)."""
+        if self._failure is None:
+            log.error("source=%s partition=%s failed: %s", SOURCE, self._key, redact(str(exc) or repr(exc)))
             self._failure = exc
 
     async def _main(self) -> None:
@@ -307,13 +334,15 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
             self._queue: asyncio.Queue[str] = asyncio.Queue()
             for signature in list(self._pending):
                 self._queue.put_nowait(signature)
-            fetchers = [asyncio.create_task(self._fetcher()) for _ in range(config.policy.max_in_flight)]
+            for _ in range(config.policy.max_in_flight):
+                self._background(self._fetcher())
             try:
                 await self._stream()
             finally:
-                for task in fetchers:
+                tasks = list(self._tasks)
+                for task in tasks:
                     task.cancel()
-                await asyncio.gather(*fetchers, return_exceptions=True)
+                await asyncio.gather(*tasks, return_exceptions=True)
 
     def _take(self, signature: str) -> None:
         """Fetch `signature` unless it was taken on already."""
@@ -336,10 +365,8 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
                 fetched: Fetched = await self._rpc.get_transaction(
                     signature, encoding=config.encoding, commitment=commitment
                 )
-            except RpcError as exc:
-                if not exc.retryable:
-                    raise
-                self._emit(signature, self._fetch_letter(signature, f"getTransaction failed: {exc}"))
+            except RpcCallError as exc:  # this request is refused (not the node, not the configuration)
+                self._emit(signature, self._fetch_letter(signature, f"getTransaction refused: {exc}"))
                 continue
             if fetched.response is None or fetched.problem is not None:
                 self._emit(signature, self._fetch_letter(signature, fetched.problem or "no response"))
@@ -369,7 +396,7 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         config = self._config
         reason = "restart" if self._last else None
         attempt = 0
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and self._failure is None:
             try:
                 async with websockets.connect(
                     config.ws_url,
@@ -379,9 +406,14 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
                     open_timeout=OPEN_TIMEOUT_S,
                     close_timeout=CLOSE_TIMEOUT_S,
                 ) as ws:
+                    if reason is not None:
+                        # Taken before subscribing: notifications that arrive with the subscriptions' answers
+                        # move the newest-seen positions, and the gap starts where the last connection left off.
+                        self._open_gap(reason)
                     await self._subscribe(ws)
                     if reason is not None:
-                        self._open_gap(reason)
+                        self._backfill_gap()
+                    self._anchor_quiet_programs()
                     attempt = 0
                     reason = await self._read(ws)
             except SubscriptionRefusedError:
@@ -462,7 +494,7 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
     async def _read(self, ws: ClientConnection) -> str | None:
         """Read notifications until the stream drops or goes silent; returns why it ended (None: stopped)."""
         last = time.monotonic()
-        while not self._stopping.is_set():
+        while not self._stopping.is_set() and self._failure is None:
             try:
                 raw = await asyncio.wait_for(ws.recv(), timeout=POLL_S)
             except TimeoutError:
@@ -543,14 +575,20 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
     # ------------------------------------------------------------------ gaps
 
     def _open_gap(self, reason: str) -> None:
-        """After a reconnection: list and fetch each program's transactions since the newest seen."""
+        """A new connection after a loss (or a restart): the gap starts at each program's newest transaction."""
         metrics.GAPS.labels(SOURCE).inc()
         with self._lock:
-            before = dict(self._last)
-        self._gap_before = before
+            self._gap_before = dict(self._last)
+            for program, point in self._gap_before.items():
+                self._open_gaps.setdefault(program, point)
         self._gap_reason = reason
-        for program, point in before.items():
-            asyncio.get_running_loop().create_task(self._backfill(program, point, reason))
+
+    def _backfill_gap(self) -> None:
+        """Once subscribed again: list and fetch each program's transactions since the gap's start (the
+        listing reaches into what the new subscriptions notify; the seen-set takes each signature once)."""
+        reason = self._gap_reason or "disconnect"
+        for program, point in self._gap_before.items():
+            self._background(self._backfill(program, point, reason))
 
     def _gap_closed(self, program: str, after: ChainPoint) -> None:
         before = self._gap_before.get(program)
@@ -572,36 +610,58 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
             )
         )
 
+    def _anchor_quiet_programs(self) -> None:
+        """Give each program not notified yet a starting point (its newest signature), so that a gap before
+        its first notification is still backfilled: a quiet program's trades are not lost to a reconnection."""
+        with self._lock:
+            quiet = [program for program in self._group if program not in self._last]
+        for program in quiet:
+            self._background(self._anchor(program))
+
+    async def _anchor(self, program: str) -> None:
+        commitment = SIGNATURE_COMMITMENTS.get(self._config.commitment, self._config.commitment)
+        try:
+            newest = await self._rpc.get_signatures_for_address(program, limit=1, commitment=commitment)
+        except RpcError as exc:
+            if not exc.retryable:
+                raise
+            log.warning("source=%s program=%s no starting point: %s", SOURCE, program, redact(str(exc)))
+            return
+        if newest:
+            with self._lock:
+                self._last.setdefault(program, ChainPoint(newest[0].slot, newest[0].signature))
+
     async def _backfill(self, program: str, since: ChainPoint, reason: str) -> None:
         config = self._config
         commitment = SIGNATURE_COMMITMENTS.get(config.commitment, config.commitment)
         listed: list[str] = []
         failed = 0
         before: str | None = None
-        try:
-            while not self._stopping.is_set():
-                page = await self._rpc.get_signatures_for_address(
-                    program, before=before, until=since.signature, limit=SIGNATURES_PAGE, commitment=commitment
-                )
-                for info in page:
-                    if info.err and not config.include_failed:
-                        failed += 1
-                        continue
-                    listed.append(info.signature)
-                if len(page) < SIGNATURES_PAGE:
-                    break
-                before = page[-1].signature
-        except RpcError as exc:
-            if not exc.retryable:
-                raise
-            log.error("source=%s program=%s gap backfill failed: %s", SOURCE, program, redact(str(exc)))
-            return
+        # A node down past the retry budget raises out of here and fails the partition: the gap stays open in
+        # the snapshot, and the restart lists it again.
+        while True:
+            if self._stopping.is_set():
+                return  # the gap stays open: a resume lists it again
+            page = await self._rpc.get_signatures_for_address(
+                program, before=before, until=since.signature, limit=SIGNATURES_PAGE, commitment=commitment
+            )
+            for info in page:
+                if info.err and not config.include_failed:
+                    failed += 1
+                    continue
+                listed.append(info.signature)
+            if len(page) < SIGNATURES_PAGE:
+                break
+            before = page[-1].signature
         new = 0
         for signature in reversed(listed):  # oldest first: the order the chain made them
             if signature not in self._seen:
                 new += 1
                 metrics.BACKFILLED_SIGNATURES.labels(SOURCE).inc()
             self._take(signature)
+        with self._lock:  # every signature of the gap is seen or pending now: the snapshot may move past it
+            if self._open_gaps.get(program) == since:
+                del self._open_gaps[program]
         log.info(
             "source=%s program=%s gap backfilled since_slot=%d listed=%d new=%d failed_skipped=%d",
             SOURCE,
@@ -630,4 +690,15 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
             with contextlib.suppress(Exception):  # an event log that cannot write logs it itself
                 await asyncio.wait_for(asyncio.to_thread(on_event, event), EVENT_EXECUTOR_TIMEOUT_S)
 
-        asyncio.get_running_loop().create_task(write())
+        self._background(write())
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` beside the stream; an error it raises fails the partition, as the stream's would."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self._failed(exc)

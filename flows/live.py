@@ -16,6 +16,7 @@ from typing import Any, TypeGuard, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
 from bytewax.outputs import Sink
 from rich.console import Console
 from rich.live import Live
@@ -23,6 +24,7 @@ from rich.table import Table
 
 from connectors.rpc import RpcPolicy
 from connectors.solana_ws import LiveConfig, SolanaLogsSource
+from connectors.yellowstone import YellowstoneSource
 from flows.feeds import feed_sources, stop_feeds
 from flows.graph import build_flow
 from flows.runtime import active_strategies, event_log, flow_config, run, store_sinks
@@ -96,12 +98,61 @@ def live_config(settings: Settings) -> LiveConfig:
     )
 
 
-def live_source(settings: Settings, activity: SourceActivity | None = None) -> SolanaLogsSource:
-    """The live source `[solana] source` names, reporting gaps to `system_events`."""
-    events = event_log(settings)
+LiveSource = SolanaLogsSource | YellowstoneSource
+
+
+def check_endpoints(settings: Settings) -> None:
+    """Refuse at once (before anything connects) a configuration that names no node for `[solana] source`.
+
+    Raises:
+        ConfigError: naming the variable to set.
+    """
     if settings.solana.source == "grpc":
-        raise ConfigError("solana.source", "the grpc source is not wired yet", "configuration")
-    return SolanaLogsSource(live_config(settings), on_event=events.record, activity=activity)
+        if not settings.solana.grpc_url:
+            raise ConfigError(
+                "solana.grpc_url",
+                "is not set: export QUANTBOT_SOLANA_GRPC_URL (your Yellowstone endpoint, e.g. https://name.rpcpool.com)"
+                ' and QUANTBOT_SOLANA_GRPC_TOKEN, or use [solana] source = "websocket"',
+                "environment",
+            )
+        return
+    live_config(settings)
+
+
+def live_source(settings: Settings, activity: SourceActivity | None = None) -> LiveSource:
+    """The live source `[solana] source` names, reporting gaps to `system_events`.
+
+    Raises:
+        ConfigError: `[solana]` lacks the source's URL, or its program groups are wrong.
+    """
+    events = event_log(settings)
+    solana = settings.solana
+    if solana.source == "websocket":
+        return SolanaLogsSource(live_config(settings), on_event=events.record, activity=activity)
+    if not solana.grpc_url:
+        raise ConfigError(
+            "solana.grpc_url",
+            "is not set: export QUANTBOT_SOLANA_GRPC_URL (your Yellowstone endpoint, e.g. https://name.rpcpool.com)"
+            ' and QUANTBOT_SOLANA_GRPC_TOKEN, or use [solana] source = "websocket"',
+            "environment",
+        )
+    try:
+        groups = program_groups(followed_programs(settings), solana.program_groups)
+    except ValueError as exc:
+        raise ConfigError("solana.program_groups", str(exc), "configuration") from None
+    return YellowstoneSource(
+        solana.grpc_url,
+        solana.grpc_token.get_secret_value() if solana.grpc_token else None,
+        groups,
+        commitment=solana.commitment,
+        include_failed=solana.include_failed,
+        reconnect_base_s=solana.backoff_base_s,
+        reconnect_cap_s=solana.backoff_cap_s,
+        stale_after_s=solana.stale_after_s,
+        seen_max=solana.seen_max,
+        activity=activity,
+        on_event=events.record,
+    )
 
 
 @dataclass(frozen=True)
@@ -270,6 +321,11 @@ def run_live(
     Raises:
         ConfigError: `[solana]` lacks what the source needs.
         ResumeRefusedError: `recovery_dir` holds a snapshot of other programs.
+        connectors.rpc.RpcConfigurationError: the node refuses the configuration (its key, an encoding).
+        connectors.rpc.RpcUnavailableError: the node failed for longer than the retry budget; what was
+            pending is in the last snapshot, so a restart with the same `recovery_dir` goes on.
+        connectors.solana_ws.SubscriptionRefusedError, connectors.yellowstone.YellowstoneError: the node
+            refused the subscription.
     """
     strategies = active_strategies(settings)
     source = live_source(settings, activity)
@@ -297,7 +353,10 @@ def run_live(
     )
 
 
-def _raise_refusal(settings: Settings, flow: Dataflow, source: SolanaLogsSource, recovery_dir: Path | None) -> None:
+def _raise_refusal(settings: Settings, flow: Dataflow, source: LiveSource, recovery_dir: Path | None) -> None:
+    """Raise what the source could not do inside the engine (where an exception becomes a Rust panic)."""
+    if source.failure is not None:
+        raise source.failure
     if source.refusal is None:
         return
     refusal = ResumeRefusedError(f"recovery directory `{recovery_dir}`: {source.refusal}")
@@ -325,7 +384,7 @@ def record_live(
     """
     source = live_source(settings, activity)
     flow = Dataflow("record")
-    items = op.input("frames", flow, source)
+    items: Stream[Frame | DeadLetter] = op.input("frames", flow, cast("Source[Frame | DeadLetter]", source))
     # Frame(kind="transaction", payload='{"jsonrpc": ...}') | DeadLetter(stage="fetch")
     op.inspect("count_frames", items, lambda _step, item: _count_recorded(item))
     split = op.branch("is_frame", items, _is_frame)

@@ -32,6 +32,8 @@ class EventType(StrEnum):
     RECONNECT_STORM = "reconnect_storm"
     PRICE_DISAGREEMENT = "price_disagreement"
     """A price feed and the prices learned from on-chain trades disagree beyond tolerance."""
+    BACKFILL_SLOT_UNAVAILABLE = "backfill_slot_unavailable"
+    """A slot the backfill read to fix its range had no block: skipped, or missing from long-term storage."""
 
 
 class Severity(StrEnum):

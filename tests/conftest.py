@@ -13,6 +13,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -169,3 +170,36 @@ def influx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxEndpoint]
         yield InfluxEndpoint(url=server.url, token="test-token", org="quantbot", bucket="quantbot")
     finally:
         stack.stop(server)
+
+
+@pytest.fixture
+def reference_pg_url() -> Iterator[str]:
+    """A second fresh PostgreSQL database, for a reference run beside the one under test."""
+    name = f"qbtest_reference_{os.getpid()}_{time.monotonic_ns()}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _victoria_metrics(directory: Path) -> Iterator[str]:
+    server = stack.start_victoria_metrics(directory / "data", stack.free_port(), directory / "server.log")
+    try:
+        yield server.url
+    finally:
+        stack.stop(server)
+
+
+# Each run compared has a VictoriaMetrics server of its own: series of two runs, or of other tests (the
+# session's server), cannot be told apart.
+@pytest.fixture
+def reference_influx(tmp_path: Path) -> Iterator[str]:
+    """An empty VictoriaMetrics server for a reference run."""
+    yield from _victoria_metrics(tmp_path / "vm-reference")
+
+
+@pytest.fixture
+def run_influx(tmp_path: Path) -> Iterator[str]:
+    """An empty VictoriaMetrics server for the run under test."""
+    yield from _victoria_metrics(tmp_path / "vm-run")

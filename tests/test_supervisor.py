@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import xmlrpc.client
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,13 @@ import pytest
 import redis
 from supervisor.xmlrpc import SupervisorTransport
 
-from quantbot.ops import readback, stack
+from quantbot.ops import readback
 from quantbot.ops import schema as operations
 from quantbot.ops.demo import ensure_demo_strategy
 from quantbot.settings import Settings, load_settings
 from quantbot.synthetic import FeedSpec, generate_feed
 from quantbot.units import SECONDS_PER_DAY
-from tests.conftest import POSTGRES_ADMIN_URL, REPO_ROOT
+from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow  # runs supervisord, replays in child processes and their stores
 
@@ -71,39 +70,6 @@ def _prepared(env: dict[str, str]) -> Settings:
     assert all(report.ok for report in reports), reports
     ensure_demo_strategy(settings)
     return settings
-
-
-@pytest.fixture
-def reference_pg_url() -> Iterator[str]:
-    """A second fresh PostgreSQL database, for the uninterrupted run."""
-    name = f"qbtest_reference_{os.getpid()}_{time.monotonic_ns()}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _victoria_metrics(directory: Path) -> Iterator[str]:
-    server = stack.start_victoria_metrics(directory / "data", stack.free_port(), directory / "server.log")
-    try:
-        yield server.url
-    finally:
-        stack.stop(server)
-
-
-# Each run has a VictoriaMetrics server of its own: series of two runs, or of other tests (the session's
-# server), cannot be told apart.
-@pytest.fixture
-def reference_influx(tmp_path: Path) -> Iterator[str]:
-    """An empty VictoriaMetrics server for the uninterrupted run."""
-    yield from _victoria_metrics(tmp_path / "vm-reference")
-
-
-@pytest.fixture
-def supervised_influx(tmp_path: Path) -> Iterator[str]:
-    """An empty VictoriaMetrics server for the supervised run."""
-    yield from _victoria_metrics(tmp_path / "vm-supervised")
 
 
 def _supervisord_conf(tmp_path: Path, env_file: Path, state: Path, logs: Path, socket: Path) -> Path:
@@ -180,7 +146,7 @@ def test_sigkill_under_supervisord_is_restarted_and_ends_with_the_stores_of_an_u
     redis_url: str,
     mongo_url: str,
     reference_influx: str,
-    supervised_influx: str,
+    run_influx: str,
 ) -> None:
     """SIGKILL of the replay mid-stream: supervisord restarts it, it resumes, exits 0, the stores match a clean run."""
     state, logs = tmp_path / "state", tmp_path / "log"
@@ -208,7 +174,7 @@ def test_sigkill_under_supervisord_is_restarted_and_ends_with_the_stores_of_an_u
     redis.Redis.from_url(redis_url).flushdb()
 
     # The supervised run: settings only in the environment file, as deployed.
-    env = _environment(pg_url, redis_url, mongo_url, f"supervised_{suffix}", supervised_influx)
+    env = _environment(pg_url, redis_url, mongo_url, f"supervised_{suffix}", run_influx)
     settings = _prepared(env)
     env_file = tmp_path / "quantbot.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))

@@ -8,11 +8,13 @@ works, whatever the configuration.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import shutil
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -425,9 +427,10 @@ def _http_endpoint(settings: Settings, port: int | None, sources: list[SourceAct
         endpoint.close()
 
 
-def _print_summary(summary: Any, counts: Any) -> None:
+def _print_summary(summary: Any, counts: Any, inputs: Sequence[tuple[str, object]] | None = None) -> None:
+    """The run's counts, what the stores now hold, and the largest whales; `inputs` heads the run's table."""
     run_rows = [
-        ("recordings", summary.files),
+        *(inputs if inputs is not None else [("recordings", summary.files)]),
         ("frames", summary.frames),
         ("transactions", summary.transactions),
         ("activities (trades, liquidity, transfers)", summary.activities),
@@ -601,17 +604,19 @@ def run(  # noqa: PLR0917 - click passes each option
     SIGTERM or SIGINT stops it cleanly (exit 0 within seconds): reading stops, the stores get what was
     fetched, a last snapshot is taken. Restarted with the same --recovery-dir (also after kill -9), it
     fetches what it had pending and backfills what the chain made meanwhile: nothing lost, nothing twice.
-    Exit 69 when a store is unreachable at start, 78 on a bad configuration (a missing URL, an old schema),
-    1 on a crash.
+    Exit 69 when a store is unreachable at start; 78 on a bad configuration (a missing URL, an old schema,
+    a key or subscription the node refuses); 75 when the node stayed down past [solana] retry_budget_s (a
+    restart with the same --recovery-dir goes on); 1 on a crash.
     """
-    from flows.live import run_live
+    from flows.live import check_endpoints, run_live
     from quantbot.ops.readback import store_counts
 
     settings = ctx.settings
+    check_endpoints(settings)
     _check_start(settings)
     show = sys.stdout.isatty() if view is None else view
     source = SourceActivity(settings.solana.source)
-    with _http_endpoint(settings, http_port, [source]):
+    with _http_endpoint(settings, http_port, [source]), _live_failures():
         summary = run_live(
             settings,
             recovery_dir=recovery_dir,
@@ -621,6 +626,26 @@ def run(  # noqa: PLR0917 - click passes each option
             console=console if show else None,
         )
     _print_live_summary(summary, store_counts(settings))
+
+
+@contextlib.contextmanager
+def _live_failures() -> Iterator[None]:
+    """A live source's end as an exit status: 78 when the node refuses the configuration or the subscription
+    (restarting will not help), 75 when it stayed down past the retry budget (a restart resumes)."""
+    from connectors.rpc import RpcConfigurationError, RpcUnavailableError
+    from connectors.solana_ws import SubscriptionRefusedError
+    from connectors.yellowstone import YellowstoneError
+
+    try:
+        yield
+    except (RpcConfigurationError, SubscriptionRefusedError, YellowstoneError) as exc:
+        _fail(f"the node refused: {redact(str(exc))}", EX_CONFIG)
+    except RpcUnavailableError as exc:
+        _fail(
+            f"the node stayed unavailable: {redact(str(exc))}; what was pending is in the last snapshot: the same"
+            " command with the same --recovery-dir goes on",
+            EX_TEMPFAIL,
+        )
 
 
 @cli.command()
@@ -642,15 +667,184 @@ def record(ctx: _Context, out: Path, recovery_dir: Path | None, duration: float 
     Transactions that could not be fetched are written to DIR/dead-letters-w<worker>.ndjson. PostgreSQL is
     still needed: the run's and the gaps' system_events rows go there.
     """
-    from flows.live import record_live
+    from flows.live import check_endpoints, record_live
 
     settings = ctx.settings
+    check_endpoints(settings)
     _check_start(settings)
     source = SourceActivity(settings.solana.source)
-    with _http_endpoint(settings, http_port, [source]):
+    with _http_endpoint(settings, http_port, [source]), _live_failures():
         summary = record_live(settings, out, recovery_dir=recovery_dir, duration_s=duration, activity=source)
     _print_live_summary(summary, None)
     console.print(f"recordings in {out}: `quantbot replay {out}` processes them")
+
+
+# -------------------------------------------------------------------------------------------- backfill
+
+
+def _base58_key(kind: str) -> Callable[[click.Context, click.Parameter, tuple[str, ...]], tuple[str, ...]]:
+    """A click callback checking that each value is a base58 32-byte key (an address, a program id)."""
+
+    def check(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+        from quantbot.solana.codec import b58decode
+
+        for value in values:
+            try:
+                ok = len(b58decode(value)) == PUBKEY_BYTES
+            except ValueError:
+                ok = False
+            if not ok:
+                raise click.BadParameter(f"`{value}` is not a base58 {kind} (32 bytes)", param=param)
+        return values
+
+    return check
+
+
+def _utc_seconds(_ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """An ISO 8601 time with its zone (`2026-11-30T12:00Z`) as Unix seconds."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"`{value}` is not an ISO 8601 time such as 2026-11-30T12:00Z", param=param) from exc
+    if when.tzinfo is None:
+        raise click.BadParameter(
+            f"`{value}` has no time zone: add one, e.g. `{value}Z` for UTC or `{value}+01:00`", param=param
+        )
+    return int(when.timestamp())
+
+
+PUBKEY_BYTES = 32
+"""A Solana address (public key, program id) is 32 bytes."""
+
+
+@cli.command()
+@click.option(
+    "--program",
+    "programs",
+    multiple=True,
+    callback=_base58_key("program id"),
+    metavar="ID",
+    help="A DEX program whose transactions to backfill (repeatable); e.g. JUP6LkbZbjS1jKKwapdHNy74zcZ3tLUZoi5QNyVTaV4.",
+)
+@click.option(
+    "--address",
+    "addresses",
+    multiple=True,
+    callback=_base58_key("address"),
+    metavar="ADDR",
+    help="Any other address (a pool, a wallet) whose transactions to backfill (repeatable).",
+)
+@click.option("--from-slot", type=click.IntRange(min=0), metavar="N", help="Oldest slot, inclusive.")
+@click.option(
+    "--to-slot", type=click.IntRange(min=0), metavar="M", help="Newest slot, inclusive (default: the newest)."
+)
+@click.option(
+    "--since", callback=_utc_seconds, metavar="ISO", help="Oldest block time, inclusive, e.g. 2026-11-30T00:00Z."
+)
+@click.option("--until", callback=_utc_seconds, metavar="ISO", help="Newest block time, inclusive (default: now).")
+@click.option(
+    "--until-signature",
+    metavar="SIG",
+    help="Backfill what came after this transaction, up to the newest (the RPC's `until`): a live feed's gap.",
+)
+@click.option(
+    "--recovery-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep snapshots here; after a crash or a stop, the same command with the same directory resumes.",
+)
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stdout is a terminal).")
+@http_port_option
+@pass_context
+def backfill(  # noqa: PLR0917 - click passes each option
+    ctx: _Context,
+    programs: tuple[str, ...],
+    addresses: tuple[str, ...],
+    from_slot: int | None,
+    to_slot: int | None,
+    since: int | None,
+    until: int | None,
+    until_signature: str | None,
+    recovery_dir: Path | None,
+    progress: bool | None,
+    http_port: int | None,
+) -> None:
+    """Fetch past transactions over JSON-RPC and push them through the dataflow into the four stores.
+
+    \b
+    Give the addresses (--program, --address: at least one; one partition each) and one kind of range:
+      --from-slot N [--to-slot M]      slots N..M, inclusive (M: default the newest)
+      --since ISO [--until ISO]        block times, inclusive, with a zone (2026-11-30T00:00Z)
+      --until-signature SIG            everything newer than SIG, up to the newest
+    A lower bound is required: a program's whole history is rarely what was meant.
+
+    \b
+    The provider is QUANTBOT_SOLANA_RPC_URL (an archive RPC: getSignaturesForAddress, getTransaction,
+    getBlock; its key stays out of every log). [solana] sets the pace: requests_per_s, max_in_flight,
+    backfill_batch_size (getTransaction calls per JSON-RPC batch; 1 where the plan refuses batches),
+    retry_budget_s, null_retry_s, commitment, encoding, include_failed.
+
+    \b
+    Signatures are listed newest page first; each page's transactions are stored oldest first. The
+    upper bound is fixed when the backfill starts, so a resume (the same command with the same
+    --recovery-dir, after kill -9 or SIGTERM) backfills exactly the same range; every write is keyed,
+    so nothing is stored twice. A transaction that cannot be fetched is a dead letter (stage `fetch`);
+    slots without a block past --to-slot are counted and recorded as `backfill_slot_unavailable` events.
+
+    \b
+    Exit 0 when done or stopped by SIGTERM/SIGINT; 69 when a store is unreachable at start; 75 when the
+    provider stayed unavailable past retry_budget_s (run the same command again later); 78 on a bad
+    configuration (no QUANTBOT_SOLANA_RPC_URL, a provider refusing the key) or an outdated schema; 1 on a crash.
+    """
+    from connectors.backfill import BackfillRange
+    from connectors.rpc import RpcConfigurationError, RpcUnavailableError
+    from flows.backfill import BackfillRequest
+    from flows.backfill import backfill as run_backfill
+    from quantbot.ops.readback import store_counts
+
+    targets = tuple(dict.fromkeys((*programs, *addresses)))
+    if not targets:
+        raise click.UsageError("give at least one --program or --address to backfill")
+    try:
+        request = BackfillRange(
+            from_slot=from_slot, to_slot=to_slot, since_s=since, until_s=until, until_signature=until_signature
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    settings = ctx.settings
+    request = dataclasses.replace(request, include_failed=settings.solana.include_failed)
+    _check_start(settings)
+    if not settings.solana.rpc_url:
+        _fail(
+            "cannot backfill: no RPC provider: set QUANTBOT_SOLANA_RPC_URL (configuration key `solana.rpc_url`)"
+            " to an archive JSON-RPC URL",
+            EX_CONFIG,
+        )
+    show = sys.stdout.isatty() if progress is None else progress
+    source = SourceActivity("backfill")
+    try:
+        with _http_endpoint(settings, http_port, [source]):
+            summary = run_backfill(
+                settings,
+                BackfillRequest(targets, request),
+                recovery_dir=recovery_dir,
+                console=console if show else None,
+                activity=source,
+            )
+    except RpcConfigurationError as exc:
+        _fail(f"backfill: {exc}", EX_CONFIG)
+    except RpcUnavailableError as exc:
+        _fail(f"backfill: {exc}; what was fetched is stored: run the same command again later", EX_TEMPFAIL)
+    inputs: list[tuple[str, object]] = [
+        ("addresses", summary.addresses),
+        ("signatures listed in range", summary.listed),
+        ("transactions fetched", summary.fetched),
+        ("fetch failures (dead letters)", summary.fetch_failures),
+        ("duplicates between addresses", summary.duplicates),
+        ("slots without a block walked past", len(summary.unavailable_slots)),
+    ]
+    _print_summary(summary, store_counts(settings), inputs)
 
 
 def _check_start(settings: Settings) -> None:
@@ -725,9 +919,40 @@ DEMO_DIR = Path(".quantbot/demo")
     show_default=True,
     help="Share of malformed lines (they must end in dead_letters).",
 )
+@click.option("--live", is_flag=True, help="Run `quantbot run` against a simulated chain instead of a replay.")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=30.0,
+    show_default=True,
+    help="With --live: seconds the live run lasts.",
+)
+@click.option(
+    "--tps",
+    type=click.FloatRange(min=1),
+    default=110.0,
+    show_default=True,
+    help="With --live: DEX transactions per second the chain makes (mainnet: about 110).",
+)
+@click.option(
+    "--faults/--no-faults",
+    default=True,
+    show_default=True,
+    help="With --live: the node drops its websocket, answers 429, 503 and null now and then.",
+)
 @http_port_option
 @pass_context
-def demo(ctx: _Context, txs: int, seed: int, garbage: float, http_port: int | None) -> None:
+def demo(  # noqa: PLR0917 - click passes each option
+    ctx: _Context,
+    txs: int,
+    seed: int,
+    garbage: float,
+    live: bool,
+    duration: float,
+    tps: float,
+    faults: bool,
+    http_port: int | None,
+) -> None:
     """The main job on this machine, end to end: stack, schema, a strategy, a feed, a replay, a summary.
 
     \b
@@ -736,6 +961,11 @@ def demo(ctx: _Context, txs: int, seed: int, garbage: float, http_port: int | No
     3. generates a synthetic mainnet-like feed (`synthetic generate`) under .quantbot/demo/;
     4. replays it through the dataflow into all four stores, with a progress bar;
     5. prints what the run did and what the stores now hold.
+
+    \b
+    With --live, steps 3 and 4 are the live path instead: a simulated chain on loopback (a Solana JSON-RPC
+    and websocket node serving generated DEX transactions at --tps, with --faults), and `quantbot run`
+    against it for --duration seconds with a live view; then the same summary. No provider key needed.
     """
     from flows.replay import replay as run_replay
     from quantbot.ops import schema as operations
@@ -755,6 +985,9 @@ def demo(ctx: _Context, txs: int, seed: int, garbage: float, http_port: int | No
         _fail("a store could not be migrated; see the table above", EX_UNAVAILABLE)
     strategy = ensure_demo_strategy(settings)
     console.print(f"2. demo strategy [bold]{strategy}[/] (whale_follower, swaps of $100k and more)")
+    if live:
+        _live_demo(settings, seed=seed, duration=duration, tps=tps, faults=faults, http_port=http_port)
+        return
 
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     feed = DEMO_DIR / f"feed-seed{seed}.jsonl"
@@ -773,6 +1006,40 @@ def demo(ctx: _Context, txs: int, seed: int, garbage: float, http_port: int | No
         summary = run_replay(settings, [feed], recovery_dir=recovery, console=console, activity=source)
     console.print("5. summary")
     _print_summary(summary, store_counts(settings))
+
+
+LIVE_CHAIN_SLACK_S = 10.0
+"""The simulated chain outlasts the live demo by this much (start-up included): it never runs dry mid-run."""
+
+
+def _live_demo(
+    settings: Settings, *, seed: int, duration: float, tps: float, faults: bool, http_port: int | None
+) -> None:
+    from flows.live import run_live
+    from quantbot.ops.demo import LIVE_FAULTS, describe_faults, with_node
+    from quantbot.ops.peers.chain import ChainSpec, SimulatedChain
+    from quantbot.ops.peers.solana_rpc import Faults, SolanaPeer
+    from quantbot.ops.readback import store_counts
+
+    chain = SimulatedChain(ChainSpec(txs=int(tps * (duration + LIVE_CHAIN_SLACK_S)), seed=seed, tx_per_s=tps))
+    node_faults = LIVE_FAULTS if faults else Faults()
+    recovery = DEMO_DIR / "live-recovery"
+    shutil.rmtree(recovery, ignore_errors=True)  # a fresh chain: nothing to resume
+    with SolanaPeer(chain, faults=node_faults, wall_clock=True) as peer:
+        console.print(f"3. a simulated chain on {peer.http_url}: {tps:g} DEX transactions/s")
+        console.print(f"   faults: {describe_faults(node_faults)}")
+        console.print(f"4. quantbot run for {duration:g} s")
+        source = SourceActivity("websocket")
+        with _http_endpoint(settings, http_port, [source]), _live_failures():
+            summary = run_live(
+                with_node(settings, peer.http_url, peer.ws_url),
+                recovery_dir=recovery,
+                duration_s=duration,
+                activity=source,
+                console=console,
+            )
+    console.print("5. summary")
+    _print_live_summary(summary, store_counts(settings))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""The demo's user and whale-follower strategy, created in PostgreSQL and MongoDB."""
+"""The demo's user and whale-follower strategy (PostgreSQL and MongoDB), and its simulated chain for `--live`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from quantbot.ops.peers.solana_rpc import Faults
 from quantbot.schema import mongo as mongo_schema
 from quantbot.settings import Settings
 from sinks.clients import mongo_client, postgres_connect, resolve_endpoints
@@ -68,3 +69,35 @@ def ensure_demo_strategy(settings: Settings) -> str:
             {"_id": DEMO_STRATEGY_ID}, document, upsert=True
         )
     return DEMO_STRATEGY_ID
+
+
+LIVE_FAULTS = Faults(drop_every_s=10.0, http_429_share=0.02, http_503_share=0.01, null_first_fetch_share=0.05)
+"""What the live demo's node does wrong by default, so that reconnections, gaps and retries show: a provider's
+bad minute (mainnet providers drop sockets every few minutes and answer 429 at their plan's rate)."""
+LIVE_REQUESTS_PER_S = 1000.0
+"""The loopback node has no plan to respect: enough for mainnet's DEX pace with every retry."""
+LIVE_BACKOFF_CAP_S = 2.0
+"""Reconnections of the demo wait at most this long: the loopback node is back at once."""
+
+
+def with_node(settings: Settings, rpc_url: str, ws_url: str) -> Settings:
+    """`settings` pointed at a node (the demo's loopback one), with limits that suit it."""
+    solana = settings.solana.model_copy(
+        update={
+            "rpc_url": rpc_url,
+            "ws_url": ws_url,
+            "requests_per_s": LIVE_REQUESTS_PER_S,
+            "backoff_cap_s": LIVE_BACKOFF_CAP_S,
+        }
+    )
+    return settings.model_copy(update={"solana": solana})
+
+
+def describe_faults(faults: Faults) -> str:
+    """One line of what a node's faults are."""
+    if faults == Faults():
+        return "none"
+    return (
+        f"websocket dropped every {faults.drop_every_s:g} s, {faults.http_429_share:.0%} of requests 429,"
+        f" {faults.http_503_share:.0%} 503, {faults.null_first_fetch_share:.0%} of first fetches null"
+    )

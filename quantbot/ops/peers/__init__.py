@@ -2,6 +2,10 @@
 servers that speak Solana's protocols over it on loopback.
 
 - `chain`: `SimulatedChain`, a deterministic timeline of blocks and DEX transactions (`ChainSpec`).
+- `yellowstone`: `YellowstonePeer`, a Yellowstone gRPC (Geyser) server over a chain, with scripted faults;
+  `yellowstone_convert`: a `getTransaction` result as the Geyser messages such a server sends.
+- `solana_rpc`: `SolanaPeer`, Solana JSON-RPC over HTTP and PubSub over websocket on one loopback port,
+  with scripted `Faults`.
 """
 
 from quantbot.ops.peers.chain import (
@@ -13,6 +17,7 @@ from quantbot.ops.peers.chain import (
     SimulatedChain,
     load_recorded,
 )
+from quantbot.ops.peers.solana_rpc import Faults, PeerCounters, SolanaPeer
 
 __all__ = [
     "ENCODINGS",
@@ -20,6 +25,9 @@ __all__ = [
     "ChainBlock",
     "ChainSpec",
     "ChainTransaction",
+    "Faults",
+    "PeerCounters",
     "SimulatedChain",
+    "SolanaPeer",
     "load_recorded",
 ]
