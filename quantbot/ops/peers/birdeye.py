@@ -136,7 +136,10 @@ class BirdeyePeer(LoopbackServer):
         if self.malformed_next > 0:
             self.malformed_next -= 1
             text = text[: len(text) // 2]  # a message cut in half: not JSON
-        await client.ws.send_str(text)
+        try:
+            await client.ws.send_str(text)
+        except ConnectionResetError:  # the client went away; its handler ends on its own
+            return
 
     async def _send_price(self, client: _Client, token: str) -> None:
         symbol, _ = self.tokens[token]

@@ -192,7 +192,10 @@ class HermesPeer(LoopbackServer):
                     data = b'{"parsed": [{"id": "' + ids[0].encode() + b'", "price": {"price": "n/a"'
                 else:
                     data = self._update(ids, tick)
-                await response.write(b"data:" + data + b"\n\n")
+                try:
+                    await response.write(b"data:" + data + b"\n\n")
+                except ConnectionResetError:  # the client went away
+                    break
         finally:
             self._listeners.discard(queue)
         return response
