@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
@@ -189,6 +189,19 @@ def _report_missed(
         )
 
 
+def _watch_large_trades(usable: Stream[Any], config: FlowConfig) -> None:
+    """The large-trade check: transactions seen against trades reported; missed ones counted and reported."""
+    watched = op.filter("watched", usable, lambda item: isinstance(item, DecodedTransaction | LargeTrade | FeedQuote))
+    keyed = op.key_on("one_watch", watched, lambda _item: ONE_WATCH)
+    missed = op.flat_map(
+        "trade_watch",
+        op.key_rm("unkey_watch", op.stateful_map("watch", keyed, partial(_watch, config=config.watch))),
+        lambda found: found,
+    )
+    # MissedTrade(trade=LargeTrade(signature="5TDU...", volume_usd=120_000.0, ...), waited_s=31.2)
+    op.inspect("report_missed", missed, lambda _step, m: _report_missed(m, config.on_event, config.on_missed_trade))
+
+
 def build_flow(
     source: Source[Any] | Sequence[Source[Any]],
     sinks: FlowSinks,
@@ -222,21 +235,8 @@ def build_flow(
     # | DeadLetter
     op.inspect("count_parsed", parsed, lambda _step, item: _count_parsed(item))
     usable = op.branch("parsed_ok", parsed, lambda item: not isinstance(item, DeadLetter))
-    watched = op.filter(
-        "watched", usable.trues, lambda item: isinstance(item, DecodedTransaction | LargeTrade | FeedQuote)
-    )
-    missed = op.flat_map(
-        "trade_watch",
-        op.key_rm(
-            "unkey_watch",
-            op.stateful_map(
-                "watch", op.key_on("one_watch", watched, lambda _item: ONE_WATCH), partial(_watch, config=config.watch)
-            ),
-        ),
-        lambda found: found,
-    )
-    # MissedTrade(trade=LargeTrade(signature="5TDU...", volume_usd=120_000.0, ...), waited_s=31.2)
-    op.inspect("report_missed", missed, lambda _step, m: _report_missed(m, config.on_event, config.on_missed_trade))
+    if config.watch.enabled:  # a stateful step over every transaction: only where large trades are reported
+        _watch_large_trades(usable.trues, config)
     wanted = op.filter(
         "has_activities",
         usable.trues,

@@ -157,7 +157,11 @@ def flow_config(settings: Settings, strategies: list[WhaleFollower]) -> FlowConf
         strategies=strategies,
         parse=ParseConfig(max_ahead_s=settings.parse.max_ahead_s, max_decimals=settings.parse.max_decimals),
         feeds=FeedMap(pyth_mints=dict(settings.feeds.pyth_ids)),
-        watch=WatchConfig(delay_s=settings.feeds.large_trade_delay_s, seen_max=settings.solana.seen_max),
+        watch=WatchConfig(
+            enabled="birdeye" in settings.feeds.enabled and settings.feeds.large_trade_min_usd > 0,
+            delay_s=settings.feeds.large_trade_delay_s,
+            seen_max=settings.solana.seen_max,
+        ),
         on_event=event_log(settings).record,
     )
 

@@ -230,6 +230,8 @@ class MissedTrade:
 class WatchConfig:
     """The large-trade check's settings (`[feeds] large_trade_delay_s`, `seen_max`)."""
 
+    enabled: bool = False
+    """Whether the flow checks large trades at all: where a feed reports them (Birdeye's large-trade stream)."""
     delay_s: float = 30.0
     """A large trade's transaction not decoded this long (by frame receive times) after the report is missed."""
     seen_max: int = 20_000
