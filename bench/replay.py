@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -102,6 +103,27 @@ class _TimedSource(ReplaySource):
         return _TimedPartition(self.files, plan, self.speed, self.batch_size, self.damaged)
 
 
+def time_price_writes(sinks: graph.FlowSinks, written: dict[str, float], clock: Callable[[], float]) -> None:
+    """Note in `written` when the Redis sink's write of each transaction's first price returned (`clock()`)."""
+    original_build = sinks.redis.build
+
+    def timed_build(step_id: str, worker_index: int, worker_count: int) -> Any:
+        partition = original_build(step_id, worker_index, worker_count)
+        write = partition.write_batch
+
+        def write_batch(items: list[Any]) -> None:
+            write(items)
+            now = clock()
+            for item in items:
+                if isinstance(item, PriceTick) and item.signature and item.signature not in written:
+                    written[item.signature] = now
+
+        partition.write_batch = write_batch  # type: ignore[method-assign]
+        return partition
+
+    sinks.redis.build = timed_build  # type: ignore[method-assign]
+
+
 def latency(settings: Settings, work: Path, txs: int, rate: float) -> None:
     """Frame release -> Redis price write returned, at a paced rate."""
     feed = work / "paced.jsonl"
@@ -115,24 +137,7 @@ def latency(settings: Settings, work: Path, txs: int, rate: float) -> None:
                 position_of[tx.signature] = frame.position
     written: dict[str, float] = {}
     sinks = runtime.store_sinks(settings)
-    redis_sink = sinks.redis
-    original_build = redis_sink.build
-
-    def timed_build(step_id: str, worker_index: int, worker_count: int) -> Any:
-        partition = original_build(step_id, worker_index, worker_count)
-        write = partition.write_batch
-
-        def write_batch(items: list[Any]) -> None:
-            write(items)
-            now = time.monotonic()
-            for item in items:
-                if isinstance(item, PriceTick) and item.signature not in written:
-                    written[item.signature] = now
-
-        partition.write_batch = write_batch  # type: ignore[method-assign]
-        return partition
-
-    redis_sink.build = timed_build  # type: ignore[method-assign]
+    time_price_writes(sinks, written, time.monotonic)
     speed = rate / spec.tx_per_s
     flow = graph.build_flow(
         _TimedSource([feed], speed=speed, batch_size=settings.pipeline.replay_batch_size),

@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from connectors.refused import RefusedPartition
 from connectors.rpc import (
     SIGNATURES_PAGE_MAX,
     Fetched,
@@ -325,7 +326,7 @@ class BackfillSource(FixedPartitionedSource[Frame | DeadLetter, BackfillPosition
         problem = _resume_problem(for_part, self.request, resume_state)
         if problem is not None:
             self.refusal = ResumeRefusedError(f"cannot resume the backfill of `{for_part}`: {problem}; {START_FRESH}")
-            return _RefusedPartition(resume_state)
+            return RefusedPartition[Frame | DeadLetter, BackfillPosition](resume_state)
         return _BackfillPartition(self, for_part, resume_state)
 
     def partition_policy(self) -> RpcPolicy:
@@ -414,19 +415,6 @@ async def find_upper_bound(
         if block:
             return UpperBound(slot=to_slot, before=block[0], unavailable=tuple(unavailable))
     return UpperBound(slot=to_slot, before=None, unavailable=tuple(unavailable))
-
-
-class _RefusedPartition(StatefulSourcePartition[Frame | DeadLetter, BackfillPosition | None]):
-    """Emits nothing and keeps the snapshot it was given: a refused resume changes no state."""
-
-    def __init__(self, resume: BackfillPosition | None) -> None:
-        self._resume = resume
-
-    def next_batch(self) -> list[Frame | DeadLetter]:
-        raise StopIteration
-
-    def snapshot(self) -> BackfillPosition | None:
-        return self._resume
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import NoReturn
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from connectors.refused import RefusedPartition
 from quantbot.errors import ResumeRefusedError
 from quantbot.health import SourceActivity
 from quantbot.models import DeadLetter, Frame
@@ -137,7 +138,7 @@ class ReplaySource(FixedPartitionedSource[Frame | DeadLetter, ReplayPosition | N
             plan = resume_plan(self.files, resume_state)
         except ResumeRefusedError as exc:
             self.refusal = exc
-            return _RefusedPartition(resume_state)
+            return RefusedPartition[Frame | DeadLetter, ReplayPosition](resume_state)
         return _ReplayPartition(
             self.files, plan, self.speed, self.batch_size, self.damaged, stopping=self._stopping, activity=self.activity
         )
@@ -187,19 +188,6 @@ def resume_plan(files: list[Path], resume: ReplayPosition | None) -> ReplayPosit
     if not is_compressed(files[first]) and (size := files[first].stat().st_size) < resume.offset:
         _refuse(f"recording `{resume.file}` is {size:,} bytes, shorter than the offset {resume.offset:,} replayed")
     return resume
-
-
-class _RefusedPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPosition | None]):
-    """Emits nothing and keeps the snapshot it was given: a refused resume changes no state."""
-
-    def __init__(self, resume: ReplayPosition | None) -> None:
-        self._resume = resume
-
-    def next_batch(self) -> list[Frame | DeadLetter]:
-        raise StopIteration
-
-    def snapshot(self) -> ReplayPosition | None:
-        return self._resume
 
 
 class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPosition | None]):

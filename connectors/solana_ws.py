@@ -37,6 +37,7 @@ import websockets
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from websockets.asyncio.client import ClientConnection
 
+from connectors.refused import RefusedPartition
 from connectors.rpc import Fetched, RpcCallError, RpcClient, RpcError, RpcPolicy
 from quantbot import metrics
 from quantbot.backoff import Backoff
@@ -190,7 +191,7 @@ class SolanaLogsSource(FixedPartitionedSource[Frame | DeadLetter, LivePosition |
                 self.refusal = ResumeRefusedError(
                     f"cannot resume partition {for_part}: {problem}; to start fresh, delete the recovery directory"
                 )
-                return _RefusedPartition(resume_state)
+                return RefusedPartition[Frame | DeadLetter, LivePosition](resume_state)
         share = len(self.config.groups)
         policy = replace(
             self.config.policy,
@@ -206,19 +207,6 @@ class SolanaLogsSource(FixedPartitionedSource[Frame | DeadLetter, LivePosition |
             activity=self.activity,
             fail=self.fail,
         )
-
-
-class _RefusedPartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | None]):
-    """Emits nothing and keeps the snapshot it was given."""
-
-    def __init__(self, resume: LivePosition | None) -> None:
-        self._resume = resume
-
-    def next_batch(self) -> list[Frame | DeadLetter]:
-        raise StopIteration
-
-    def snapshot(self) -> LivePosition | None:
-        return self._resume
 
 
 class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | None]):
@@ -460,7 +448,8 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         await ws.send(orjson.dumps({"jsonrpc": "2.0", "id": slot_request, "method": "slotSubscribe"}).decode())
         self._subscriptions = {}
         self._first_after = {}
-        deadline = time.monotonic() + OPEN_TIMEOUT_S
+        # A node that leaves its subscriptions unanswered as long as a stream may be silent is as good as dead.
+        deadline = time.monotonic() + self._config.stale_after_s
         while len(self._subscriptions) < len(requests):
             left = deadline - time.monotonic()
             if left <= 0:

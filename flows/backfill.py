@@ -14,10 +14,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from connectors.backfill import BackfillProgress, BackfillRange, BackfillSource
 from connectors.rpc import RpcError, RpcPolicy
 from flows.graph import build_flow
-from flows.runtime import active_strategies, event_log, flow_config, run, store_sinks
-from quantbot import metrics
-from quantbot.errors import ConfigError, ResumeRefusedError
-from quantbot.events import EventType, Severity, SystemEvent
+from flows.runtime import (
+    active_strategies,
+    counter_values,
+    counts_since,
+    event_log,
+    flow_config,
+    refuse_resume,
+    run,
+    store_sinks,
+)
+from quantbot.errors import ConfigError
 from quantbot.health import SourceActivity
 from quantbot.settings import Settings
 
@@ -66,17 +73,6 @@ class BackfillSummary:
         return (self.frames + self.dead_letters) / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-_COUNTERS = {
-    "frames": metrics.FRAMES,
-    "transactions": metrics.TRANSACTIONS,
-    "activities": metrics.ACTIVITIES,
-    "valued": metrics.VALUED,
-    "whales": metrics.WHALES,
-    "signals": metrics.SIGNALS,
-    "dead_letters": metrics.DEAD_LETTERS,
-}
-
-
 def backfill(
     settings: Settings,
     request: BackfillRequest,
@@ -120,7 +116,7 @@ def backfill(
         activity=activity,
     )
     flow = build_flow(source, store_sinks(settings), flow_config(settings, strategies), name="backfill")
-    before = {name: metrics.total(counter) for name, counter in _COUNTERS.items()}
+    before = counter_values()
     start = time.monotonic()
     done = threading.Event()
     drawer = None
@@ -134,22 +130,12 @@ def backfill(
         if drawer is not None:
             drawer.join()
     if source.refusal is not None:
-        refusal = ResumeRefusedError(f"recovery directory `{recovery_dir}`: {source.refusal}")
-        events.record(
-            SystemEvent(
-                EventType.RESUME_REFUSED,
-                Severity.ERROR,
-                flow.flow_id,
-                str(refusal),
-                {"recovery_dir": str(recovery_dir)},
-            )
-        )
-        raise refusal
+        refuse_resume(settings, flow.flow_id, source.refusal, recovery_dir)
     if source.failure is not None:
         failure: RpcError = source.failure
         raise failure
     elapsed = time.monotonic() - start
-    after = {name: metrics.total(counter) - before[name] for name, counter in _COUNTERS.items()}
+    after = counts_since(before)
     progress = source.progress
     return BackfillSummary(
         addresses=len(request.addresses),
@@ -158,13 +144,7 @@ def backfill(
         fetch_failures=progress.failed,
         duplicates=progress.duplicates,
         unavailable_slots=tuple(sorted(slot.slot for slot in source.unavailable_slots)),
-        frames=int(after["frames"]),
-        transactions=int(after["transactions"]),
-        activities=int(after["activities"]),
-        valued=int(after["valued"]),
-        whales=int(after["whales"]),
-        signals=int(after["signals"]),
-        dead_letters=int(after["dead_letters"]),
+        **after,
         strategies=len(strategies),
         elapsed_s=elapsed,
         stopped=stopped,

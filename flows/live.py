@@ -12,12 +12,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeGuard, cast
+from typing import TypeGuard, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
+from prometheus_client import Counter
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -27,11 +28,20 @@ from connectors.solana_ws import LiveConfig, SolanaLogsSource
 from connectors.yellowstone import YellowstoneSource
 from flows.feeds import feed_sources, stop_feeds
 from flows.graph import build_flow
-from flows.runtime import active_strategies, event_log, flow_config, run, store_sinks
+from flows.runtime import (
+    PIPELINE_COUNTERS,
+    active_strategies,
+    counter_values,
+    counts_since,
+    event_log,
+    flow_config,
+    refuse_resume,
+    run,
+    store_sinks,
+)
 from quantbot import metrics
 from quantbot.backoff import Backoff
-from quantbot.errors import ConfigError, ResumeRefusedError
-from quantbot.events import EventType, Severity, SystemEvent
+from quantbot.errors import ConfigError
 from quantbot.health import SourceActivity
 from quantbot.live import program_groups
 from quantbot.models import DeadLetter, Frame
@@ -180,29 +190,13 @@ class LiveSummary:
         return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-COUNTERS: dict[str, Any] = {
-    "frames": metrics.FRAMES,
-    "transactions": metrics.TRANSACTIONS,
-    "activities": metrics.ACTIVITIES,
-    "valued": metrics.VALUED,
-    "whales": metrics.WHALES,
-    "signals": metrics.SIGNALS,
-    "dead_letters": metrics.DEAD_LETTERS,
+COUNTERS: dict[str, Counter] = {
+    **PIPELINE_COUNTERS,
     "reconnects": metrics.RECONNECTS,
     "gaps": metrics.GAPS,
     "backfilled": metrics.BACKFILLED_SIGNATURES,
 }
 """The counters a live run's summary and live view show."""
-
-
-def counts_since(before: dict[str, float]) -> dict[str, int]:
-    """Each of `COUNTERS` now, minus what it was in `before`."""
-    return {name: int(metrics.total(counter) - before.get(name, 0.0)) for name, counter in COUNTERS.items()}
-
-
-def counter_values() -> dict[str, float]:
-    """Each of `COUNTERS` now."""
-    return {name: metrics.total(counter) for name, counter in COUNTERS.items()}
 
 
 @contextmanager
@@ -243,13 +237,13 @@ def live_view(console: Console | None) -> Iterator[None]:
 
 
 def _draw(console: Console, done: threading.Event) -> None:
-    before = counter_values()
+    before = counter_values(COUNTERS)
     lag_before = metrics.bucket_counts(metrics.CHAIN_LAG_SECONDS)
     began = last_at = time.monotonic()
     last = before
     with Live(console=console, auto_refresh=False, transient=False) as view:
         while not done.wait(VIEW_REFRESH_S):
-            now, at = counter_values(), time.monotonic()
+            now, at = counter_values(COUNTERS), time.monotonic()
             rate = (now["frames"] - last["frames"]) / max(at - last_at, 1e-9)
             last, last_at = now, at
             p50 = metrics.quantile(metrics.CHAIN_LAG_SECONDS, 0.5, lag_before)
@@ -339,12 +333,12 @@ def run_live(
         source.stop()
         stop_feeds(feeds)
 
-    before = counter_values()
+    before = counter_values(COUNTERS)
     started = time.monotonic()
     with _stop_after(duration_s, stop) as fired, live_view(console):
         stopped = run(flow, settings, recovery_dir, stop=stop)
-    _raise_refusal(settings, flow, source, recovery_dir)
-    counts = counts_since(before)
+    _raise_failure(settings, flow, source, recovery_dir)
+    counts = counts_since(before, COUNTERS)
     return LiveSummary(
         **counts,
         strategies=len(strategies),
@@ -353,19 +347,12 @@ def run_live(
     )
 
 
-def _raise_refusal(settings: Settings, flow: Dataflow, source: LiveSource, recovery_dir: Path | None) -> None:
+def _raise_failure(settings: Settings, flow: Dataflow, source: LiveSource, recovery_dir: Path | None) -> None:
     """Raise what the source could not do inside the engine (where an exception becomes a Rust panic)."""
     if source.failure is not None:
         raise source.failure
-    if source.refusal is None:
-        return
-    refusal = ResumeRefusedError(f"recovery directory `{recovery_dir}`: {source.refusal}")
-    event_log(settings).record(
-        SystemEvent(
-            EventType.RESUME_REFUSED, Severity.ERROR, flow.flow_id, str(refusal), {"recovery_dir": str(recovery_dir)}
-        )
-    )
-    raise refusal
+    if source.refusal is not None:
+        refuse_resume(settings, flow.flow_id, source.refusal, recovery_dir)
 
 
 def record_live(
@@ -393,13 +380,13 @@ def record_live(
     op.output("record", split.trues, recorder)
     # What is not a frame is a dead letter: the branch's predicate says so, its type does not.
     op.output("dead_letters", cast("Stream[DeadLetter]", split.falses), letters)
-    before = counter_values()
+    before = counter_values(COUNTERS)
     started = time.monotonic()
     with _stop_after(duration_s, source.stop) as fired, live_view(console):
         stopped = run(flow, settings, recovery_dir, stop=source.stop)
-    _raise_refusal(settings, flow, source, recovery_dir)
+    _raise_failure(settings, flow, source, recovery_dir)
     return LiveSummary(
-        **counts_since(before),
+        **counts_since(before, COUNTERS),
         strategies=0,
         elapsed_s=time.monotonic() - started,
         stopped_by="duration" if fired else ("signal" if stopped else "end"),

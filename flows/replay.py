@@ -12,10 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from connectors.replay import ReplaySource
 from flows.graph import build_flow
-from flows.runtime import active_strategies, event_log, flow_config, run, store_sinks
+from flows.runtime import active_strategies, counter_values, counts_since, flow_config, refuse_resume, run, store_sinks
 from quantbot import metrics
-from quantbot.errors import ResumeRefusedError
-from quantbot.events import EventType, Severity, SystemEvent
 from quantbot.health import SourceActivity
 from quantbot.recordings import RecordingReadError, find_recordings, read_lines
 from quantbot.settings import Settings
@@ -101,7 +99,7 @@ def replay(
         flow_config(settings, strategies),
         name="replay",
     )
-    before = {name: metrics.total(counter) for name, counter in _COUNTERS.items()}
+    before = counter_values()
     start = time.monotonic()
     done = threading.Event()
     drawer = None
@@ -116,28 +114,12 @@ def replay(
         if drawer is not None:
             drawer.join()
     if source.refusal is not None:
-        refusal = ResumeRefusedError(f"recovery directory `{recovery_dir}`: {source.refusal}")
-        event_log(settings).record(
-            SystemEvent(
-                EventType.RESUME_REFUSED,
-                Severity.ERROR,
-                flow.flow_id,
-                str(refusal),
-                {"recovery_dir": str(recovery_dir)},
-            )
-        )
-        raise refusal
+        refuse_resume(settings, flow.flow_id, source.refusal, recovery_dir)
     elapsed = time.monotonic() - start
-    after = {name: metrics.total(counter) - before[name] for name, counter in _COUNTERS.items()}
+    after = counts_since(before)
     return ReplaySummary(
         files=len(files),
-        frames=int(after["frames"]),
-        transactions=int(after["transactions"]),
-        activities=int(after["activities"]),
-        valued=int(after["valued"]),
-        whales=int(after["whales"]),
-        signals=int(after["signals"]),
-        dead_letters=int(after["dead_letters"]),
+        **after,
         strategies=len(strategies),
         elapsed_s=elapsed,
         stopped=stopped,
@@ -147,17 +129,6 @@ def replay(
             for letter in source.damaged
         ),
     )
-
-
-_COUNTERS = {
-    "frames": metrics.FRAMES,
-    "transactions": metrics.TRANSACTIONS,
-    "activities": metrics.ACTIVITIES,
-    "valued": metrics.VALUED,
-    "whales": metrics.WHALES,
-    "signals": metrics.SIGNALS,
-    "dead_letters": metrics.DEAD_LETTERS,
-}
 
 
 def _draw_progress(console: Console, total: int, done: threading.Event) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType, TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 from bytewax.dataflow import Dataflow
@@ -25,6 +25,7 @@ from flows.graph import FlowConfig, FlowSinks
 from quantbot import metrics
 from quantbot.backoff import Backoff
 from quantbot.bounds import ParseConfig
+from quantbot.errors import ResumeRefusedError
 from quantbot.events import EventType, Severity, SystemEvent
 from quantbot.feeds import FeedMap
 from quantbot.pricing import PricingConfig
@@ -69,6 +70,44 @@ RUN_COUNTERS: dict[str, Counter | Histogram] = {
 }
 """What a run's `run_finished` (and `run_stopped`, `run_failed`) event counts (store writes: the batches
 the sinks observed)."""
+
+
+PIPELINE_COUNTERS: dict[str, Counter] = {
+    "frames": metrics.FRAMES,
+    "transactions": metrics.TRANSACTIONS,
+    "activities": metrics.ACTIVITIES,
+    "valued": metrics.VALUED,
+    "whales": metrics.WHALES,
+    "signals": metrics.SIGNALS,
+    "dead_letters": metrics.DEAD_LETTERS,
+}
+"""What a flow's summary counts (replay, live, backfill: each adds its source's own)."""
+
+
+def counter_values(counters: dict[str, Counter] = PIPELINE_COUNTERS) -> dict[str, float]:
+    """Each of `counters` now, summed over its labels."""
+    return {name: metrics.total(counter) for name, counter in counters.items()}
+
+
+def counts_since(before: dict[str, float], counters: dict[str, Counter] = PIPELINE_COUNTERS) -> dict[str, int]:
+    """Each of `counters` now, minus what it was in `before` (a `counter_values` taken earlier)."""
+    return {name: int(metrics.total(counter) - before.get(name, 0.0)) for name, counter in counters.items()}
+
+
+def refuse_resume(settings: Settings, flow_id: str, problem: Exception, recovery_dir: Path | None) -> NoReturn:
+    """Raise the refusal a source noted inside the engine (where an exception becomes a Rust panic), after
+    writing it as a `resume_refused` system event.
+
+    Raises:
+        ResumeRefusedError: always, naming the recovery directory and the problem.
+    """
+    refusal = ResumeRefusedError(f"recovery directory `{recovery_dir}`: {problem}")
+    event_log(settings).record(
+        SystemEvent(
+            EventType.RESUME_REFUSED, Severity.ERROR, flow_id, str(refusal), {"recovery_dir": str(recovery_dir)}
+        )
+    )
+    raise refusal
 
 
 def retry_policy(settings: Settings) -> Retry:

@@ -203,3 +203,26 @@ def reference_influx(tmp_path: Path) -> Iterator[str]:
 def run_influx(tmp_path: Path) -> Iterator[str]:
     """An empty VictoriaMetrics server for the run under test."""
     yield from _victoria_metrics(tmp_path / "vm-run")
+
+
+RUN_SNAPSHOT_INTERVAL_S = "0.5"
+"""Snapshots every half second in the tests that kill a flow: a kill loses at most that much work."""
+RUN_PRICE_TTL_S = "86400"
+"""Prices must outlive a comparison of two runs: the schema's 30 s TTL would expire them in between."""
+
+
+def flow_environment(pg_url: str, redis_url: str, mongo_url: str, mongo_db: str, influx_url: str) -> dict[str, str]:
+    """The environment of a flow run in a child process (replay, run) whose stores a test compares with another
+    run's: profile `default`, snapshots every half second, prices that do not expire, warnings only."""
+    return {
+        "QUANTBOT_PROFILE": "default",
+        "QUANTBOT_POSTGRES_URL": pg_url,
+        "QUANTBOT_REDIS_URL": redis_url,
+        "QUANTBOT_MONGO_URL": mongo_url,
+        "QUANTBOT_MONGO_DB": mongo_db,
+        "QUANTBOT_INFLUX_URL": influx_url,
+        "QUANTBOT_INFLUX_TOKEN": "test-token",
+        "QUANTBOT_PIPELINE_SNAPSHOT_INTERVAL_S": RUN_SNAPSHOT_INTERVAL_S,
+        "QUANTBOT_REDIS_PRICE_TTL_S": RUN_PRICE_TTL_S,
+        "QUANTBOT_LOGGING_LEVEL": "WARNING",
+    }

@@ -25,7 +25,11 @@ import yaml
 from tests.conftest import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
-SYSTEMD_UNIT = DEPLOY / "systemd" / "quantbot-replay.service"
+SYSTEMD_UNITS = {
+    "replay": DEPLOY / "systemd" / "quantbot-replay.service",
+    "run": DEPLOY / "systemd" / "quantbot-run.service",
+}
+"""Each flow command's unit."""
 SUPERVISORD_CONF = DEPLOY / "supervisord" / "quantbot.conf"
 RUN_WITH_ENV = DEPLOY / "run-with-env"
 ENV_EXAMPLE = DEPLOY / "env.example"
@@ -49,10 +53,10 @@ def _tool(command: str, package: str) -> str:
     return path
 
 
-def _unit() -> configparser.ConfigParser:
+def _unit(command: str) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(interpolation=None, strict=True)
     parser.optionxform = str  # type: ignore[assignment,method-assign]  # systemd keys are case-sensitive
-    parser.read_string(SYSTEMD_UNIT.read_text())
+    parser.read_string(SYSTEMD_UNITS[command].read_text())
     return parser
 
 
@@ -69,13 +73,14 @@ def _seconds(value: str) -> float:
 
 
 @pytest.mark.slow
-def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", sorted(SYSTEMD_UNITS))
+def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path, command: str) -> None:
     """systemd itself reads the unit without a warning (its ExecStart pointed at this environment's quantbot)."""
     analyze = _tool("systemd-analyze", "systemd")
     quantbot = Path(sys.executable).parent / "quantbot"
     assert quantbot.exists(), f"the quantbot console script is not installed beside {sys.executable}"
-    unit = tmp_path / SYSTEMD_UNIT.name
-    unit.write_text(SYSTEMD_UNIT.read_text().replace(INSTALLED_QUANTBOT, str(quantbot)))
+    unit = tmp_path / SYSTEMD_UNITS[command].name
+    unit.write_text(SYSTEMD_UNITS[command].read_text().replace(INSTALLED_QUANTBOT, str(quantbot)))
 
     result = subprocess.run(
         [analyze, "verify", str(unit)], capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False
@@ -85,9 +90,10 @@ def test_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert result.stderr.strip() == "", f"systemd warned about the unit:\n{result.stderr}"
 
 
-def test_systemd_unit_restarts_a_crash_but_not_a_bad_configuration() -> None:
+@pytest.mark.parametrize("flow", sorted(SYSTEMD_UNITS))
+def test_systemd_unit_restarts_a_crash_but_not_a_bad_configuration(flow: str) -> None:
     """Restart=on-failure except exit 78, SIGTERM with more than 30 s, secrets from a file, own user, state dir."""
-    service = _unit()["Service"]
+    service = _unit(flow)["Service"]
 
     assert service["Restart"] == "on-failure"
     assert str(EX_CONFIG) in service["RestartPreventExitStatus"].split()
@@ -98,7 +104,7 @@ def test_systemd_unit_restarts_a_crash_but_not_a_bad_configuration() -> None:
     assert "quantbot" in service["StateDirectory"].split()
     assert service["WorkingDirectory"] == "/var/lib/quantbot"
     command = shlex.split(service["ExecStart"])
-    assert command[:2] == [INSTALLED_QUANTBOT, "replay"]
+    assert command[:2] == [INSTALLED_QUANTBOT, flow]
     assert command[command.index("--recovery-dir") + 1].startswith("/var/lib/quantbot/")
     assert "PASSWORD" not in service.get("Environment", "") and "TOKEN" not in service.get("Environment", "")
 
@@ -106,25 +112,26 @@ def test_systemd_unit_restarts_a_crash_but_not_a_bad_configuration() -> None:
 # ------------------------------------------------------------------------------------------- supervisord
 
 
-def _program() -> configparser.SectionProxy:
+def _program(flow: str) -> configparser.SectionProxy:
     parser = configparser.ConfigParser(interpolation=None)
     parser.read_string(SUPERVISORD_CONF.read_text())
     programs = [name for name in parser.sections() if name.startswith("program:")]
-    assert programs == ["program:quantbot-replay"], programs
-    return parser[programs[0]]
+    assert sorted(programs) == ["program:quantbot-replay", "program:quantbot-run"], programs
+    return parser[f"program:quantbot-{flow}"]
 
 
-def test_supervisord_program_restarts_only_unexpected_exits_and_stops_with_sigterm() -> None:
+@pytest.mark.parametrize("flow", ["replay", "run"])
+def test_supervisord_program_restarts_only_unexpected_exits_and_stops_with_sigterm(flow: str) -> None:
     """autorestart=unexpected, exitcodes 0 and 78, TERM with more than 30 s, env file through run-with-env, logs."""
-    program = _program()
+    program = _program(flow)
 
     assert program["autorestart"] == "unexpected"
-    assert program["exitcodes"].split(",") == ["0", str(EX_CONFIG)]  # a finished replay; a bad configuration
+    assert program["exitcodes"].split(",") == ["0", str(EX_CONFIG)]  # a finished or stopped flow; a bad configuration
     assert program["stopsignal"] == "TERM"
     assert int(program["stopwaitsecs"]) > FLOW_STOP_S
     command = shlex.split(program["command"])
     assert Path(command[0]).name == "run-with-env" and command[1].startswith("/etc/")
-    assert command[2:4] == [INSTALLED_QUANTBOT, "replay"] and "--recovery-dir" in command
+    assert command[2:4] == [INSTALLED_QUANTBOT, flow] and "--recovery-dir" in command
     assert program["stdout_logfile"].startswith("/var/log/") and program["stderr_logfile"].startswith("/var/log/")
     assert program["user"] not in ("", "root")
     assert "PASSWORD" not in program.get("environment", "") and "TOKEN" not in program.get("environment", "")
@@ -301,7 +308,7 @@ def test_compose_file_is_valid_and_orders_stores_migration_and_pipeline(tmp_path
     assert migrate["healthcheck"] == {"test": ["NONE"]}, "a one-shot serves no /healthz"
     assert all(migrate["depends_on"][s]["condition"] == "service_healthy" for s in STORES)
     assert pipeline["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert pipeline["command"][0] == "replay" and "--recovery-dir" in pipeline["command"]
+    assert pipeline["command"][0] == "run" and "--recovery-dir" in pipeline["command"]
     assert pipeline["restart"] == "on-failure"
     assert pipeline["stop_signal"] == "SIGTERM" and _seconds(pipeline["stop_grace_period"]) > FLOW_STOP_S
     assert any(v.startswith("quantbot:/var/lib/quantbot") for v in pipeline["volumes"])

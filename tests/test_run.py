@@ -26,13 +26,16 @@ from quantbot.recordings import RecordingReadError, decode_frame, find_recording
 from quantbot.settings import Settings, load_settings
 from quantbot.solana.decode import KNOWN_PROGRAMS
 from quantbot.solana.normalise import parse_transactions
-from tests.conftest import REPO_ROOT, run_cli
+from tests.conftest import REPO_ROOT, flow_environment, run_cli
 
 pytestmark = pytest.mark.slow  # a node, the four stores and quantbot in child processes
 
 PROGRAMS = frozenset(KNOWN_PROGRAMS)
-# 900 DEX transactions at 150/s: a 6 s chain, long enough for three drops and a kill mid-stream.
-TXS, TX_PER_S = 900, 150.0
+# 3,000 DEX transactions at 150/s: a 20 s chain, so that a run still starting up under load (imports,
+# start checks: several seconds on a busy machine) finds it going; each test follows WINDOW_S of it.
+TXS, TX_PER_S = 3000, 150.0
+WINDOW_S = 6.0
+"""Chain seconds a test follows after the run subscribed: three drops, a kill mid-stream."""
 ISSUE_FAULTS = {"drop_every_s": 2.0, "http_429_share": 0.05, "http_503_share": 0.02, "null_first_fetch_share": 0.10}
 """The faults the issue asks `quantbot run` to ride through."""
 SUBSCRIBING_S = 1.0
@@ -43,25 +46,8 @@ CAUGHT_UP_S = 90.0
 STOP_S = 30.0
 """SIGTERM to exit: the issue's bound."""
 POLL_S = 0.2
-PRICE_TTL_S = "86400"
-"""Prices must outlive the comparison: the schema's 30 s TTL would expire them between the two runs."""
 GRPC_TOKEN = "x-token-0a1b2c3d4e5f"
 """The loopback Yellowstone peer's token: checked absent from the run's output."""
-
-
-def environment(pg_url: str, redis_url: str, mongo_url: str, mongo_db: str, influx_url: str) -> dict[str, str]:
-    return {
-        "QUANTBOT_PROFILE": "default",
-        "QUANTBOT_POSTGRES_URL": pg_url,
-        "QUANTBOT_REDIS_URL": redis_url,
-        "QUANTBOT_MONGO_URL": mongo_url,
-        "QUANTBOT_MONGO_DB": mongo_db,
-        "QUANTBOT_INFLUX_URL": influx_url,
-        "QUANTBOT_INFLUX_TOKEN": "test-token",
-        "QUANTBOT_REDIS_PRICE_TTL_S": PRICE_TTL_S,
-        "QUANTBOT_PIPELINE_SNAPSHOT_INTERVAL_S": "0.5",
-        "QUANTBOT_LOGGING_LEVEL": "WARNING",
-    }
 
 
 def node_environment(peer: SolanaPeer) -> dict[str, str]:
@@ -110,8 +96,14 @@ def recorded(directory: Path) -> list[str]:
     return signatures
 
 
-def wanted(chain: SimulatedChain, after_s: float = 0.0) -> set[str]:
-    return {tx.signature for tx in chain if tx.err is None and tx.mentions & PROGRAMS and tx.due_s >= after_s}
+def wanted(chain: SimulatedChain, after_s: float = 0.0, until_s: float = float("inf")) -> set[str]:
+    """The chain's successful DEX transactions due between `after_s` and `until_s`."""
+    return {tx.signature for tx in chain if tx.err is None and tx.mentions & PROGRAMS and after_s <= tx.due_s < until_s}
+
+
+def window(chain: SimulatedChain, start_s: float) -> set[str]:
+    """What a test waits for the run to have recorded: `WINDOW_S` of the chain from `start_s`."""
+    return wanted(chain, after_s=start_s, until_s=start_s + WINDOW_S)
 
 
 def wait_for(check: Callable[[], bool], what: str, deadline_s: float, log: Path) -> None:
@@ -166,7 +158,7 @@ def test_run_through_faults_records_each_transaction_once_and_replays_to_the_sam
     and processes every DEX transaction once; SIGTERM exits 0 within 30 s; the recording's replay writes the
     same stores."""
     suffix = str(time.monotonic_ns())
-    env = environment(pg_url, redis_url, mongo_url, f"live_{suffix}", run_influx)
+    env = flow_environment(pg_url, redis_url, mongo_url, f"live_{suffix}", run_influx)
     settings = prepared(env)
     records, log = tmp_path / "recordings", tmp_path / "run.log"
     with SolanaPeer(chain, faults=Faults(**ISSUE_FAULTS, seed=4)) as peer:  # type: ignore[arg-type]
@@ -176,7 +168,7 @@ def test_run_through_faults_records_each_transaction_once_and_replays_to_the_sam
             log,
         )
         try:
-            expected = wanted(chain, after_s=live_from(peer, log))
+            expected = window(chain, live_from(peer, log))
             wait_for(lambda: set(recorded(records)) >= expected, "every DEX transaction recorded", CAUGHT_UP_S, log)
         finally:
             took = stop(process, log)
@@ -194,7 +186,7 @@ def test_run_through_faults_records_each_transaction_once_and_replays_to_the_sam
         live,
         records,
         redis_url,
-        replay_env=environment(reference_pg_url, redis_url, mongo_url, f"replay_{suffix}", reference_influx),
+        replay_env=flow_environment(reference_pg_url, redis_url, mongo_url, f"replay_{suffix}", reference_influx),
     )
 
 
@@ -229,7 +221,7 @@ def test_grpc_run_through_drops_records_each_transaction_once_and_replays_to_the
     `from_slot`), `quantbot run --record` records and processes every DEX transaction once, SIGTERM exits 0
     within 30 s, the token appears nowhere, and the recording replays to the same stores."""
     suffix = str(time.monotonic_ns())
-    env = environment(pg_url, redis_url, mongo_url, f"grpc_{suffix}", run_influx)
+    env = flow_environment(pg_url, redis_url, mongo_url, f"grpc_{suffix}", run_influx)
     settings = prepared(env)
     records, log = tmp_path / "recordings", tmp_path / "run.log"
     with YellowstonePeer(chain, faults=GrpcFaults(drop_every_s=2.0), token=GRPC_TOKEN) as peer:
@@ -249,7 +241,7 @@ def test_grpc_run_through_drops_records_each_transaction_once_and_replays_to_the
         try:
             wait_for(lambda: bool(peer.sent), "the first update", CAUGHT_UP_S, log)
             first = min(chain.by_signature(s).due_s for s in peer.sent)  # type: ignore[union-attr]
-            expected = wanted(chain, after_s=first + SUBSCRIBING_S)
+            expected = window(chain, first + SUBSCRIBING_S)
             wait_for(lambda: set(recorded(records)) >= expected, "every DEX transaction recorded", CAUGHT_UP_S, log)
         finally:
             took = stop(process, log)
@@ -265,7 +257,7 @@ def test_grpc_run_through_drops_records_each_transaction_once_and_replays_to_the
         live,
         records,
         redis_url,
-        replay_env=environment(reference_pg_url, redis_url, mongo_url, f"replay_{suffix}", reference_influx),
+        replay_env=flow_environment(reference_pg_url, redis_url, mongo_url, f"replay_{suffix}", reference_influx),
     )
 
 
@@ -282,14 +274,14 @@ def test_run_killed_with_sigkill_and_restarted_loses_nothing(  # noqa: PLR0917
     """`quantbot run` killed with SIGKILL mid-stream and restarted with the same recovery directory fetches what
     it had pending and backfills what the chain made meanwhile: every transaction is in the stores, once."""
     suffix = str(time.monotonic_ns())
-    env = environment(pg_url, redis_url, mongo_url, f"killed_{suffix}", run_influx)
+    env = flow_environment(pg_url, redis_url, mongo_url, f"killed_{suffix}", run_influx)
     settings = prepared(env)
     records, recovery, log = tmp_path / "recordings", tmp_path / "recovery", tmp_path / "run.log"
     command = ["run", "--record", str(records), "--recovery-dir", str(recovery), "--no-view"]
     with SolanaPeer(chain, faults=Faults(**ISSUE_FAULTS, seed=6)) as peer:  # type: ignore[arg-type]
         node = node_environment(peer)
         process = start(command, {**env, **node}, log)
-        expected = wanted(chain, after_s=live_from(peer, log))
+        expected = window(chain, live_from(peer, log))
         wait_for(lambda: len(recorded(records)) > len(expected) // 4, "a quarter of the chain", CAUGHT_UP_S, log)
         time.sleep(0.6)  # past a snapshot (every 0.5 s)
         process.kill()
@@ -313,7 +305,7 @@ def test_run_killed_with_sigkill_and_restarted_loses_nothing(  # noqa: PLR0917
     first_seen = tmp_path / "deduplicated"
     deduplicate(records, first_seen / "frames.jsonl")
     reset_redis(redis_url)
-    replay_env = environment(reference_pg_url, redis_url, mongo_url, f"reference_{suffix}", reference_influx)
+    replay_env = flow_environment(reference_pg_url, redis_url, mongo_url, f"reference_{suffix}", reference_influx)
     replay_settings = prepared(replay_env)
     result = run_cli("replay", str(first_seen), "--no-progress", env=replay_env)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -363,3 +355,23 @@ def test_run_without_a_node_says_which_variable_to_set(env: dict[str, str], name
 
     assert result.returncode == 78, result.stdout + result.stderr
     assert named in result.stderr
+
+
+def test_record_writes_recordings_that_replay_without_processing_anything(
+    chain: SimulatedChain, pg_url: str, redis_url: str, mongo_url: str, run_influx: str, tmp_path: Path
+) -> None:
+    """`quantbot record --out DIR --duration S` writes what the node notified as recordings (exit 0), and
+    stores nothing but its run's events: a later `quantbot replay DIR` does the processing."""
+    env = flow_environment(pg_url, redis_url, mongo_url, f"record_{time.monotonic_ns()}", run_influx)
+    settings = prepared(env)
+    out = tmp_path / "recorded"
+    with SolanaPeer(chain) as peer:
+        result = run_cli("record", "--out", str(out), "--duration", "4", env={**env, **node_environment(peer)})
+        notified = set(peer.notified)
+    assert result.returncode == 0, result.stdout + result.stderr
+    signatures = recorded(out)
+    assert signatures and len(signatures) == len(set(signatures))
+    assert set(signatures) <= wanted(chain) and set(signatures) & notified
+    assert f"quantbot replay {out}" in result.stdout
+    stored = readback.store_snapshot(settings)
+    assert stored["influx"] == [] and stored["redis"] == {} and stored["mongo.whale_activity"] == []

@@ -27,7 +27,7 @@ from quantbot.ops.demo import ensure_demo_strategy
 from quantbot.settings import Settings, load_settings
 from quantbot.synthetic import FeedSpec, generate_feed
 from quantbot.units import SECONDS_PER_DAY
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, RUN_SNAPSHOT_INTERVAL_S, flow_environment
 
 pytestmark = pytest.mark.slow  # runs supervisord, replays in child processes and their stores
 
@@ -37,30 +37,11 @@ PROGRAM = "quantbot-replay"
 # 4,000 transactions recorded at 400/s last 10 s; at twice that pace the replay lasts about 5 s after a
 # couple of seconds of start-up: long enough to be killed mid-stream, short enough for the suite.
 TXS, SPEED = 4000, "2"
-# Snapshots every half second: the kill lands after at least one, so the restart resumes mid-stream.
-SNAPSHOT_INTERVAL_S = "0.5"
-# Prices must outlive the comparison: the schema's 30 s TTL would expire them between the two runs.
-PRICE_TTL_S = "86400"
 REPLAY_TIMEOUT_S = 300
 RESTART_TIMEOUT_S = 30
 """supervisord restarts an unexpected exit at once; this bounds its reaction and the wrapper's exec."""
 POLL_S = 0.1
 CLI_TIMEOUT_S = 300
-
-
-def _environment(postgres_url: str, redis_url: str, mongo_url: str, mongo_db: str, influx_url: str) -> dict[str, str]:
-    return {
-        "QUANTBOT_PROFILE": "default",
-        "QUANTBOT_POSTGRES_URL": postgres_url,
-        "QUANTBOT_REDIS_URL": redis_url,
-        "QUANTBOT_MONGO_URL": mongo_url,
-        "QUANTBOT_MONGO_DB": mongo_db,
-        "QUANTBOT_INFLUX_URL": influx_url,
-        "QUANTBOT_INFLUX_TOKEN": "test-token",
-        "QUANTBOT_PIPELINE_SNAPSHOT_INTERVAL_S": SNAPSHOT_INTERVAL_S,
-        "QUANTBOT_REDIS_PRICE_TTL_S": PRICE_TTL_S,
-        "QUANTBOT_LOGGING_LEVEL": "WARNING",
-    }
 
 
 def _prepared(env: dict[str, str]) -> Settings:
@@ -73,8 +54,12 @@ def _prepared(env: dict[str, str]) -> Settings:
 
 
 def _supervisord_conf(tmp_path: Path, env_file: Path, state: Path, logs: Path, socket: Path) -> Path:
-    """supervisord's configuration: a daemon on a unix socket, and the deployed program with its paths moved."""
-    program = CONF.read_text()
+    """supervisord's configuration: a daemon on a unix socket, and the deployed replay program with its paths
+    moved (started at once, as `supervisorctl start quantbot-replay` would)."""
+    deployed = CONF.read_text()
+    program = deployed[deployed.index(f"[program:{PROGRAM}]") :]
+    assert "[program:" not in program[1:], f"{PROGRAM} is no longer the last program of {CONF}: update this test"
+    program = program.replace("autostart=false", "autostart=true")
     for installed, here in (
         ("/opt/quantbot/bin/run-with-env", str(RUN_WITH_ENV)),
         ("/etc/quantbot/quantbot.env", str(env_file)),
@@ -158,7 +143,7 @@ def test_sigkill_under_supervisord_is_restarted_and_ends_with_the_stores_of_an_u
     suffix = f"{os.getpid()}_{time.monotonic_ns()}"
 
     # The uninterrupted run, into its own stores; Redis is the test's one database, read and then emptied.
-    reference_env = _environment(reference_pg_url, redis_url, mongo_url, f"reference_{suffix}", reference_influx)
+    reference_env = flow_environment(reference_pg_url, redis_url, mongo_url, f"reference_{suffix}", reference_influx)
     reference_settings = _prepared(reference_env)
     result = subprocess.run(
         [sys.executable, "-m", "quantbot", "replay", str(recording), "--no-progress"],
@@ -174,7 +159,7 @@ def test_sigkill_under_supervisord_is_restarted_and_ends_with_the_stores_of_an_u
     redis.Redis.from_url(redis_url).flushdb()
 
     # The supervised run: settings only in the environment file, as deployed.
-    env = _environment(pg_url, redis_url, mongo_url, f"supervised_{suffix}", run_influx)
+    env = flow_environment(pg_url, redis_url, mongo_url, f"supervised_{suffix}", run_influx)
     settings = _prepared(env)
     env_file = tmp_path / "quantbot.env"
     env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
@@ -200,7 +185,7 @@ def test_sigkill_under_supervisord_is_restarted_and_ends_with_the_stores_of_an_u
         # Mid-stream: it has written to the stores, and a snapshot interval has passed since.
         _wait_for("the replay's first writes", lambda: _dead_letters(pg_url) > 0)
         written_at = time.monotonic()
-        _wait_for("a snapshot interval", lambda: time.monotonic() - written_at > float(SNAPSHOT_INTERVAL_S))
+        _wait_for("a snapshot interval", lambda: time.monotonic() - written_at > float(RUN_SNAPSHOT_INTERVAL_S))
         assert rpc.supervisor.getProcessInfo(PROGRAM)["pid"] == first["pid"], "the replay ended before its kill"
         os.kill(first["pid"], signal.SIGKILL)
 

@@ -33,6 +33,7 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from google.protobuf.json_format import MessageToDict
 
+from connectors.refused import RefusedPartition
 from connectors.yellowstone import geyser_pb2 as geyser
 from connectors.yellowstone import geyser_pb2_grpc
 from quantbot import metrics
@@ -252,7 +253,7 @@ class YellowstoneSource(FixedPartitionedSource[Frame, GrpcPosition | None]):
             start = resume_position(programs, resume_state)
         except ResumeRefusedError as exc:
             self.refusal = exc
-            return _RefusedPartition(resume_state)
+            return RefusedPartition[Frame, GrpcPosition](resume_state)
         return _YellowstonePartition(self, for_part, programs, start, self._stopping)
 
 
@@ -284,19 +285,6 @@ def resume_position(programs: Sequence[str], resume: GrpcPosition | None) -> Grp
     if resume.programs != group:
         _refuse(f"the snapshot is of programs {', '.join(resume.programs)}, not {', '.join(group)}")
     return resume
-
-
-class _RefusedPartition(StatefulSourcePartition[Frame, GrpcPosition | None]):
-    """Emits nothing and keeps the snapshot it was given: a refused resume changes no state."""
-
-    def __init__(self, resume: GrpcPosition | None) -> None:
-        self._resume = resume
-
-    def next_batch(self) -> list[Frame]:
-        raise StopIteration
-
-    def snapshot(self) -> GrpcPosition | None:
-        return self._resume
 
 
 @dataclass(frozen=True, slots=True)

@@ -676,7 +676,7 @@ def record(ctx: _Context, out: Path, recovery_dir: Path | None, duration: float 
     with _http_endpoint(settings, http_port, [source]), _live_failures():
         summary = record_live(settings, out, recovery_dir=recovery_dir, duration_s=duration, activity=source)
     _print_live_summary(summary, None)
-    console.print(f"recordings in {out}: `quantbot replay {out}` processes them")
+    console.print(f"recordings in {out}: `quantbot replay {out}` processes them", soft_wrap=True, highlight=False)
 
 
 # -------------------------------------------------------------------------------------------- backfill
