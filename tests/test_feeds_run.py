@@ -3,7 +3,12 @@ the real stores; Redis holds Hermes' newest SOL price from `pyth`, Influx both f
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,12 +17,13 @@ import redis
 from quantbot.feeds import SOL_USD_FEED_ID
 from quantbot.models import WSOL_MINT
 from quantbot.ops import readback
+from quantbot.ops import schema as operations
 from quantbot.ops.peers.birdeye import BirdeyePeer
 from quantbot.ops.peers.chain import ChainSpec, SimulatedChain
 from quantbot.ops.peers.hermes import HermesPeer
 from quantbot.ops.peers.solana_rpc import SolanaPeer
-from tests.conftest import run_cli
-from tests.test_run import environment, node_environment, prepared, start, stop, wait_for
+from quantbot.settings import load_settings
+from tests.conftest import REPO_ROOT, flow_environment, run_cli
 
 pytestmark = pytest.mark.slow  # a node, two feed peers, the four stores and quantbot in a child process
 
@@ -31,14 +37,49 @@ CHAIN_PAST_S = 2.0
 """The node's chain lasts a second: this long after the first pyth price, newer quotes are all pyth's."""
 SETTLE_S = 1.0
 """After the peers stop moving their prices, how long before the newest must be in Redis (20 of their ticks)."""
+STOP_S = 30.0
+"""SIGTERM to exit: the live issue's bound."""
+POLL_S = 0.2
+
+
+def wait_for(check: Callable[[], bool], what: str, deadline_s: float, log: Path) -> None:
+    deadline = time.monotonic() + deadline_s
+    while not check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}; the run's log:\n{log.read_text()[-4000:]}")
+        time.sleep(POLL_S)
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "quantbot", *command],
+            cwd=REPO_ROOT,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def stop(process: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM `process`, which must exit 0 within `STOP_S`."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        status = process.wait(STOP_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        pytest.fail(f"`quantbot run` did not exit within {STOP_S:g} s of SIGTERM:\n{log.read_text()[-4000:]}")
+    assert status == 0, log.read_text()[-4000:]
 
 
 def test_quantbot_run_with_feeds_writes_the_newest_pyth_price_and_both_feeds_points_without_a_key(
     pg_url: str, redis_url: str, mongo_url: str, run_influx: str, tmp_path: Path
 ) -> None:
     """Redis price:<wSOL> is Hermes' newest price with source pyth; Influx has pyth and birdeye points; no key shows."""
-    env = environment(pg_url, redis_url, mongo_url, f"feeds_{time.monotonic_ns()}", run_influx)
-    prepared(env)
+    env = flow_environment(pg_url, redis_url, mongo_url, f"feeds_{time.monotonic_ns()}", run_influx)
+    assert all(
+        report.ok for report in operations.migrate_up(load_settings(config_dir=REPO_ROOT / "config", environ=env))
+    )
     log = tmp_path / "run.log"
     started = int(time.time()) - 60  # Birdeye candles start at their minute
     chain = SimulatedChain(ChainSpec(txs=60, seed=8, tx_per_s=60.0))
@@ -56,7 +97,8 @@ def test_quantbot_run_with_feeds_writes_the_newest_pyth_price_and_both_feeds_poi
             "QUANTBOT_FEEDS_BIRDEYE_TOKENS": f'["{TOKEN}"]',
             "QUANTBOT_LOGGING_LEVEL": "INFO",
         }
-        run_env = {**env, **node_environment(node), **feeds}
+        node_env = {"QUANTBOT_SOLANA_RPC_URL": node.http_url, "QUANTBOT_SOLANA_WS_URL": node.ws_url}
+        run_env = {**env, **node_env, **feeds}
         process = start(["run", "--no-view"], run_env, log)
         client = redis.Redis.from_url(redis_url, decode_responses=True)
         try:
