@@ -1,8 +1,9 @@
 """The one transform graph: frames in; prices, whales, signals and dead letters out to the four stores.
 
-Every flow is `build_flow` over its own source (the replay of recordings, `flows/replay.py`; the live
-chain, `flows/live.py`; the backfill, `flows/backfill.py`); everything after the input is the same.
-Step ids are stable: they key the recovery snapshots.
+Every flow is `build_flow` over its own sources (the replay of recordings, `flows/replay.py`; the live
+chain and the price feeds, `flows/live.py` and `flows/feeds.py`; the backfill, `flows/backfill.py`);
+everything after the input is the same. Step ids are stable: they key the recovery snapshots (the first
+source's input is `frames` whatever the others are, so snapshots taken before feeds existed resume).
 
 Two ways through the valuation, one flag (`in_order`):
 
@@ -17,8 +18,9 @@ Two ways through the valuation, one flag (`in_order`):
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -30,16 +32,24 @@ from bytewax.outputs import Sink
 
 from quantbot import metrics
 from quantbot.bounds import ParseConfig
+from quantbot.events import EventType, Severity, SystemEvent
+from quantbot.feeds import FeedMap, LargeTrade
 from quantbot.models import DeadLetter, Frame, PriceTick, Signal, WhaleTransaction
-from quantbot.pricing import FeedQuote, PricingConfig
+from quantbot.pricing import FeedQuote, PriceDisagreement, PricingConfig
 from quantbot.signals import WhaleFollower
 from quantbot.steps import (
     DecodedTransaction,
     InOrderValuation,
+    MissedTrade,
+    Parsed,
+    PricedQuote,
     Sequenced,
+    TradeWatch,
     Valuable,
     Valuation,
     ValuedTransaction,
+    WatchConfig,
+    disagreements_of,
     parse_frame,
     price_ticks,
     signals_of,
@@ -47,8 +57,14 @@ from quantbot.steps import (
 )
 from quantbot.whales import WhaleConfig
 
+log = logging.getLogger(__name__)
+
 ONE_BOOK = "book"
 """Every item is valued under this one key: prices are learned in stream order by one state."""
+ONE_WATCH = "watch"
+"""Every decoded transaction and large trade is checked under this one key: one set of seen signatures."""
+FIRST_INPUT = "frames"
+"""The first source's step id, as it was when the flow had one source: its snapshots still resume."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +85,13 @@ class FlowConfig:
     whales: WhaleConfig
     strategies: Sequence[WhaleFollower]
     parse: ParseConfig = field(default_factory=ParseConfig)
+    feeds: FeedMap = field(default_factory=FeedMap)
+    watch: WatchConfig = field(default_factory=WatchConfig)
+    on_event: Callable[[SystemEvent], object] | None = None
+    """Where price disagreements and missed large trades are written as `system_events` rows (None: nowhere)."""
+    on_missed_trade: Callable[[str], object] | None = None
+    """Called with the signature of each missed large trade: where the live flow asks its chain source to
+    fetch it over RPC (None: counted and reported only)."""
 
 
 def _count_frame(item: Frame | DeadLetter) -> None:
@@ -77,7 +100,7 @@ def _count_frame(item: Frame | DeadLetter) -> None:
         metrics.FRAMES.labels(item.source, item.kind).inc()
 
 
-def _count_parsed(item: DecodedTransaction | FeedQuote | DeadLetter) -> None:
+def _count_parsed(item: Parsed) -> None:
     if isinstance(item, DecodedTransaction):
         metrics.TRANSACTIONS.inc()
         for activity in item.activities:
@@ -88,31 +111,32 @@ def _count_parsed(item: DecodedTransaction | FeedQuote | DeadLetter) -> None:
 
 def _value(
     state: Valuation | None, item: DecodedTransaction | FeedQuote, *, config: PricingConfig
-) -> tuple[Valuation, ValuedTransaction | PriceTick]:
+) -> tuple[Valuation, ValuedTransaction | PricedQuote]:
     valuation = state if state is not None else Valuation()
     return valuation, valuation.apply(item, config)
 
 
 def _parse_numbered(
-    numbered: Sequenced[Frame | DeadLetter], *, config: ParseConfig
-) -> Sequenced[list[DecodedTransaction | FeedQuote | DeadLetter]]:
+    numbered: Sequenced[Frame | DeadLetter], *, config: ParseConfig, feeds: FeedMap
+) -> Sequenced[list[Parsed]]:
     """Exactly one parse result list per source item, dead letters and empty lists included: no gap in the numbers."""
     item = numbered.item
-    return Sequenced(numbered.seq, parse_frame(item, config) if isinstance(item, Frame) else [item])
+    return Sequenced(numbered.seq, parse_frame(item, config, feeds) if isinstance(item, Frame) else [item])
 
 
-def _worth_valuing(item: DecodedTransaction | FeedQuote | DeadLetter) -> bool:
-    """Feed quotes, and transactions with something to value (dead letters go their own way)."""
+def _worth_valuing(item: Parsed) -> bool:
+    """Feed quotes, and transactions with something to value (dead letters and reported large trades go
+    their own way)."""
     return isinstance(item, FeedQuote) or (isinstance(item, DecodedTransaction) and bool(item.activities))
 
 
-def _valuable(numbered: Sequenced[list[DecodedTransaction | FeedQuote | DeadLetter]]) -> Sequenced[list[Valuable]]:
+def _valuable(numbered: Sequenced[list[Parsed]]) -> Sequenced[list[Valuable]]:
     return Sequenced(numbered.seq, [item for item in numbered.item if _worth_valuing(item)])  # type: ignore[misc]
 
 
 def _value_in_order(
     state: InOrderValuation | None, numbered: Sequenced[list[Valuable]], *, config: PricingConfig
-) -> tuple[InOrderValuation, list[ValuedTransaction | PriceTick]]:
+) -> tuple[InOrderValuation, list[ValuedTransaction | PricedQuote]]:
     in_order = state if state is not None else InOrderValuation()
     return in_order, in_order.accept(numbered, config)
 
@@ -122,13 +146,102 @@ def _count_dead(item: object) -> None:
         metrics.DEAD_LETTERS.labels(item.stage).inc()
 
 
-def _count_valued(item: ValuedTransaction | PriceTick) -> None:
+def _count_valued(item: ValuedTransaction | PricedQuote) -> None:
     if isinstance(item, ValuedTransaction):
         metrics.VALUED.inc(sum(1 for v in item.valued if v.usd_value is not None))
 
 
+def _watch(
+    state: TradeWatch | None, item: DecodedTransaction | LargeTrade | FeedQuote, *, config: WatchConfig
+) -> tuple[TradeWatch, list[MissedTrade]]:
+    watch = state if state is not None else TradeWatch()
+    return watch, watch.observe(item, config)
+
+
+def _report_disagreement(found: PriceDisagreement, on_event: Callable[[SystemEvent], object] | None) -> None:
+    metrics.PRICE_DISAGREEMENTS.labels(found.feed_source).inc()
+    if not found.report:
+        return
+    log.warning(
+        "price_disagreement token=%s feed=%s feed_price=%g chain=%s chain_price=%g share=%.4f at=%d",
+        found.token,
+        found.feed_source,
+        found.feed_price,
+        found.chain_source,
+        found.chain_price,
+        found.share,
+        found.at,
+    )
+    if on_event is not None:
+        on_event(
+            SystemEvent(
+                EventType.PRICE_DISAGREEMENT,
+                Severity.WARNING,
+                found.feed_source,
+                f"{found.token}: {found.feed_source} quotes {found.feed_price:g} USD, {found.chain_source} trades "
+                f"{found.chain_price:g} USD ({found.share:.1%} apart)",
+                {
+                    "token": found.token,
+                    "feed_source": found.feed_source,
+                    "feed_price": found.feed_price,
+                    "chain_source": found.chain_source,
+                    "chain_price": found.chain_price,
+                    "share": found.share,
+                    "block_time": found.at,
+                },
+            )
+        )
+
+
+def _report_missed(
+    missed: MissedTrade,
+    on_event: Callable[[SystemEvent], object] | None,
+    fetch: Callable[[str], object] | None,
+) -> None:
+    trade = missed.trade
+    if fetch is not None:
+        fetch(trade.signature)
+    metrics.FEED_MISSED_TRADES.inc()
+    log.warning(
+        "missed_large_trade signature=%s volume_usd=%.0f block_time=%d waited_s=%.1f",
+        trade.signature,
+        trade.volume_usd,
+        trade.block_time,
+        missed.waited_s,
+    )
+    if on_event is not None:
+        on_event(
+            SystemEvent(
+                EventType.GAP_DETECTED,
+                Severity.WARNING,
+                "birdeye",
+                f"large trade {trade.signature} (${trade.volume_usd:,.0f}) not seen by the flow within "
+                f"{missed.waited_s:.0f} s",
+                {
+                    "signature": trade.signature,
+                    "volume_usd": trade.volume_usd,
+                    "block_time": trade.block_time,
+                    "position": trade.position,
+                },
+            )
+        )
+
+
+def _watch_large_trades(usable: Stream[Any], config: FlowConfig) -> None:
+    """The large-trade check: transactions seen against trades reported; missed ones counted and reported."""
+    watched = op.filter("watched", usable, lambda item: isinstance(item, DecodedTransaction | LargeTrade | FeedQuote))
+    keyed = op.key_on("one_watch", watched, lambda _item: ONE_WATCH)
+    missed = op.flat_map(
+        "trade_watch",
+        op.key_rm("unkey_watch", op.stateful_map("watch", keyed, partial(_watch, config=config.watch))),
+        lambda found: found,
+    )
+    # MissedTrade(trade=LargeTrade(signature="5TDU...", volume_usd=120_000.0, ...), waited_s=31.2)
+    op.inspect("report_missed", missed, lambda _step, m: _report_missed(m, config.on_event, config.on_missed_trade))
+
+
 def build_flow(
-    source: Source[Any],
+    source: Source[Any] | Sequence[Source[Any]],
     sinks: FlowSinks,
     config: FlowConfig,
     name: str = "quantbot",
@@ -136,23 +249,37 @@ def build_flow(
     *,
     in_order: bool = False,
 ) -> Dataflow:
-    """The dataflow from `source` to `sinks`; with `record`, every frame read is also written there as read.
+    """The dataflow from `source` (or several, merged) to `sinks`; with `record`, every frame read is also written.
 
-    With `in_order`, `source` must number what it emits (`Sequenced` items, 0 on, no gaps: see
+    With `in_order`, the one `source` must number what it emits (`Sequenced` items, 0 on, no gaps: see
     `connectors.replay.ReplaySource(numbered=True)`) and the flow values in that order on any number of
     workers (see the module docstring).
+
+    Step ids: the first source's input is `frames`; another's is `feed_<name>` (its `name` attribute, as the
+    price feeds have: `feed_pyth`), else `feed_<n>` (its position, 1 on). A feed enabled after a snapshot was
+    taken starts fresh and the others resume theirs, whatever the order they are listed in.
     """
     flow = Dataflow(name)
-    items = op.input("frames", flow, source)
+    sources = list(source) if isinstance(source, Sequence) else [source]
+    if not sources:
+        raise ValueError("a flow needs at least one source")
+    inputs = [op.input(FIRST_INPUT, flow, sources[0])]
+    inputs += [
+        op.input(f"feed_{getattr(extra, 'name', number)}", flow, extra)
+        for number, extra in enumerate(sources[1:], start=1)
+    ]
+    items = inputs[0] if len(inputs) == 1 else op.merge("sources", *inputs)
     dead_frames: Stream[DeadLetter] | None = None
     if in_order:
+        if len(sources) != 1:
+            raise ValueError("an in-order flow reads one numbered source")
         # Sequenced(seq=1234, item=Frame(kind="transaction", ...) | DeadLetter(stage="frame"))
         op.inspect("count_frames", items, lambda _step, numbered: _count_frame(numbered.item))
         if record is not None:
             frames = op.filter_map("recorded", items, lambda n: n.item if isinstance(n.item, Frame) else None)
             op.output("record", frames, record)
         spread = op.redistribute("spread_frames", items)
-        numbered = op.map("parse_numbered", spread, partial(_parse_numbered, config=config.parse))
+        numbered = op.map("parse_numbered", spread, partial(_parse_numbered, config=config.parse, feeds=config.feeds))
         # Sequenced(seq=1234, item=[DecodedTransaction(...), DeadLetter(stage="decode"), ...]), on any worker
         parsed = op.flat_map("parse", numbered, lambda n: n.item)
         keyed_numbered = op.key_on("one_book", op.map("valuable", numbered, _valuable), lambda _n: ONE_BOOK)
@@ -172,17 +299,23 @@ def build_flow(
         if record is not None:
             op.output("record", split.trues, record)
         dead_frames = split.falses
-        parsed = op.flat_map("parse", split.trues, partial(parse_frame, config=config.parse))
-    # DecodedTransaction(signature="5Q8E...", activities=(Activity(kind="swap", ...),)) | FeedQuote | DeadLetter
+        parsed = op.flat_map("parse", split.trues, partial(parse_frame, config=config.parse, feeds=config.feeds))
+    # DecodedTransaction(signature="5Q8E...", activities=(Activity(kind="swap", ...),)) | FeedQuote | LargeTrade
+    # | DeadLetter
     op.inspect("count_parsed", parsed, lambda _step, item: _count_parsed(item))
     usable = op.branch("parsed_ok", parsed, lambda item: not isinstance(item, DeadLetter))
+    if config.watch.enabled:  # a stateful step over every transaction: only where large trades are reported
+        _watch_large_trades(usable.trues, config)
     if not in_order:
         wanted = op.filter("has_activities", usable.trues, _worth_valuing)
         keyed = op.key_on("one_book", wanted, lambda _item: ONE_BOOK)
         # ("book", DecodedTransaction | FeedQuote)
         valued = op.key_rm("unkey", op.stateful_map("value", keyed, partial(_value, config=config.pricing)))
-    # ValuedTransaction(signature="5Q8E...", valued=(ValuedActivity(usd_value=412_000.0, ...),)) | PriceTick
+    # ValuedTransaction(signature="5Q8E...", valued=(ValuedActivity(usd_value=412_000.0, ...),)) | PricedQuote
     op.inspect("count_valued", valued, lambda _step, item: _count_valued(item))
+    disagreements = op.flat_map("disagreements", valued, disagreements_of)
+    # PriceDisagreement(token="So11...", feed_source="pyth", feed_price=151.2, chain_price=139.0, share=0.08)
+    op.inspect("report_disagreements", disagreements, lambda _step, d: _report_disagreement(d, config.on_event))
     ticks = op.flat_map("ticks", valued, price_ticks)
     # PriceTick(token="So11...", price_usd=151.2, source="raydium_amm_v4", ...), on the valuation's worker
     store_ticks = ticks

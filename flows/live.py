@@ -26,6 +26,7 @@ from rich.table import Table
 from connectors.rpc import RpcPolicy
 from connectors.solana_ws import LiveConfig, SolanaLogsSource
 from connectors.yellowstone import YellowstoneSource
+from flows.feeds import feed_sources, stop_feeds
 from flows.graph import build_flow
 from flows.runtime import (
     PIPELINE_COUNTERS,
@@ -326,12 +327,20 @@ def run_live(
     """
     strategies = active_strategies(settings)
     source = live_source(settings, activity)
+    feeds = feed_sources(settings, event_log(settings).record, [])
     record = RecorderSink(record_dir) if record_dir is not None else None
-    flow = build_flow(source, store_sinks(settings), flow_config(settings, strategies), name="live", record=record)
+    flow = build_flow(
+        [source, *feeds], store_sinks(settings), flow_config(settings, strategies), name="live", record=record
+    )
+
+    def stop() -> None:
+        source.stop()
+        stop_feeds(feeds)
+
     before = counter_values(COUNTERS)
     started = time.monotonic()
-    with _stop_after(duration_s, source.stop) as fired, live_view(console):
-        stopped = run(flow, settings, recovery_dir, stop=source.stop, cluster=cluster)
+    with _stop_after(duration_s, stop) as fired, live_view(console):
+        stopped = run(flow, settings, recovery_dir, stop=stop, cluster=cluster)
     _raise_failure(settings, flow, source, recovery_dir)
     counts = counts_since(before, COUNTERS)
     return LiveSummary(

@@ -29,12 +29,14 @@ from quantbot.bounds import ParseConfig
 from quantbot.cluster import SINGLE, ClusterSpec
 from quantbot.errors import ResumeRefusedError
 from quantbot.events import EventType, Severity, SystemEvent
+from quantbot.feeds import FeedMap
 from quantbot.pricing import PricingConfig
 from quantbot.redaction import redact
 from quantbot.schema import postgres as pg_schema
 from quantbot.schema.mongo import STRATEGY_CONFIGS
 from quantbot.settings import Settings
 from quantbot.signals import WhaleFollower, load_strategies
+from quantbot.steps import WatchConfig
 from quantbot.units import SECONDS_PER_HOUR
 from quantbot.whales import WhaleConfig, load_labels
 from sinks.clients import influx_client, mongo_client, postgres_connect, redis_client, resolve_endpoints
@@ -187,6 +189,10 @@ def flow_config(settings: Settings, strategies: list[WhaleFollower]) -> FlowConf
             feed_stale_s=settings.pricing.feed_stale_s,
             token_stale_s=settings.pricing.token_stale_s,
             max_tokens=settings.pricing.max_tokens,
+            feed_precedence=tuple(settings.pricing.feed_precedence),
+            source_stale_s=dict(settings.feeds.stale_s),
+            disagreement_share=settings.pricing.disagreement_share,
+            disagreement_every_s=settings.pricing.disagreement_every_s,
         ),
         whales=WhaleConfig(
             tiers=tuple((t.name, t.min_usd) for t in whales.tiers),
@@ -196,6 +202,13 @@ def flow_config(settings: Settings, strategies: list[WhaleFollower]) -> FlowConf
         ),
         strategies=strategies,
         parse=ParseConfig(max_ahead_s=settings.parse.max_ahead_s, max_decimals=settings.parse.max_decimals),
+        feeds=FeedMap(pyth_mints=dict(settings.feeds.pyth_ids)),
+        watch=WatchConfig(
+            enabled="birdeye" in settings.feeds.enabled and settings.feeds.large_trade_min_usd > 0,
+            delay_s=settings.feeds.large_trade_delay_s,
+            seen_max=settings.solana.seen_max,
+        ),
+        on_event=event_log(settings).record,
     )
 
 

@@ -74,6 +74,33 @@ BACKFILLED_SIGNATURES = Counter(
     "sources' backfill; a replay has none)",
     ["source"],
 )
+FEED_DOWN_SECONDS = Counter(
+    "quantbot_feed_down_seconds_total",
+    "Seconds a price feed was not receiving, by source: from the loss of its stream (or the last message of a "
+    "stream found silent) to the next connection; what a feed misses is at most this long",
+    ["source"],
+)
+FEED_RATE_LIMITED = Counter(
+    "quantbot_feed_rate_limited_total",
+    "Price-feed requests answered 429 (each one followed by the provider's wait, e.g. Hermes' 60 s), by source",
+    ["source"],
+)
+FEED_DUPLICATES = Counter(
+    "quantbot_feed_duplicates_total",
+    "Price-feed messages dropped because they re-sent only quotes not newer than ones already emitted, by source",
+    ["source"],
+)
+FEED_MISSED_TRADES = Counter(
+    "quantbot_feed_missed_trades_total",
+    "Large trades a feed reported (Birdeye) whose transaction the flow did not decode within "
+    "`[feeds] large_trade_delay_s`: a gap of the chain source",
+)
+PRICE_DISAGREEMENTS = Counter(
+    "quantbot_price_disagreements_total",
+    "Feed quotes and on-chain trade prices of one token further apart than `[pricing] disagreement_share`, by "
+    "the feed's source",
+    ["source"],
+)
 CHAIN_LAG_SECONDS = Histogram(
     "quantbot_chain_lag_seconds",
     "Now minus the block time, for each transaction with activities as the flow decodes it: a live feed's lag "

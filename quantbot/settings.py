@@ -29,6 +29,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from quantbot.errors import ConfigError
+from quantbot.feeds import SOL_USD_FEED_ID
+from quantbot.models import WSOL_MINT
 from quantbot.redaction import REDACTED, redact, redact_url
 from quantbot.units import SECONDS_PER_DAY
 
@@ -130,7 +132,7 @@ class ParseSettings(_Section):
 
 
 class PricingSettings(_Section):
-    """USD valuation (see quantbot.pricing)."""
+    """USD valuation (see quantbot.pricing: the precedence and freshness rule of prices)."""
 
     stable_mints: list[str] = Field(
         ["EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB"],
@@ -140,6 +142,15 @@ class PricingSettings(_Section):
     feed_stale_s: int = Field(300, ge=0, description="a SOL/USD feed quote older than this gives way to trades")
     token_stale_s: int = Field(SECONDS_PER_DAY, ge=0, description="a learned token price older than this is not used")
     max_tokens: int = Field(200_000, ge=1, description="learned token prices kept at most")
+    feed_precedence: list[str] = Field(
+        ["pyth", "birdeye", "jupiter"], description="feeds in order of trust; the first fresh quote prices a token"
+    )
+    disagreement_share: float = Field(
+        0.05, gt=0, description="a feed and the chain further apart than this share of the feed's price disagree"
+    )
+    disagreement_every_s: int = Field(
+        60, ge=0, description="a token's disagreement is a system event at most once per this many seconds"
+    )
 
 
 class WhaleTier(_Section):
@@ -311,6 +322,104 @@ def _is_pubkey(text: str) -> bool:
     return _PUBKEY_CHARS[0] <= len(text) <= _PUBKEY_CHARS[1] and set(text) <= _BASE58
 
 
+_FEED_NAMES = ("pyth", "birdeye", "jupiter")
+
+
+class FeedSettings(_Section):
+    """The price feeds that run inside `quantbot run`: Pyth Hermes (SSE), Birdeye (websocket), Jupiter (polled).
+
+    Where to connect and the keys come from the environment: `QUANTBOT_PYTH_URL`, `QUANTBOT_BIRDEYE_WS_URL`,
+    `QUANTBOT_BIRDEYE_API_KEY`, `QUANTBOT_JUPITER_URL`, `QUANTBOT_JUPITER_API_KEY` (aliases of
+    `QUANTBOT_FEEDS_<KEY>`). Keys are secrets: masked wherever printed.
+    """
+
+    enabled: list[Literal["pyth", "birdeye", "jupiter"]] = Field(
+        [], description="which feeds `quantbot run` starts; empty: none"
+    )
+    pyth_url: str = Field("https://hermes.pyth.network", description="Hermes base URL; QUANTBOT_PYTH_URL")
+    pyth_ids: dict[str, str] = Field(
+        {SOL_USD_FEED_ID: WSOL_MINT},
+        description="Pyth price feed id (hex, no 0x) -> the mint it prices; default SOL/USD",
+    )
+    rate_limited_wait_s: float = Field(
+        60.0, gt=0, description="wait after a 429 without Retry-After (Hermes' public instance: 60 s)"
+    )
+    birdeye_ws_url: str = Field(
+        "wss://public-api.birdeye.so/socket/solana", description="Birdeye websocket URL; QUANTBOT_BIRDEYE_WS_URL"
+    )
+    birdeye_api_key: SecretStr | None = Field(None, description="secret; QUANTBOT_BIRDEYE_API_KEY")
+    birdeye_tokens: list[str] = Field([], description="mints whose price Birdeye streams (100 per connection)")
+    birdeye_chart: str = Field("1m", description="the candle of SUBSCRIBE_PRICE: its close is the price")
+    large_trade_min_usd: float = Field(
+        0.0, ge=0, description="SUBSCRIBE_LARGE_TRADE_TXS from this USD value (Birdeye's minimum is 1000); 0: not asked"
+    )
+    large_trade_delay_s: float = Field(
+        30.0, gt=0, description="a large trade whose transaction the flow has not decoded this long after is missed"
+    )
+    jupiter_url: str = Field("https://lite-api.jup.ag", description="Jupiter API base; QUANTBOT_JUPITER_URL")
+    jupiter_api_key: SecretStr | None = Field(None, description="secret x-api-key; QUANTBOT_JUPITER_API_KEY")
+    jupiter_tokens: list[str] = Field([], description="mints polled when no live feed covers them")
+    jupiter_requests_per_s: float = Field(
+        1.0, gt=0, description="Jupiter requests per second at most (the keyless tier allows 60 a minute)"
+    )
+    stale_s: dict[str, int] = Field(
+        {"pyth": 60, "birdeye": 120, "jupiter": 300},
+        description="per feed, how old (block time) its quote may be and still price a trade; others: feed_stale_s",
+    )
+    silent_after_s: float = Field(20.0, gt=0, description="a stream with no message this long is dead: reconnect")
+    birdeye_silent_after_s: float = Field(
+        120.0, gt=0, description="the same for Birdeye, whose candles move only when a token trades"
+    )
+    request_timeout_s: float = Field(10.0, gt=0, description="connection and HTTP request timeout")
+    backoff_base_s: float = Field(0.5, gt=0, description="first wait before a reconnection")
+    backoff_cap_s: float = Field(30.0, gt=0, description="longest wait before a reconnection")
+
+    _pyth_scheme = field_validator("pyth_url")(lambda v: _check_url_scheme(v, ("http", "https")))
+    _jupiter_scheme = field_validator("jupiter_url")(lambda v: _check_url_scheme(v, ("http", "https")))
+    _birdeye_scheme = field_validator("birdeye_ws_url")(lambda v: _check_url_scheme(v, ("ws", "wss")))
+
+    @field_validator("pyth_ids")
+    @classmethod
+    def _ids_are_hex(cls, ids: dict[str, str]) -> dict[str, str]:
+        normalised: dict[str, str] = {}
+        for feed_id, mint in ids.items():
+            bare = feed_id.lower().removeprefix("0x")
+            if len(bare) != PYTH_ID_HEX_DIGITS or any(c not in "0123456789abcdef" for c in bare):
+                raise ValueError(f"`{feed_id}` is not a Pyth price feed id (64 hex digits)")
+            if not _is_pubkey(mint):
+                raise ValueError(f"`{mint}` is not a base58 mint")
+            normalised[bare] = mint
+        return normalised
+
+    @field_validator("birdeye_tokens", "jupiter_tokens")
+    @classmethod
+    def _tokens_are_keys(cls, tokens: list[str]) -> list[str]:
+        for token in tokens:
+            if not _is_pubkey(token):
+                raise ValueError(f"`{token}` is not a base58 mint")
+        return tokens
+
+    @field_validator("stale_s")
+    @classmethod
+    def _stale_of_feeds(cls, stale: dict[str, int]) -> dict[str, int]:
+        for name, seconds in stale.items():
+            if seconds < 0:
+                raise ValueError(f"stale_s of `{name}` is negative")
+        return stale
+
+
+PYTH_ID_HEX_DIGITS = 64
+"""A Pyth price feed id is 32 bytes."""
+ENV_ALIASES = {
+    "QUANTBOT_PYTH_URL": ("feeds", "pyth_url"),
+    "QUANTBOT_BIRDEYE_WS_URL": ("feeds", "birdeye_ws_url"),
+    "QUANTBOT_BIRDEYE_API_KEY": ("feeds", "birdeye_api_key"),
+    "QUANTBOT_JUPITER_URL": ("feeds", "jupiter_url"),
+    "QUANTBOT_JUPITER_API_KEY": ("feeds", "jupiter_api_key"),
+}
+"""The feeds' conventional variables, which are not of the `QUANTBOT_<SECTION>_<KEY>` form."""
+
+
 class StackSettings(_Section):
     """The embedded local stack (`quantbot stack`)."""
 
@@ -343,6 +452,7 @@ class Settings(_Section):
     migrate: MigrateSettings = MigrateSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     solana: SolanaSettings = SolanaSettings()
+    feeds: FeedSettings = FeedSettings()
 
     def redacted(self) -> dict[str, Any]:
         """The configuration as plain data with every secret, and every secret a URL carries, replaced by `***`."""
@@ -414,7 +524,8 @@ def _refuse_file_secrets(data: Mapping[str, Any], source: str) -> None:
         for key, value in values.items():
             dotted = f"{section}.{key}"
             if dotted in SECRET_KEYS and value not in (None, ""):
-                env = f"{ENV_PREFIX}{section}_{key}".upper()
+                aliases = [name for name, path in ENV_ALIASES.items() if path == (section, key)]
+                env = aliases[0] if aliases else f"{ENV_PREFIX}{section}_{key}".upper()
                 raise ConfigError(dotted, f"secrets come from the environment only: set {env}", source)
             if _is_url_key(key) and isinstance(value, str) and (shown := redact_url(value)) != value:
                 if shown == REDACTED:
@@ -429,6 +540,8 @@ def _refuse_file_secrets(data: Mapping[str, Any], source: str) -> None:
 
 def _env_key_path(name: str) -> tuple[str, ...] | None:
     """Map `QUANTBOT_REDIS_PRICE_TTL_S` to ("redis", "price_ttl_s") by the model's own field names."""
+    if name in ENV_ALIASES:
+        return ENV_ALIASES[name]
     rest = name[len(ENV_PREFIX) :].lower()
     if rest in Settings.model_fields:
         return (rest,)
@@ -458,7 +571,7 @@ def _env_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[tup
             problem = "is not a configuration key (see `quantbot config show` for the keys)"
             raise ConfigError(name, problem, "environment")
         verbatim = path[-1] in {"url", "password", "token", "db", "org", "bucket"} or path[-1].endswith(
-            ("_url", "_token")
+            ("_url", "_token", "_key")
         )
         value: Any = raw if verbatim else _parse_env_value(raw)
         target = overrides

@@ -7,24 +7,52 @@ Each step is pure or owns its state explicitly, so it is tested without Bytewax,
 The parse step's dead letters, by stage: `frame` (an unknown kind), `normalise` (not a transaction, or
 one with an implausible value: see `quantbot.bounds`), `decode` (a program decoder raised: the
 transaction yields nothing, since a partial or balance-derived reading would be wrong data), `price`
-(not a price quote, or one at an implausible time).
+(not a price quote, or one at an implausible time; one price of a message holding several is positioned
+`<frame position>#<feed id or mint>`).
+
+Price frames are read by their source's parser: `pyth`, `birdeye` and `jupiter` frames carry the
+providers' messages as received (`quantbot.feeds`); a price frame of any other source is the home-made
+`{"symbol": "SOL/USD", ...}` frame of older recordings (`quantbot.pricing.parse_price_payload`).
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from quantbot import metrics
 from quantbot.bounds import ParseConfig, known_receive_second, time_problem
+from quantbot.feeds import (
+    BIRDEYE,
+    JUPITER,
+    LARGE_TRADE_KIND,
+    PYTH,
+    FeedMap,
+    FeedProblem,
+    LargeTrade,
+    parse_birdeye_price,
+    parse_birdeye_trade,
+    parse_hermes,
+    parse_jupiter,
+)
 from quantbot.models import Activity, DeadLetter, Frame, FrameKind, PriceTick, Signal, ValuedActivity, WhaleTransaction
-from quantbot.pricing import FeedQuote, LearnedPrices, PriceBook, PriceFormatError, PricingConfig, parse_price_payload
+from quantbot.pricing import (
+    FeedQuote,
+    LearnedPrices,
+    PriceBook,
+    PriceDisagreement,
+    PriceFormatError,
+    PricingConfig,
+    parse_price_payload,
+)
 from quantbot.signals import WhaleFollower, evaluate
 from quantbot.solana.decode import DecodeError, decode_transaction
 from quantbot.solana.normalise import TransactionFormatError, parse_transactions
 from quantbot.solana.transaction import Transaction
+from quantbot.units import NS_PER_S
 from quantbot.whales import WhaleConfig, detect, largest_per_transaction
 
 log = logging.getLogger(__name__)
@@ -39,14 +67,29 @@ class DecodedTransaction:
     position: str
     signature: str
     activities: tuple[Activity, ...]
+    received_ns: int = 0
+    """The frame's receive time: the large-trade check's clock."""
 
 
 @dataclass(frozen=True, slots=True)
 class ValuedTransaction:
-    """A transaction's activities valued in USD, in instruction order."""
+    """A transaction's activities valued in USD, in instruction order, and the feed disagreements its trades showed."""
 
     signature: str
     valued: tuple[ValuedActivity, ...]
+    disagreements: tuple[PriceDisagreement, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PricedQuote:
+    """A feed quote taken by the valuation: the price tick it writes, and its disagreement with the chain, if any."""
+
+    tick: PriceTick
+    disagreements: tuple[PriceDisagreement, ...] = ()
+
+
+Parsed = DecodedTransaction | FeedQuote | LargeTrade | DeadLetter
+"""What the parse step makes of a frame."""
 
 
 def _dead(frame: Frame, stage: str, reason: str, suffix: str = "") -> DeadLetter:
@@ -63,10 +106,11 @@ def _dead(frame: Frame, stage: str, reason: str, suffix: str = "") -> DeadLetter
 _DEFAULT_PARSE = ParseConfig()
 
 
-def parse_frame(
-    frame: Frame, config: ParseConfig = _DEFAULT_PARSE
-) -> list[DecodedTransaction | FeedQuote | DeadLetter]:
-    """Frame -> decoded transactions, a price quote, or dead letters naming what was wrong.
+_DEFAULT_FEEDS = FeedMap()
+
+
+def parse_frame(frame: Frame, config: ParseConfig = _DEFAULT_PARSE, feeds: FeedMap = _DEFAULT_FEEDS) -> list[Parsed]:
+    """Frame -> decoded transactions, price quotes, a large trade, or dead letters naming what was wrong.
 
     A frame that does not normalise is one dead letter; after that each of its transactions is on its
     own: one with an implausible block time, or whose decoding raised, is a dead letter positioned
@@ -77,7 +121,7 @@ def parse_frame(
             transactions: list[Transaction] = parse_transactions(frame.payload, config.max_decimals)
         except TransactionFormatError as exc:
             return [_dead(frame, "normalise", str(exc))]
-        out: list[DecodedTransaction | FeedQuote | DeadLetter] = []
+        out: list[Parsed] = []
         for tx in transactions:
             if tx.block_time is None:
                 # A Yellowstone update carries no block time: the frame's receive time, a second or so after
@@ -95,14 +139,34 @@ def parse_frame(
                 metrics.DECODE_FAILURES.labels(exc.program or "unknown").inc()
                 out.append(_dead(frame, "decode", str(exc), f"#{tx.signature}"))
                 continue
-            out.append(DecodedTransaction(frame.position, tx.signature, tuple(activities)))
+            out.append(DecodedTransaction(frame.position, tx.signature, tuple(activities), frame.received_ns))
         return out
     if frame.kind == FrameKind.PRICE:
         try:
-            return [parse_price_payload(frame.payload, frame.source, frame.received_ns, config)]
+            return _parse_price(frame, config, feeds)
+        except PriceFormatError as exc:
+            return [_dead(frame, "price", str(exc))]
+    if frame.kind == LARGE_TRADE_KIND and frame.source == BIRDEYE:
+        try:
+            return [parse_birdeye_trade(frame.payload, frame.received_ns, frame.position)]
         except PriceFormatError as exc:
             return [_dead(frame, "price", str(exc))]
     return [_dead(frame, "frame", f"unknown frame kind `{frame.kind}`")]
+
+
+def _parse_price(frame: Frame, config: ParseConfig, feeds: FeedMap) -> list[Parsed]:
+    """A price frame's quotes, by its source's parser (raises `PriceFormatError` for the whole message)."""
+    quotes: list[FeedQuote]
+    problems: list[FeedProblem] = []
+    if frame.source == PYTH:
+        quotes, problems = parse_hermes(frame.payload, frame.received_ns, feeds.pyth_mints, config)
+    elif frame.source == BIRDEYE:
+        quotes = [parse_birdeye_price(frame.payload, frame.received_ns, config)]
+    elif frame.source == JUPITER:
+        quotes, problems = parse_jupiter(frame.payload, frame.received_ns)
+    else:
+        quotes = [parse_price_payload(frame.payload, frame.source, frame.received_ns, config)]
+    return [*quotes, *(_dead(frame, "price", problem.reason, problem.suffix) for problem in problems)]
 
 
 @dataclass
@@ -115,13 +179,15 @@ class Valuation:
 
     learned: LearnedPrices = field(default_factory=LearnedPrices)
 
-    def apply(self, item: DecodedTransaction | FeedQuote, config: PricingConfig) -> ValuedTransaction | PriceTick:
+    def apply(self, item: DecodedTransaction | FeedQuote, config: PricingConfig) -> ValuedTransaction | PricedQuote:
         """Value a transaction's activities, or take a feed quote (which becomes a price tick), under `config`."""
         book = PriceBook(config, self.learned)
         if isinstance(item, FeedQuote):
-            book.apply_quote(item)
-            return book.quote_tick(item)
-        return ValuedTransaction(item.signature, tuple(book.value(a) for a in item.activities))
+            disagreement = book.apply_quote(item)
+            return PricedQuote(book.quote_tick(item), () if disagreement is None else (disagreement,))
+        disagreements: list[PriceDisagreement] = []
+        valued = tuple(book.value(a, disagreements) for a in item.activities)
+        return ValuedTransaction(item.signature, valued, tuple(disagreements))
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Restore a snapshot; one of the former layout (a whole `PriceBook`) keeps its prices, not its settings."""
@@ -170,7 +236,9 @@ class InOrderValuation:
     waiting: dict[int, list[Valuable]] = field(default_factory=dict)
     valuation: Valuation = field(default_factory=Valuation)
 
-    def accept(self, numbered: Sequenced[list[Valuable]], config: PricingConfig) -> list[ValuedTransaction | PriceTick]:
+    def accept(
+        self, numbered: Sequenced[list[Valuable]], config: PricingConfig
+    ) -> list[ValuedTransaction | PricedQuote]:
         """Take one numbered list; value and return whatever run it completes, in sequence order.
 
         A list already valued (`seq` below `next_seq`) or already waiting is a repeat and is ignored:
@@ -180,23 +248,28 @@ class InOrderValuation:
             log.warning("in_order=repeat seq=%d next_seq=%d ignored", numbered.seq, self.next_seq)
             return []
         self.waiting[numbered.seq] = numbered.item
-        out: list[ValuedTransaction | PriceTick] = []
+        out: list[ValuedTransaction | PricedQuote] = []
         while (ready := self.waiting.pop(self.next_seq, None)) is not None:
             out.extend(self.valuation.apply(item, config) for item in ready)
             self.next_seq += 1
         return out
 
 
-def price_ticks(item: ValuedTransaction | PriceTick) -> list[PriceTick]:
+def price_ticks(item: ValuedTransaction | PricedQuote) -> list[PriceTick]:
     """The price ticks to store: a feed quote's, or every tick the transaction's trades implied."""
-    if isinstance(item, PriceTick):
-        return [item]
+    if isinstance(item, PricedQuote):
+        return [item.tick]
     return [tick for valued in item.valued for tick in valued.ticks]
 
 
-def whales_of(item: ValuedTransaction | PriceTick, config: WhaleConfig) -> list[WhaleTransaction]:
+def disagreements_of(item: ValuedTransaction | PricedQuote) -> list[PriceDisagreement]:
+    """The feed/chain disagreements the valuation of `item` found."""
+    return list(item.disagreements)
+
+
+def whales_of(item: ValuedTransaction | PricedQuote, config: WhaleConfig) -> list[WhaleTransaction]:
     """The transaction's whale (at most one: its largest qualifying activity)."""
-    if isinstance(item, PriceTick):
+    if isinstance(item, PricedQuote):
         return []
     found = [w for v in item.valued if (w := detect(v, config)) is not None]
     return largest_per_transaction(found)
@@ -205,3 +278,58 @@ def whales_of(item: ValuedTransaction | PriceTick, config: WhaleConfig) -> list[
 def signals_of(whale: WhaleTransaction, strategies: Sequence[WhaleFollower]) -> list[Signal]:
     """One signal per strategy that the whale passes."""
     return [s for strategy in strategies if (s := evaluate(strategy, whale)) is not None]
+
+
+@dataclass(frozen=True, slots=True)
+class MissedTrade:
+    """A large trade a feed reported whose transaction the flow did not see within the allowed delay."""
+
+    trade: LargeTrade
+    waited_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class WatchConfig:
+    """The large-trade check's settings (`[feeds] large_trade_delay_s`, `seen_max`)."""
+
+    enabled: bool = False
+    """Whether the flow checks large trades at all: where a feed reports them (Birdeye's large-trade stream)."""
+    delay_s: float = 30.0
+    """A large trade's transaction not decoded this long (by frame receive times) after the report is missed."""
+    seen_max: int = 20_000
+    """Signatures (decoded, and reported but not yet seen) remembered at most."""
+
+
+@dataclass
+class TradeWatch:
+    """The large-trade check's state: the signatures the flow decoded lately and the reported trades it waits for.
+
+    Time is the frames' receive time (the newest seen), so a replay of a recording finds what the live
+    run found. A trade is declared missed when a later item shows its delay has passed; a stream that stops
+    altogether declares nothing more.
+    """
+
+    seen: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    waiting: OrderedDict[str, LargeTrade] = field(default_factory=OrderedDict)
+    clock_ns: int = 0
+
+    def observe(self, item: DecodedTransaction | LargeTrade | FeedQuote, config: WatchConfig) -> list[MissedTrade]:
+        """Note a decoded transaction or a reported trade (a quote moves the clock only); returns trades now missed."""
+        self.clock_ns = max(self.clock_ns, item.received_ns)
+        if isinstance(item, DecodedTransaction):
+            self.seen[item.signature] = None
+            self.waiting.pop(item.signature, None)
+            while len(self.seen) > config.seen_max:
+                self.seen.popitem(last=False)
+        elif isinstance(item, LargeTrade) and item.signature not in self.seen and item.signature not in self.waiting:
+            self.waiting[item.signature] = item
+        missed: list[MissedTrade] = []
+        delay_ns = int(config.delay_s * NS_PER_S)
+        while self.waiting:
+            signature, trade = next(iter(self.waiting.items()))
+            waited_ns = self.clock_ns - trade.received_ns
+            if waited_ns < delay_ns and len(self.waiting) <= config.seen_max:
+                break
+            del self.waiting[signature]
+            missed.append(MissedTrade(trade, waited_ns / NS_PER_S))
+        return missed

@@ -5,10 +5,11 @@ A feed is a recording (`quantbot.recordings` line format, source `synthetic`) of
 - `transaction` frames: JSON-RPC `getTransaction` responses, mostly in the `json` encoding and some in
   `jsonParsed` and `base64`, of Jupiter routes, Pump.fun, PumpSwap, Raydium, Orca and Meteora swaps,
   plain transfers and failed swaps, built by `quantbot.synthetic.venues` against `quantbot.synthetic.market`;
-- `price` frames: SOL/USD every `price_every_s` seconds of feed time;
+- `price` frames: SOL/USD every `price_every_s` seconds of feed time, as Pyth's Hermes stream sends it
+  (source `pyth`, the SSE event's data: `quantbot.feeds.hermes_message`);
 - malformed lines, `garbage_share` of all lines, interleaved evenly: noise, truncated frame lines, frames
   whose payload is a truncated transaction, an RPC error or no transaction at all, frames of an unknown
-  kind, price frames without a price. Every one of them must end as a dead letter.
+  kind, Hermes price updates without a price. Every one of them must end as a dead letter.
 
 Everything is drawn from `random.Random(seed)`: the same spec (with `start_time` set) gives the same
 bytes. `iter_feed` yields the stream in memory with what the decoder must find in each transaction
@@ -30,6 +31,7 @@ import orjson
 import zstandard
 from solders.signature import Signature
 
+from quantbot.feeds import PYTH, SOL_USD_FEED_ID, hermes_message
 from quantbot.models import Frame, FrameKind
 from quantbot.recordings import ZSTD_LEVEL, encode_frame
 from quantbot.solana.codec import b58encode
@@ -270,8 +272,8 @@ class _Stream:
         while self.next_price_ns + PRICE_LATENCY_NS <= received_ns:
             at_ns = self.next_price_ns
             price = round(self.market.sol.at(at_ns // NS), PRICE_DIGITS)
-            payload = orjson.dumps({"symbol": "SOL/USD", "price": price, "ts": at_ns // NS}).decode()
-            yield Frame(at_ns + PRICE_LATENCY_NS, SOURCE, FrameKind.PRICE.value, payload)
+            payload = hermes_message(SOL_USD_FEED_ID, price, at_ns // NS)
+            yield Frame(at_ns + PRICE_LATENCY_NS, PYTH, FrameKind.PRICE.value, payload)
             self.next_price_ns += self.price_every_ns
 
 
@@ -316,17 +318,17 @@ def _malformed(rng: random.Random, last: Frame, received_ns: int) -> bytes:
     if kind == 5:  # a frame of a kind the flow does not know
         unknown = rng.choice(("slot", "account", "block", "vote", "logs"))
         return _line(received_ns, unknown, orjson.dumps({"slot": rng.randrange(*SLOT_RANGE)}).decode())
-    if kind == 6:  # a price quote without a price
+    if kind == 6:  # a Hermes price update without a price
         price = rng.choice(("n/a", None, -1, 0, "151.2", True))
-        payload = orjson.dumps({"symbol": "SOL/USD", "price": price, "ts": received_ns // NS}).decode()
-        return _line(received_ns, FrameKind.PRICE.value, payload)
+        payload = hermes_message(SOL_USD_FEED_ID, price, received_ns // NS)
+        return _line(received_ns, FrameKind.PRICE.value, payload, PYTH)
     # a transaction frame that carries something else
-    payload = orjson.dumps({"symbol": "SOL/USD", "price": 150.0, "ts": received_ns // NS}).decode()
+    payload = hermes_message(SOL_USD_FEED_ID, 150.0, received_ns // NS)
     return _line(received_ns, FrameKind.TRANSACTION.value, payload)
 
 
-def _line(received_ns: int, kind: str, payload: str) -> bytes:
-    return encode_frame(Frame(received_ns, SOURCE, kind, payload)).rstrip(b"\n")
+def _line(received_ns: int, kind: str, payload: str, source: str = SOURCE) -> bytes:
+    return encode_frame(Frame(received_ns, source, kind, payload)).rstrip(b"\n")
 
 
 def iter_feed(spec: FeedSpec, now: float | None = None) -> Iterator[tuple[Frame | bytes, Expected | None]]:
