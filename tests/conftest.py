@@ -38,8 +38,10 @@ POSTGRES_ADMIN_URL = os.environ.get("QUANTBOT_TEST_POSTGRES_URL", "postgresql://
 REDIS_BASE_URL = os.environ.get("QUANTBOT_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 # Redis database 15 is the last of the 16 a default server has: the one least likely to hold
 # anything of a developer's own, and it is flushed before every test that asks for it. Two test runs at
-# once on one machine (two checkouts) each need their own: QUANTBOT_TEST_REDIS_DB picks another.
-REDIS_TEST_DB = int(os.environ.get("QUANTBOT_TEST_REDIS_DB", "15"))
+# once on one machine (two checkouts) each need their own: QUANTBOT_TEST_REDIS_DB picks another. The
+# suite's parallel workers (pytest-xdist: `gw0`, `gw1`, ...) take the databases below it, one each.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+REDIS_TEST_DB = int(os.environ.get("QUANTBOT_TEST_REDIS_DB", "15")) - int(XDIST_WORKER.removeprefix("gw") or 0)
 
 
 SERVER_FIXTURES = frozenset({"pg_url", "redis_url", "mongo_url", "mongo_db", "influx"})

@@ -45,6 +45,7 @@ def test_kill_9_at_random_moments_leaves_identical_stores() -> None:
     assert re.search(r"mongo\.whale_activity\s+([1-9]\d*)\s+\1\s+yes", output), output
 
 
+@pytest.mark.soak  # 50 s each: `./dev test -m soak` runs them (the README's test command leaves them out)
 @pytest.mark.parametrize("store", ["postgres", "redis"])
 def test_a_store_down_for_ten_seconds_mid_replay_loses_nothing(store: str) -> None:
     """PostgreSQL or Redis stopped for 10 s mid-replay: the sinks wait it out, the stores end identical."""
