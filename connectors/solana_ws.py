@@ -155,6 +155,16 @@ class SolanaLogsSource(FixedPartitionedSource[Frame | DeadLetter, LivePosition |
         engine, it would reach the user as a Rust panic): a configuration the node refuses, a node down for
         longer than the retry budget, a subscription refused. The snapshot keeps what was pending."""
         self._stopping = threading.Event()
+        self._partitions: list[_LivePartition] = []
+
+    def fetch(self, signature: str) -> bool:
+        """Fetch `signature` too (a large trade a price feed reported and the subscriptions missed), through
+        the first partition of this process; once, like any signature. Safe from any thread.
+
+        Returns:
+            Whether a partition of this process took it (False before any has started).
+        """
+        return any(partition.take_threadsafe(signature) for partition in self._partitions[:1])
 
     def stop(self) -> None:
         """Stop reading: each partition emits what it has fetched and ends (safe from a signal handler)."""
@@ -198,7 +208,7 @@ class SolanaLogsSource(FixedPartitionedSource[Frame | DeadLetter, LivePosition |
             requests_per_s=self.config.policy.requests_per_s / share,
             max_in_flight=max(1, self.config.policy.max_in_flight // share),
         )
-        return _LivePartition(
+        partition = _LivePartition(
             replace(self.config, policy=policy),
             number,
             resume_state,
@@ -207,6 +217,8 @@ class SolanaLogsSource(FixedPartitionedSource[Frame | DeadLetter, LivePosition |
             activity=self.activity,
             fail=self.fail,
         )
+        self._partitions.append(partition)
+        return partition
 
 
 class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | None]):
@@ -242,6 +254,8 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         self._pending: dict[str, None] = dict.fromkeys(resume.pending) if resume else {}
         self._ready: deque[tuple[str, Frame | DeadLetter]] = deque()
         self._failure: BaseException | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The partition's loop, once it takes signatures (`take_threadsafe`)."""
         self._subscriptions: dict[int, str | None] = {}
         self._gap_before: dict[str, ChainPoint] = {}
         """Per program, the newest transaction seen before the last reconnection (the gap's start)."""
@@ -315,11 +329,20 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
             log.error("source=%s partition=%s failed: %s", SOURCE, self._key, redact(str(exc) or repr(exc)))
             self._failure = exc
 
+    def take_threadsafe(self, signature: str) -> bool:
+        """`_take` from another thread (the flow's): handed to the loop; False when the loop is not running."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return False
+        loop.call_soon_threadsafe(self._take, signature)
+        return True
+
     async def _main(self) -> None:
         config = self._config
         async with RpcClient(config.rpc_url, config.policy) as rpc:
             self._rpc = rpc
             self._queue: asyncio.Queue[str] = asyncio.Queue()
+            self._loop = asyncio.get_running_loop()
             for signature in list(self._pending):
                 self._queue.put_nowait(signature)
             for _ in range(config.policy.max_in_flight):

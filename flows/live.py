@@ -6,6 +6,7 @@ source into recordings only.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -329,9 +330,10 @@ def run_live(
     source = live_source(settings, activity)
     feeds = feed_sources(settings, event_log(settings).record, [])
     record = RecorderSink(record_dir) if record_dir is not None else None
-    flow = build_flow(
-        [source, *feeds], store_sinks(settings), flow_config(settings, strategies), name="live", record=record
-    )
+    config = flow_config(settings, strategies)
+    if isinstance(source, SolanaLogsSource):  # a large trade a feed reported and the chain source missed
+        config = dataclasses.replace(config, on_missed_trade=source.fetch)
+    flow = build_flow([source, *feeds], store_sinks(settings), config, name="live", record=record)
 
     def stop() -> None:
         source.stop()

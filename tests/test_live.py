@@ -252,3 +252,20 @@ def _activity() -> Any:
     from quantbot.health import SourceActivity
 
     return SourceActivity("websocket")
+
+
+def test_a_signature_handed_in_is_fetched_once() -> None:
+    """`fetch(signature)` (a large trade a price feed reported, the subscriptions missed) fetches it through
+    the source like a notified one, once however often it is handed in."""
+    chain = SimulatedChain(ChainSpec(txs=200, seed=12, tx_per_s=100.0))
+    out: list[Any] = []
+    with SolanaPeer(chain) as peer:
+        source = SolanaLogsSource(config_for(peer))
+        with running(source, out) as stop:
+            wait_for(lambda: bool(peer.notified), "the first notification")
+            missed = next(tx.signature for tx in chain if tx.err is None and tx.mentions & set(PROGRAMS))
+            wait_for(lambda: source.fetch(missed), "a running partition")
+            assert source.fetch(missed)
+            wait_for(lambda: missed in {signature_of(f) for f in frames_of(out)}, "the handed-in signature")
+            stop()
+    assert [signature_of(f) for f in frames_of(out)].count(missed) == 1
