@@ -300,6 +300,7 @@ def run_live(
     activity: SourceActivity | None = None,
     console: Console | None = None,
     cluster: ClusterSpec = SINGLE,
+    feed_activities: list[SourceActivity] | None = None,
 ) -> LiveSummary:
     """Run the live flow into the stores until SIGTERM/SIGINT (or `duration_s`), then stop cleanly.
 
@@ -328,7 +329,7 @@ def run_live(
     """
     strategies = active_strategies(settings)
     source = live_source(settings, activity)
-    feeds = feed_sources(settings, event_log(settings).record, [])
+    feeds = feed_sources(settings, event_log(settings).record, feed_activities if feed_activities is not None else [])
     record = RecorderSink(record_dir) if record_dir is not None else None
     config = flow_config(settings, strategies)
     if isinstance(source, SolanaLogsSource):  # a large trade a feed reported and the chain source missed
@@ -369,16 +370,23 @@ def record_live(
     duration_s: float | None = None,
     activity: SourceActivity | None = None,
     console: Console | None = None,
+    feed_activities: list[SourceActivity] | None = None,
 ) -> LiveSummary:
-    """Record the live source's frames into `out` without processing them (`quantbot record`).
+    """Record the live source's frames, and the enabled price feeds', into `out` without processing them
+    (`quantbot record`).
 
     A transaction that could not be fetched is a dead letter, written beside the recordings as
     `dead-letters-w<worker>.ndjson` (not a recording: a replay of `out` does not read it).
     """
     source = live_source(settings, activity)
+    feeds = feed_sources(settings, event_log(settings).record, feed_activities if feed_activities is not None else [])
     flow = Dataflow("record")
-    items: Stream[Frame | DeadLetter] = op.input("frames", flow, cast("Source[Frame | DeadLetter]", source))
-    # Frame(kind="transaction", payload='{"jsonrpc": ...}') | DeadLetter(stage="fetch")
+    inputs: list[Stream[Frame | DeadLetter]] = [
+        op.input("frames", flow, cast("Source[Frame | DeadLetter]", source)),
+        *(op.input(f"feed_{getattr(feed, 'name', number)}", flow, feed) for number, feed in enumerate(feeds, 1)),
+    ]
+    items = inputs[0] if len(inputs) == 1 else op.merge("sources", *inputs)
+    # Frame(kind="transaction", payload='{"jsonrpc": ...}') | Frame(kind="price") | DeadLetter(stage="fetch")
     op.inspect("count_frames", items, lambda _step, item: _count_recorded(item))
     split = op.branch("is_frame", items, _is_frame)
     recorder: Sink[Frame] = RecorderSink(out)
@@ -386,10 +394,15 @@ def record_live(
     op.output("record", split.trues, recorder)
     # What is not a frame is a dead letter: the branch's predicate says so, its type does not.
     op.output("dead_letters", cast("Stream[DeadLetter]", split.falses), letters)
+
+    def stop() -> None:
+        source.stop()
+        stop_feeds(feeds)
+
     before = counter_values(COUNTERS)
     started = time.monotonic()
-    with _stop_after(duration_s, source.stop) as fired, live_view(console):
-        stopped = run(flow, settings, recovery_dir, stop=source.stop)
+    with _stop_after(duration_s, stop) as fired, live_view(console):
+        stopped = run(flow, settings, recovery_dir, stop=stop)
     _raise_failure(settings, flow, source, recovery_dir)
     return LiveSummary(
         **counts_since(before, COUNTERS),

@@ -242,6 +242,23 @@ def test_readyz_turns_unready_while_a_source_is_stale(settings: Settings) -> Non
         endpoint.close()
 
 
+def test_readyz_counts_a_source_added_once_the_flow_built_it(settings: Settings) -> None:
+    """A price feed joins the endpoint's list after it started (`quantbot run` builds the feeds later): a feed
+    not reading yet makes `/readyz` 503 naming it."""
+    now = [0.0]
+    chain = SourceActivity("websocket", clock=lambda: now[0])
+    chain.opened()
+    sources = [chain]
+    endpoint = serve(settings, 0, sources, clock=lambda: now[0])
+    try:
+        assert get(f"{endpoint.url}/readyz")[0] == 200
+        sources.append(SourceActivity("pyth", clock=lambda: now[0]))
+        status, body = get(f"{endpoint.url}/readyz")
+        assert status == 503 and "pyth" in body
+    finally:
+        endpoint.close()
+
+
 def test_a_source_is_stale_only_while_reading_without_items() -> None:
     """Not opened: not reading yet; opened: stale after `stale_after_s` without an item; finished: never stale."""
     now = [100.0]

@@ -677,7 +677,8 @@ def run(  # noqa: PLR0917 - click passes each option
     _check_start(settings)
     show = sys.stdout.isatty() if view is None else view
     source = SourceActivity(settings.solana.source)
-    with _http_endpoint(settings, http_port, [source]), _live_failures():
+    sources = [source]  # the price feeds add theirs once built: /readyz reads the list on every question
+    with _http_endpoint(settings, http_port, sources), _live_failures():
         summary = run_live(
             settings,
             recovery_dir=recovery_dir,
@@ -686,6 +687,7 @@ def run(  # noqa: PLR0917 - click passes each option
             activity=source,
             console=console if show else None,
             cluster=cluster,
+            feed_activities=sources,
         )
     _print_live_summary(summary, store_counts(settings))
 
@@ -735,8 +737,11 @@ def record(ctx: _Context, out: Path, recovery_dir: Path | None, duration: float 
     check_endpoints(settings)
     _check_start(settings)
     source = SourceActivity(settings.solana.source)
-    with _http_endpoint(settings, http_port, [source]), _live_failures():
-        summary = record_live(settings, out, recovery_dir=recovery_dir, duration_s=duration, activity=source)
+    sources = [source]
+    with _http_endpoint(settings, http_port, sources), _live_failures():
+        summary = record_live(
+            settings, out, recovery_dir=recovery_dir, duration_s=duration, activity=source, feed_activities=sources
+        )
     _print_live_summary(summary, None)
     console.print(f"recordings in {out}: `quantbot replay {out}` processes them", soft_wrap=True, highlight=False)
 

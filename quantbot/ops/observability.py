@@ -42,7 +42,8 @@ class Readiness:
 
     Args:
         settings: the effective settings (stores, `[observability]`).
-        sources: the running flow's sources.
+        sources: the running flow's sources; read at every question, so sources the flow adds to the list
+            once it has built them (the price feeds) count as well.
         clock: monotonic seconds (injectable for tests).
     """
 
@@ -50,7 +51,7 @@ class Readiness:
         self, settings: Settings, sources: Sequence[SourceActivity], clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._settings = settings
-        self._sources = list(sources)
+        self._sources = sources
         self._clock = clock
         self._lock = threading.Lock()
         self._stores: list[str] = []
