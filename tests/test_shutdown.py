@@ -79,6 +79,7 @@ def test_a_signal_stops_the_replay_cleanly_and_a_resume_reads_on_exactly(
 
 
 @pytest.mark.slow  # starts its own stores and replays in child processes
+@pytest.mark.soak  # 35 s: `./dev test -m soak`; the clean stop and exact resume are pinned above in seconds
 def test_sigterm_twice_mid_replay_leaves_the_stores_of_an_uninterrupted_run() -> None:
     """scripts/crash_replay.py --signal TERM: each stop exits 0 within 30 s, the resumed stores equal a whole run's."""
     output = crash_replay("--txs", "6000", "--kills", "2", "--speed", "4", "--seed", "3", "--signal", "TERM")
