@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import orjson
 import websockets
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Origin, Subprotocol
 
@@ -33,15 +32,14 @@ from connectors.feed import (
     FeedError,
     FeedPartition,
     FeedPosition,
+    FeedSource,
     RateLimitedError,
-    RefusedPartition,
     retry_after_s,
 )
 from quantbot.backoff import Backoff
-from quantbot.errors import ResumeRefusedError
 from quantbot.feeds import BIRDEYE, BIRDEYE_LARGE_TRADE, BIRDEYE_PRICE, LARGE_TRADE_KIND, birdeye_type
 from quantbot.health import SourceActivity
-from quantbot.models import DeadLetter, Frame, FrameKind
+from quantbot.models import Frame, FrameKind
 from quantbot.redaction import redact, redact_url
 
 log = logging.getLogger(__name__)
@@ -112,7 +110,7 @@ def large_trade_subscription(min_usd: float) -> dict[str, object]:
     return {"type": "SUBSCRIBE_LARGE_TRADE_TXS", "min_volume": min_usd}
 
 
-class BirdeyeSource(FixedPartitionedSource[Frame | DeadLetter, FeedPosition | None]):
+class BirdeyeSource(FeedSource):
     """Birdeye prices of the configured tokens and, optionally, its large-trade stream, live.
 
     Delivery: what Birdeye sent while a connection was down is lost; the time down is in
@@ -135,42 +133,18 @@ class BirdeyeSource(FixedPartitionedSource[Frame | DeadLetter, FeedPosition | No
     ) -> None:
         if not config.tokens and config.large_trade_min_usd <= 0:
             raise ValueError("the Birdeye source needs tokens to price or a large-trade minimum")
-        self.name = BIRDEYE
-        """The feed's name: its input's step id is `feed_<name>`."""
+        super().__init__(BIRDEYE, activity, on_event)
         self.config = config
-        self.on_event = on_event
-        self.activity = activity if activity is not None else SourceActivity(BIRDEYE)
-        self.refusal: ResumeRefusedError | None = None
-        self._stopping = threading.Event()
-        self.partitions: list[FeedPartition] = []
-
-    def stop(self) -> None:
-        """Stop reading: each partition emits what it has received and ends (safe from a signal handler)."""
-        self._stopping.set()
 
     def list_parts(self) -> list[str]:
         """One partition per connection."""
         return [f"{BIRDEYE}-{number}" for number in range(len(self.config.groups()))]
 
-    def build_part(
-        self, step_id: str, for_part: str, resume_state: FeedPosition | None
-    ) -> StatefulSourcePartition[Frame | DeadLetter, FeedPosition | None]:
-        """Open connection `for_part`, resuming from `resume_state` when it is that connection's."""
-        if resume_state is not None:
-            problem = (
-                resume_state.refusal(BIRDEYE, for_part)
-                if isinstance(resume_state, FeedPosition)
-                else "the snapshot was taken by another source"
-            )
-            if problem is not None:
-                self.refusal = ResumeRefusedError(f"cannot resume partition {for_part}: {problem}")
-                return RefusedPartition(resume_state)
+    def _partition(self, for_part: str, resume: FeedPosition | None) -> FeedPartition:
         number = self.list_parts().index(for_part)
-        partition = _BirdeyePartition(
-            self.config, number, resume_state, stopping=self._stopping, activity=self.activity, on_event=self.on_event
+        return _BirdeyePartition(
+            self.config, number, resume, stopping=self._stopping, activity=self.activity, on_event=self.on_event
         )
-        self.partitions.append(partition)
-        return partition
 
 
 class _BirdeyePartition(FeedPartition):

@@ -32,10 +32,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from bytewax.inputs import StatefulSourcePartition
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from connectors.refused import RefusedPartition
 from quantbot import metrics
 from quantbot.backoff import Backoff
+from quantbot.errors import ResumeRefusedError
 from quantbot.events import EventType, Severity, SystemEvent
 from quantbot.health import SourceActivity
 from quantbot.models import DeadLetter, Frame
@@ -305,14 +307,50 @@ class FeedPartition(StatefulSourcePartition[Frame | DeadLetter, FeedPosition | N
             self._ready.append((letter, {}))
 
 
-class RefusedPartition(StatefulSourcePartition[Frame | DeadLetter, FeedPosition | None]):
-    """Emits nothing and keeps the snapshot it was given (a resume of another feed's state was refused)."""
+class FeedSource(FixedPartitionedSource[Frame | DeadLetter, FeedPosition | None]):
+    """What the feed sources share: a name (their input's step id is `feed_<name>`), `stop()`, and the check
+    that a snapshot resumed is the feed's own. A feed says its partitions (`list_parts`, default one named
+    after the feed) and builds each (`_partition`).
 
-    def __init__(self, resume: object) -> None:
-        self._resume = resume if isinstance(resume, FeedPosition) else None
+    Args:
+        name: the feed (`pyth`, `birdeye`, `jupiter`).
+        activity: where the partitions note their progress, for readiness.
+        on_event: where each time the feed was down is reported as a system event.
+    """
 
-    def next_batch(self) -> list[Frame | DeadLetter]:
-        raise StopIteration
+    def __init__(self, name: str, activity: SourceActivity | None, on_event: EventSink | None) -> None:
+        self.name = name
+        """The feed's name: its input's step id is `feed_<name>`."""
+        self.on_event = on_event
+        self.activity = activity if activity is not None else SourceActivity(name)
+        self.refusal: ResumeRefusedError | None = None
+        self._stopping = threading.Event()
+        self.partitions: list[FeedPartition] = []
 
-    def snapshot(self) -> FeedPosition | None:
-        return self._resume
+    def stop(self) -> None:
+        """Stop reading: each partition emits what it has received and ends (safe from a signal handler)."""
+        self._stopping.set()
+
+    def list_parts(self) -> list[str]:
+        """One partition, named after the feed."""
+        return [self.name]
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: FeedPosition | None
+    ) -> StatefulSourcePartition[Frame | DeadLetter, FeedPosition | None]:
+        """Open partition `for_part`, resuming from `resume_state` when it is that partition's."""
+        if resume_state is not None:
+            problem = (
+                resume_state.refusal(self.name, for_part)
+                if isinstance(resume_state, FeedPosition)
+                else "the snapshot was taken by another source"
+            )
+            if problem is not None:
+                self.refusal = ResumeRefusedError(f"cannot resume partition {for_part}: {problem}")
+                return RefusedPartition[Frame | DeadLetter, FeedPosition](resume_state)
+        partition = self._partition(for_part, resume_state)
+        self.partitions.append(partition)
+        return partition
+
+    def _partition(self, for_part: str, resume: FeedPosition | None) -> FeedPartition:
+        raise NotImplementedError

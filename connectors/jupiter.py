@@ -15,22 +15,20 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors.feed import (
     EventSink,
     FeedError,
     FeedPartition,
     FeedPosition,
+    FeedSource,
     RateLimitedError,
-    RefusedPartition,
     retry_after_s,
 )
 from quantbot.backoff import Backoff
-from quantbot.errors import ResumeRefusedError
 from quantbot.feeds import JUPITER
 from quantbot.health import SourceActivity
-from quantbot.models import DeadLetter, Frame, FrameKind
+from quantbot.models import Frame, FrameKind
 from quantbot.redaction import redact_url
 
 log = logging.getLogger(__name__)
@@ -70,7 +68,7 @@ class JupiterConfig:
         ]
 
 
-class JupiterSource(FixedPartitionedSource[Frame | DeadLetter, FeedPosition | None]):
+class JupiterSource(FeedSource):
     """Jupiter prices of the configured tokens, polled at a bounded rate.
 
     Delivery: each answer once; a price is as fresh as the last answer for its batch (a poller misses
@@ -93,41 +91,13 @@ class JupiterSource(FixedPartitionedSource[Frame | DeadLetter, FeedPosition | No
     ) -> None:
         if not config.tokens:
             raise ValueError("the Jupiter source needs at least one token")
-        self.name = JUPITER
-        """The feed's name: its input's step id is `feed_<name>`."""
+        super().__init__(JUPITER, activity, on_event)
         self.config = config
-        self.on_event = on_event
-        self.activity = activity if activity is not None else SourceActivity(JUPITER)
-        self.refusal: ResumeRefusedError | None = None
-        self._stopping = threading.Event()
-        self.partitions: list[FeedPartition] = []
 
-    def stop(self) -> None:
-        """Stop polling: the partition emits what it has received and ends (safe from a signal handler)."""
-        self._stopping.set()
-
-    def list_parts(self) -> list[str]:
-        """One partition."""
-        return [JUPITER]
-
-    def build_part(
-        self, step_id: str, for_part: str, resume_state: FeedPosition | None
-    ) -> StatefulSourcePartition[Frame | DeadLetter, FeedPosition | None]:
-        """Open the poller."""
-        if resume_state is not None:
-            problem = (
-                resume_state.refusal(JUPITER, for_part)
-                if isinstance(resume_state, FeedPosition)
-                else "the snapshot was taken by another source"
-            )
-            if problem is not None:
-                self.refusal = ResumeRefusedError(f"cannot resume partition {for_part}: {problem}")
-                return RefusedPartition(resume_state)
-        partition = _JupiterPartition(
-            self.config, resume_state, stopping=self._stopping, activity=self.activity, on_event=self.on_event
+    def _partition(self, for_part: str, resume: FeedPosition | None) -> FeedPartition:
+        return _JupiterPartition(
+            self.config, resume, stopping=self._stopping, activity=self.activity, on_event=self.on_event
         )
-        self.partitions.append(partition)
-        return partition
 
 
 class _JupiterPartition(FeedPartition):

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 
 import aiohttp
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors.feed import (
     POLL_S,
@@ -25,15 +24,14 @@ from connectors.feed import (
     FeedError,
     FeedPartition,
     FeedPosition,
+    FeedSource,
     RateLimitedError,
-    RefusedPartition,
     retry_after_s,
 )
 from quantbot.backoff import Backoff
-from quantbot.errors import ResumeRefusedError
 from quantbot.feeds import PYTH, hermes_publish_times
 from quantbot.health import SourceActivity
-from quantbot.models import DeadLetter, Frame, FrameKind
+from quantbot.models import Frame, FrameKind
 from quantbot.redaction import redact_url
 
 log = logging.getLogger(__name__)
@@ -72,7 +70,7 @@ class PythConfig:
     backoff: Backoff
 
 
-class PythSource(FixedPartitionedSource[Frame | DeadLetter, FeedPosition | None]):
+class PythSource(FeedSource):
     """Pyth price updates of the configured feed ids, live from Hermes.
 
     Delivery: at most once per update while connected, and what Hermes sent while the stream was down is
@@ -96,41 +94,13 @@ class PythSource(FixedPartitionedSource[Frame | DeadLetter, FeedPosition | None]
     ) -> None:
         if not config.ids:
             raise ValueError("the Pyth source needs at least one price feed id")
-        self.name = PYTH
-        """The feed's name: its input's step id is `feed_<name>`."""
+        super().__init__(PYTH, activity, on_event)
         self.config = config
-        self.on_event = on_event
-        self.activity = activity if activity is not None else SourceActivity(PYTH)
-        self.refusal: ResumeRefusedError | None = None
-        self._stopping = threading.Event()
-        self.partitions: list[FeedPartition] = []
 
-    def stop(self) -> None:
-        """Stop reading: the partition emits what it has received and ends (safe from a signal handler)."""
-        self._stopping.set()
-
-    def list_parts(self) -> list[str]:
-        """One partition."""
-        return [PYTH]
-
-    def build_part(
-        self, step_id: str, for_part: str, resume_state: FeedPosition | None
-    ) -> StatefulSourcePartition[Frame | DeadLetter, FeedPosition | None]:
-        """Open the partition, resuming from `resume_state` when it is Pyth's."""
-        if resume_state is not None:
-            problem = (
-                resume_state.refusal(PYTH, for_part)
-                if isinstance(resume_state, FeedPosition)
-                else "the snapshot was taken by another source"
-            )
-            if problem is not None:
-                self.refusal = ResumeRefusedError(f"cannot resume partition {for_part}: {problem}")
-                return RefusedPartition(resume_state)
-        partition = _PythPartition(
-            self.config, resume_state, stopping=self._stopping, activity=self.activity, on_event=self.on_event
+    def _partition(self, for_part: str, resume: FeedPosition | None) -> FeedPartition:
+        return _PythPartition(
+            self.config, resume, stopping=self._stopping, activity=self.activity, on_event=self.on_event
         )
-        self.partitions.append(partition)
-        return partition
 
 
 class _PythPartition(FeedPartition):
