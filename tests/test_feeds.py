@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import orjson
@@ -25,7 +24,9 @@ from quantbot.pricing import FeedQuote, PriceBook, PriceFormatError, PricingConf
 from quantbot.steps import DecodedTransaction, PricedQuote, TradeWatch, Valuation, WatchConfig, parse_frame
 from quantbot.units import NS_PER_S
 
-NOW = int(time.time())
+NOW = 1_796_178_000
+"""A fixed moment (December 2026) every time in these tests is relative to: the same on every pytest-xdist
+worker, which must collect the same parametrized ids."""
 NOW_NS = NOW * NS_PER_S
 BOUNDS = ParseConfig()
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
