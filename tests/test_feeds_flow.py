@@ -42,8 +42,15 @@ MISSED = "4xLargeTradeTheFlowNeverSaw1111111111111111111111111111111111111111111
 
 
 @pytest.fixture
+def own_influx(run_influx: str) -> InfluxEndpoint:
+    """A VictoriaMetrics of this test's own: the session's holds the SOL prices other tests' replays wrote in
+    the last minute (synthetic feeds end now, with pyth quotes), indistinguishable from this test's."""
+    return InfluxEndpoint(url=run_influx, token="test-token", org="quantbot", bucket="quantbot")
+
+
+@pytest.fixture
 def settings(
-    pg_url: str, redis_url: str, mongo_url: str, influx: InfluxEndpoint, tmp_path: Path
+    pg_url: str, redis_url: str, mongo_url: str, own_influx: InfluxEndpoint, tmp_path: Path
 ) -> Iterator[tuple[Settings, HermesPeer, BirdeyePeer]]:
     """Settings with the Pyth and Birdeye feeds pointed at loopback peers, over migrated test stores."""
     with (
@@ -56,7 +63,7 @@ def settings(
         ) as birdeye,
     ):
         env = {
-            **store_env(pg_url, redis_url, mongo_url, influx, mongo_db="feeds", stack_dir=tmp_path / "stack"),
+            **store_env(pg_url, redis_url, mongo_url, own_influx, mongo_db="feeds", stack_dir=tmp_path / "stack"),
             "QUANTBOT_FEEDS_ENABLED": '["pyth", "birdeye"]',
             "QUANTBOT_PYTH_URL": hermes.url,
             "QUANTBOT_BIRDEYE_WS_URL": birdeye.ws_url,
@@ -92,7 +99,7 @@ def feed_points(influx: InfluxEndpoint, since: int) -> dict[tuple[str, str], lis
 
 def test_feeds_write_the_peers_prices_with_their_sources_and_the_recording_replays_the_same(
     settings: tuple[Settings, HermesPeer, BirdeyePeer],
-    influx: InfluxEndpoint,
+    own_influx: InfluxEndpoint,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -121,7 +128,7 @@ def test_feeds_write_the_peers_prices_with_their_sources_and_the_recording_repla
     assert sol["source"] == "pyth"
     assert float(sol["price"]) == pytest.approx(hermes.latest(SOL_USD_FEED_ID).price, rel=1e-9)
     assert live_prices[f"price:{BONK}"]["source"] == "birdeye"
-    points = feed_points(influx, started)
+    points = feed_points(own_influx, started)
     assert set(points) == {("pyth", WSOL_MINT), ("birdeye", BONK)}
 
     frames = [decode_frame(line.data, "") for path in find_recordings([tmp_path / "rec"]) for line in read_lines(path)]
@@ -139,7 +146,7 @@ def test_feeds_write_the_peers_prices_with_their_sources_and_the_recording_repla
     assert prices(config) == live_prices
     # InfluxDB keeps the last of several writes to one point (a feed sends several quotes a second: the
     # replay writes them in the recorded order); VictoriaMetrics, its stand-in here, keeps one of them.
-    replayed = feed_points(influx, started)
+    replayed = feed_points(own_influx, started)
     assert {key: [ms for ms, _ in samples] for key, samples in replayed.items()} == {
         key: [ms for ms, _ in samples] for key, samples in points.items()
     }
