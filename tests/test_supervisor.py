@@ -124,6 +124,29 @@ def _read(path: Path) -> str:
         return ""
 
 
+def _start_supervisord(
+    tmp_path: Path, env: dict[str, str], state: Path, logs: Path, program: str
+) -> tuple[int, xmlrpc.client.ServerProxy]:
+    """supervisord running `program` as deployed, its settings in an environment file: its pid and its RPC."""
+    env_file = tmp_path / "quantbot.env"
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
+    socket = tmp_path / "supervisor.sock"
+    conf = _supervisord_conf(tmp_path, env_file, state, logs, socket, program)
+    supervisord = Path(sys.executable).parent / "supervisord"
+    started = subprocess.run(
+        [str(supervisord), "-c", str(conf)],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT_S,
+        check=False,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    daemon = int(_wait_for("supervisord's pid file", lambda: _read(tmp_path / "supervisord.pid")))
+    rpc = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=SupervisorTransport("", "", f"unix://{socket}"))
+    return daemon, rpc
+
+
 def _dead_letters(postgres_url: str) -> int:
     with psycopg.connect(postgres_url) as conn:
         row = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
@@ -167,22 +190,7 @@ def test_sigkill_under_supervisord_is_restarted_and_ends_with_the_stores_of_an_u
     # The supervised run: settings only in the environment file, as deployed.
     env = flow_environment(pg_url, redis_url, mongo_url, f"supervised_{suffix}", run_influx)
     settings = _prepared(env)
-    env_file = tmp_path / "quantbot.env"
-    env_file.write_text("".join(f"{key}={value}\n" for key, value in env.items()))
-    socket = tmp_path / "supervisor.sock"
-    conf = _supervisord_conf(tmp_path, env_file, state, logs, socket)
-    supervisord = Path(sys.executable).parent / "supervisord"
-    started = subprocess.run(
-        [str(supervisord), "-c", str(conf)],
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=CLI_TIMEOUT_S,
-        check=False,
-    )
-    assert started.returncode == 0, started.stdout + started.stderr
-    daemon = int(_wait_for("supervisord's pid file", lambda: _read(tmp_path / "supervisord.pid")))
-    rpc = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=SupervisorTransport("", "", f"unix://{socket}"))
+    daemon, rpc = _start_supervisord(tmp_path, env, state, logs, PROGRAM)
     try:
         first = _wait_for(
             "the replay to run under supervisord",
@@ -254,22 +262,7 @@ def test_live_flow_killed_under_supervisord_is_restarted_and_loses_nothing(  # n
     env = flow_environment(pg_url, redis_url, mongo_url, f"supervised_live_{suffix}", run_influx)
     settings = _prepared(env)
     with SolanaPeer(chain, faults=Faults(drop_every_s=3.0, http_429_share=0.02, null_first_fetch_share=0.05)) as peer:
-        env_file = tmp_path / "quantbot.env"
-        env_file.write_text("".join(f"{key}={value}\n" for key, value in {**env, **node_environment(peer)}.items()))
-        socket = tmp_path / "supervisor.sock"
-        conf = _supervisord_conf(tmp_path, env_file, state, logs, socket, LIVE_PROGRAM)
-        supervisord = Path(sys.executable).parent / "supervisord"
-        started = subprocess.run(
-            [str(supervisord), "-c", str(conf)],
-            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO_ROOT)},
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT_S,
-            check=False,
-        )
-        assert started.returncode == 0, started.stdout + started.stderr
-        daemon = int(_wait_for("supervisord's pid file", lambda: _read(tmp_path / "supervisord.pid")))
-        rpc = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=SupervisorTransport("", "", f"unix://{socket}"))
+        daemon, rpc = _start_supervisord(tmp_path, {**env, **node_environment(peer)}, state, logs, LIVE_PROGRAM)
         try:
             first = _wait_for(
                 "the live flow to run under supervisord",

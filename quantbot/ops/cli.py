@@ -477,10 +477,9 @@ def _http_endpoint(settings: Settings, port: int | None, sources: list[SourceAct
         endpoint.close()
 
 
-def _print_summary(summary: Any, counts: Any, inputs: Sequence[tuple[str, object]] | None = None) -> None:
-    """The run's counts, what the stores now hold, and the largest whales; `inputs` heads the run's table."""
-    run_rows = [
-        *(inputs if inputs is not None else [("recordings", summary.files)]),
+def _pipeline_rows(summary: Any) -> list[tuple[str, object]]:
+    """What every flow's summary counts (replay, backfill, live: `flows.runtime.PIPELINE_COUNTERS`)."""
+    return [
         ("frames", summary.frames),
         ("transactions", summary.transactions),
         ("activities (trades, liquidity, transfers)", summary.activities),
@@ -488,6 +487,14 @@ def _print_summary(summary: Any, counts: Any, inputs: Sequence[tuple[str, object
         ("whales", summary.whales),
         ("signals", summary.signals),
         ("dead letters", summary.dead_letters),
+    ]
+
+
+def _print_summary(summary: Any, counts: Any, inputs: Sequence[tuple[str, object]] | None = None) -> None:
+    """The run's counts, what the stores now hold, and the largest whales; `inputs` heads the run's table."""
+    run_rows = [
+        *(inputs if inputs is not None else [("recordings", summary.files)]),
+        *_pipeline_rows(summary),
         ("strategies", summary.strategies),
         ("elapsed", f"{summary.elapsed_s:.1f} s"),
         ("throughput", f"{summary.frames_per_s:,.0f} frames/s"),
@@ -605,13 +612,7 @@ duration_option = click.option(
 
 def _print_live_summary(summary: Any, counts: Any | None) -> None:
     rows = [
-        ("frames", summary.frames),
-        ("transactions", summary.transactions),
-        ("activities (trades, liquidity, transfers)", summary.activities),
-        ("valued in USD", summary.valued),
-        ("whales", summary.whales),
-        ("signals", summary.signals),
-        ("dead letters", summary.dead_letters),
+        *_pipeline_rows(summary),
         ("reconnects", summary.reconnects),
         ("gaps", summary.gaps),
         ("signatures backfilled into gaps", summary.backfilled),
