@@ -105,6 +105,9 @@ class Hop:
     input: TokenAmount
     output: TokenAmount
     price_impact_pct: float | None = None
+    reserves: tuple[TokenAmount, TokenAmount] | None = None
+    """The pool's reserves after the hop, (input mint's side, output mint's side), where the event carries them
+    (constant-product pools: Pump.fun's curve, PumpSwap, Raydium AMM v4 and CPMM); None elsewhere."""
 
 
 @record
@@ -137,7 +140,10 @@ class FrameKind(StrEnum):
     TRANSACTION = "transaction"
     """A `getTransaction` result (envelope, bare result or Geyser JSON)."""
     PRICE = "price"
-    """A DEX price-feed message: `{"symbol": "SOL/USD", "price": 151.2, "ts": ...}`."""
+    """A price-feed message: Pyth Hermes, Birdeye or Jupiter, as received (or an old recording's home-made one)."""
+    ACCOUNTS = "accounts"
+    """A `getMultipleAccounts` response for one mint (its JSON-RPC `id` is the mint): the mint account and its
+    Metaplex metadata account, the facts of the token's document (`quantbot.tokens`)."""
 
 
 @record
@@ -168,6 +174,21 @@ class DeadLetter:
 
 
 @record
+class TickStats:
+    """What the flow knows about a token at a tick, beside its price: the `token_prices` point's other fields.
+
+    Each is None where its facts are missing (no pool reserves seen, no supply known, no price 24 h back).
+    """
+
+    liquidity_usd: float | None = None
+    market_cap_usd: float | None = None
+    change_24h_pct: float | None = None
+    high_24h: float | None = None
+    low_24h: float | None = None
+    volume_24h_usd: float | None = None
+
+
+@record
 class PriceTick:
     """A token's USD unit price implied by one trade (or given by a price feed).
 
@@ -184,6 +205,8 @@ class PriceTick:
     signature: str
     index: InstructionIndex
     symbol: str | None = None
+    stats: TickStats | None = None
+    """The token's 24 h window, liquidity and market cap at this tick (`quantbot.analytics`); None before it ran."""
 
     @property
     def is_quote(self) -> bool:
