@@ -92,6 +92,9 @@ class FlowConfig:
     on_missed_trade: Callable[[str], object] | None = None
     """Called with the signature of each missed large trade: where the live flow asks its chain source to
     fetch it over RPC (None: counted and reported only)."""
+    on_token_request: Callable[[str], object] | None = None
+    """Called with each mint whose facts the analytics asks for (`TokenRequest`): where the live flow asks its
+    chain source for the mint's accounts (None: a replay, whose recording holds the answers)."""
 
 
 def _count_frame(item: Frame | DeadLetter) -> None:

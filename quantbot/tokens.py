@@ -42,3 +42,39 @@ class TokenFacts:
     metadata: dict[str, str] = field(default_factory=dict, hash=False)
     received_ns: int = 0
     position: str = ""
+
+
+def token_document(
+    mint: str,
+    facts: TokenFacts | None,
+    exchanges: list[dict[str, object]],
+    created_at: int,
+    updated_at: int,
+) -> dict[str, object]:
+    """The `tokens` document of `mint`: the schema's token metadata shape, from what is known.
+
+    Args:
+        mint: the document's `_id`.
+        facts: the chain's facts about the mint; None while they have not arrived (the document then holds
+            only what trading showed: `exchanges` and the times).
+        exchanges: one entry per pool the token traded in (`name`, `address`, `liquidityUsd`, `volume24h`,
+            `priceImpact1000usd`, each present where known).
+        created_at, updated_at: feed times (Unix seconds) the token was first seen and last updated.
+    """
+    document: dict[str, object] = {"_id": mint, "exchanges": exchanges}
+    if facts is not None:
+        document.update(
+            {
+                "decimals": facts.decimals,
+                "totalSupply": str(facts.supply),
+                "mintAuthority": facts.mint_authority,
+                "freezeAuthority": facts.freeze_authority,
+            }
+        )
+        if facts.symbol:
+            document["symbol"] = facts.symbol
+        if facts.name:
+            document["name"] = facts.name
+    document["createdAt"] = created_at
+    document["updatedAt"] = updated_at
+    return document
