@@ -5,7 +5,7 @@ A feed is a recording (`quantbot.recordings` line format, source `synthetic`) of
 - `transaction` frames: JSON-RPC `getTransaction` responses, mostly in the `json` encoding and some in
   `jsonParsed` and `base64`, of Jupiter routes, Pump.fun, PumpSwap, Raydium, Orca and Meteora swaps,
   plain transfers and failed swaps, built by `quantbot.synthetic.venues` against `quantbot.synthetic.market`;
-- `price` frames: SOL/USD every `price_every_s` seconds of feed time, as Pyth's Hermes stream sends it
+- `price` frames: SOL/USD every `FeedSpec.price_interval_s` seconds of feed time, as Pyth's Hermes stream sends it
   (source `pyth`, the SSE event's data: `quantbot.feeds.hermes_message`);
 - malformed lines, `garbage_share` of all lines, interleaved evenly: noise, truncated frame lines, frames
   whose payload is a truncated transaction, an RPC error or no transaction at all, frames of an unknown
@@ -196,15 +196,14 @@ class _Stream:
 
     def __init__(self, spec: FeedSpec, now: float) -> None:
         self.spec = spec
-        duration = spec.txs / spec.tx_per_s
-        self.start = spec.start_time if spec.start_time is not None else int(now - duration)
+        self.start = spec.start_time if spec.start_time is not None else int(now - spec.duration_s)
         self.rng = random.Random(spec.seed)  # noqa: S311 - a seeded simulation, not cryptography
         self.market = Market(self.rng, spec.tokens, spec.wallets, self.start)
         self.venues = Venues(self.market, self.rng)
         self.slot = -1
         self.blockhash = ("", b"")
         self.next_price_ns = self.start * NS
-        self.price_every_ns = int(spec.price_every_s * NS)
+        self.price_every_ns = int(spec.price_interval_s * NS)
 
     def size_usd(self) -> float:
         """A trade size in USD (lognormal, clipped)."""
@@ -349,7 +348,7 @@ def iter_feed(spec: FeedSpec, now: float | None = None) -> Iterator[tuple[Frame 
     owed = 0.0
     start_ns = stream.start * NS
     for number in range(spec.txs):
-        frame, expected = stream.transaction(number, start_ns + round(number * NS / spec.tx_per_s))
+        frame, expected = stream.transaction(number, spec.block_ns(start_ns, number))
         if stream.next_price_ns + PRICE_LATENCY_NS <= frame.received_ns:
             for price in stream.prices_until(frame.received_ns):
                 yield price, None
@@ -368,16 +367,17 @@ def iter_transactions(spec: FeedSpec, now: float | None = None) -> Iterator[Synt
     """The feed's transactions alone (no price frames, no malformed lines), built but not rendered.
 
     They are the very transactions `iter_feed` renders for the same spec (same signatures, same contents),
-    spaced by `spec.tx_per_s` from the start time; render each in the encoding wanted.
+    spaced by the spec's pace (or spread over its `hours`) from the start time; render each in the encoding
+    wanted.
 
     Args:
-        spec: the feed's shape (`garbage_share` and `price_every_s` do not matter here).
+        spec: the feed's shape (`garbage_share` and the price frames' interval do not matter here).
         now: Unix seconds taken as "now" when `spec.start_time` is None (default: the clock).
     """
     stream = _Stream(spec, time.time() if now is None else now)
     start_ns = stream.start * NS
     for number in range(spec.txs):
-        yield stream.build(number, start_ns + round(number * NS / spec.tx_per_s))
+        yield stream.build(number, spec.block_ns(start_ns, number))
 
 
 def _open(path: Path, name: str) -> tuple[IO[bytes], IO[bytes]]:
@@ -403,6 +403,7 @@ def generate_feed(spec: FeedSpec, out: Path) -> FeedStats:
     began = time.perf_counter()
     counts = {"swap": 0, "transfer": 0, "failed": 0}
     prices = garbage = 0
+    first_ns = last_ns = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     raw, stream = _open(temporary, out.name)
@@ -417,6 +418,8 @@ def generate_feed(spec: FeedSpec, out: Path) -> FeedStats:
                 line = encode_frame(item)
                 if expected is not None:
                     counts[expected.kind] += 1
+                    first_ns = first_ns or item.received_ns
+                    last_ns = item.received_ns
                 else:
                     prices += 1
             chunk.append(line)
@@ -445,4 +448,5 @@ def generate_feed(spec: FeedSpec, out: Path) -> FeedStats:
         garbage_lines=garbage,
         bytes=out.stat().st_size,
         elapsed_s=time.perf_counter() - began,
+        span_s=(last_ns - first_ns) / NS,
     )
