@@ -36,7 +36,7 @@ from quantbot.models import Frame, FrameKind
 from quantbot.recordings import ZSTD_LEVEL, encode_frame
 from quantbot.solana.codec import b58encode
 from quantbot.synthetic.chain import TxBuilder
-from quantbot.synthetic.market import Keys, Market
+from quantbot.synthetic.market import WHALE_TREND_USD, Keys, Market
 from quantbot.synthetic.spec import Expected, FeedSpec, FeedStats
 from quantbot.synthetic.venues import LEGACY_SHARE, PUMPFUN_MAX_USD, PUMPSWAP_MAX_USD, VENUE_NAMES, Outcome, Venues
 from quantbot.units import NS_PER_S
@@ -233,6 +233,9 @@ class _Stream:
                 tx, outcome = venues.pumpswap(usd, fail)
             else:
                 tx, outcome = venues.amm_swap(venue, usd, fail)
+            if usd >= WHALE_TREND_USD and outcome.kind == "swap":
+                sold, bought = outcome.input, outcome.output
+                self.market.whale_traded(outcome.trader, sold.mint if sold else None, bought.mint if bought else None)
         slot = SLOT_ORIGIN[1] + int((at_s - SLOT_ORIGIN[0]) / SLOT_SECONDS)
         if slot != self.slot:
             raw_hash = rng.randbytes(HASH_SIZE)

@@ -1,15 +1,22 @@
 """The synthetic market: SOL/USD, tokens, pools, bonding curves and wallets, all from one seeded RNG.
 
-- **SOL/USD** is a geometric random walk, one step per second of feed time.
-- **Tokens** come in four kinds: majors (deep Raydium, Orca and Meteora pools against SOL and USDC),
-  AMM tokens (one to three AMM pools), graduated Pump.fun tokens (a PumpSwap pool) and tokens still on
-  their Pump.fun bonding curve. Each has a USD price that walks with its own volatility and moves with
-  the trades (permanent impact).
+- **SOL/USD** is a geometric random walk, one step per second of feed time (a few percent a day).
+- **Tokens** come in four kinds: majors (deep Raydium, Orca and Meteora pools against SOL and USDC, the
+  busiest pools), AMM tokens (one to three AMM pools), graduated Pump.fun tokens (a PumpSwap pool) and
+  tokens still on their Pump.fun bonding curve. Each has a USD price that walks with its own volatility,
+  moves with the trades (half of the impact for good, half taken back within the hour: `IMPACT_KEPT`)
+  and, over hours, trends (`Trend`): now and then a token
+  drifts for half an hour to six hours (news, rotations), and after a big trade of a whale wallet it
+  drifts the way the whale traded, or against it, by the whale's `edge`. So over a day some tokens move
+  tens of percent, and a whale follower's take profit or stop loss is hit within hours after some whales
+  and neither after others; a whale's later moves follow from who it is (its influence can be measured).
 - **Pools** keep a USD depth; before a trade their reserves are set from the depth and the current prices
   (other traders arbitrage between our trades), then the trade moves them by the pool's curve. Bonding
   curves keep their exact state from trade to trade.
-- **Wallets** trade with a Pareto (Zipf) activity distribution; the busiest are the whales. Each keeps
-  its SOL and token balances, so one transaction's post balance is the next one's pre balance.
+- **Wallets** trade with a Pareto (Zipf) activity distribution; the busiest are the whales, and the big
+  trades come from the whales by a Zipf distribution too (a few whale wallets make many of them, as desks
+  and bots do). Each keeps its SOL and token balances, so one transaction's post balance is the next
+  one's pre balance.
 
 Addresses are random 32-byte keys (the mints of Pump.fun tokens are ground to end in `pump`, as on
 mainnet); associated token accounts are derived from wallet and mint by a hash, so they are stable.
@@ -29,6 +36,7 @@ from quantbot.models import WSOL_MINT
 from quantbot.pricing import USDC_MINT, USDT_MINT
 from quantbot.solana.codec import b58decode
 from quantbot.synthetic.chain import KNOWN_LAMPORTS, TOKEN_ACCOUNT_RENT
+from quantbot.units import SECONDS_PER_HOUR
 
 SOL_DECIMALS = 9
 STABLE_DECIMALS = 6
@@ -38,8 +46,9 @@ LAMPORTS_PER_SOL = 1_000_000_000
 SOL_USD_START = 150.0
 SOL_VOLATILITY = 0.00015
 """SOL/USD log-volatility per square-root second (~4.4% a day, SOL's usual)."""
-TOKEN_VOLATILITY = {"major": 0.0003, "amm": 0.0008, "pumpswap": 0.0015}
-"""Log-volatility per square-root second of each kind of token: memecoins swing hardest."""
+TOKEN_VOLATILITY = {"major": 0.0002, "amm": 0.0008, "pumpswap": 0.0015}
+"""Log-volatility per square-root second of each kind of token (~6%, ~24% and ~44% a day): memecoins swing
+hardest."""
 PUMP_SUPPLY = 1_000_000_000
 """Whole tokens minted for every Pump.fun token."""
 
@@ -100,6 +109,35 @@ ACCOUNT_LAMPORTS = {
 PUMP_SUFFIX = "pump"
 WHALE_SHARE = 100
 """One wallet in this many is a whale (at least one)."""
+
+# Trends: how token prices move over hours, beyond the random walk and the trades' impact.
+TREND_QUIET_S = {"major": 12 * SECONDS_PER_HOUR, "amm": 8 * SECONDS_PER_HOUR, "pumpswap": 6 * SECONDS_PER_HOUR}
+"""Mean time between two trends of a token of each kind (exponential): memecoins have news most often."""
+TREND_HOURS = (0.5, 6.0)
+"""A trend lasts uniformly between these many hours."""
+TREND_SIGMA = {"major": 0.06, "amm": 0.15, "pumpswap": 0.2}
+"""Standard deviation of a trend's whole log move: with the random walk and the whales' trends, a token's
+24 h change has a spread of ~10% for majors, ~30% for AMM tokens and ~60% for graduated memecoins."""
+WHALE_TREND_MOVE = {"major": 0.15, "amm": 0.3, "pumpswap": 0.4}
+"""Log move of the trend after a big trade of a whale whose `edge` is 1 (times the edge, in the whale's
+direction): +16% for a major, past a follower's +15% take profit with the whale's own impact; an edge of
+-0.6 gives -9%, past a -7.5% stop loss; a noise trader's (|edge| < 0.2) leaves the token to its walk."""
+IMPACT_KEPT = 0.5
+"""Share of a trade's price impact that stays (what the trade told the market); the rest is taken back by
+arbitrage and liquidity over the next hour or so. Empirical studies of large trades find about half of the
+impact permanent; without this, a thin pool's price walks away by its trades' impacts alone (hundreds of
+percent a day for a busy memecoin)."""
+IMPACT_HALF_LIFE_S = 1_800.0
+"""Half-life of the transient impact."""
+IMPACT_DECAY = 0.5 ** (1.0 / IMPACT_HALF_LIFE_S)
+"""What is left of a transient impact after one second."""
+WHALE_TREND_USD = 50_000.0
+"""Trades of a whale wallet of at least this much set its tokens trending (the smallest whale tier's size)."""
+WHALE_TREND_HOURS = (1.0, 4.0)
+"""A whale's trend plays out within this many hours (uniformly): before a 3 h follow-up, mostly."""
+WHALE_EDGES = ((0.3, 0.6, 1.0), (0.4, -0.2, 0.2), (0.3, -1.0, -0.6))
+"""Whale wallets by edge, as (share, low, high) with the edge uniform in [low, high]: informed desks whose
+buys come before rises, noise traders, and late ones who buy tops and sell bottoms."""
 RAYDIUM_AUTHORITY = "5Q544fKrFoe6tsEbD7S8EmxGTJYAKtTVhAW5Q5pge4j1"
 """Raydium AMM v4's pool authority, owner of every pool's vaults."""
 
@@ -312,6 +350,58 @@ class SolPrice:
         return self.price
 
 
+def _edge(rng: random.Random) -> float:
+    """A whale wallet's edge, drawn by `WHALE_EDGES`."""
+    draw = rng.random()
+    for share, low, high in WHALE_EDGES:
+        if draw < share:
+            return rng.uniform(low, high)
+        draw -= share
+    return 0.0  # rounding left a sliver of the draw: a noise trader
+
+
+class Trend:
+    """A token's trend: its log price drifts by `rate` per second from `start_s` until `end_s`, then is
+    quiet until the next one begins at `next_s` (exponentially later, `TREND_QUIET_S`), and so on.
+
+    Evaluated lazily, between two prices of the token: `drift` gives the log move over a stretch of feed
+    time, drawing the trends that began in it from the market's trend stream.
+
+    Args:
+        kind: the token's kind (`major`, `amm` or `pumpswap`).
+        rng: the market's trend stream.
+        now_s: feed time from which the token is quiet.
+    """
+
+    __slots__ = ("end_s", "kind", "next_s", "rate", "rng", "start_s")
+
+    def __init__(self, kind: str, rng: random.Random, now_s: float) -> None:
+        self.kind = kind
+        self.rng = rng
+        self.start_s = self.end_s = now_s
+        self.rate = 0.0
+        self.next_s = now_s + rng.expovariate(1.0 / TREND_QUIET_S[kind])
+
+    def begin(self, at_s: float, log_move: float, hours: float) -> None:
+        """A trend from `at_s` moving the log price by `log_move` over `hours` (it replaces the current one)."""
+        duration = hours * SECONDS_PER_HOUR
+        self.start_s, self.end_s, self.rate = at_s, at_s + duration, log_move / duration
+        self.next_s = self.end_s + self.rng.expovariate(1.0 / TREND_QUIET_S[self.kind])
+
+    def _overlap(self, since_s: float, until_s: float) -> float:
+        return self.rate * max(0.0, min(until_s, self.end_s) - max(since_s, self.start_s))
+
+    def drift(self, since_s: float, until_s: float) -> float:
+        """The log move of the trends from `since_s` to `until_s` (feed time only moves forward)."""
+        move = 0.0
+        while self.next_s <= until_s:
+            move += self._overlap(since_s, self.next_s)
+            since_s = self.next_s
+            rng = self.rng
+            self.begin(since_s, rng.gauss(0.0, TREND_SIGMA[self.kind]), rng.uniform(*TREND_HOURS))
+        return move + self._overlap(since_s, until_s)
+
+
 class Market:
     """Everything traded in the feed, built from the RNG: tokens, pools, curves and wallets.
 
@@ -334,6 +424,7 @@ class Market:
         self.wallets = [self._wallet(rank < whales) for rank in range(wallets)]
         self._wallet_cum = cumulative(zipf_weights(wallets))
         self.whales = self.wallets[:whales]
+        self._whale_cum = cumulative(zipf_weights(whales))
         self.pools: dict[str, list[Pool]] = {v: [] for v in ("raydium", "orca", "meteora", "pumpswap", "pumpfun")}
         self._popularity: dict[int, float] = {}
         self._build_tokens(tokens)
@@ -351,6 +442,15 @@ class Market:
         """Tokens (and USDT) against USDC: the last hop of three-hop routes."""
         self.decimals = {WSOL_MINT: SOL_DECIMALS, USDC_MINT: STABLE_DECIMALS, USDT_MINT: STABLE_DECIMALS}
         self.decimals.update((t.mint, t.decimals) for t in self.tokens)
+        # Trends draw from their own stream, taken last: the tokens, pools and wallets above do not depend on it.
+        self.moves = random.Random(rng.getrandbits(64))  # noqa: S311 - a seeded simulation, not cryptography
+        self.by_mint = {t.mint: t for t in self.tokens}
+        self.trends: dict[str, Trend] = {}
+        """Each token's trend, by mint, from its first price on (curve tokens have none: trades move them)."""
+        self.impact: dict[str, float] = {}
+        """Each token's transient impact: the log price its trades added that liquidity has yet to take back."""
+        self.edges = {w.address: _edge(self.moves) for w in self.whales}
+        """Each whale wallet's edge in [-1, 1]: how its big trades' tokens move afterwards (`WHALE_EDGES`)."""
 
     # ------------------------------------------------------------------------------------- building
 
@@ -372,8 +472,10 @@ class Market:
         curves = max(2, count - majors - amm - graduated)
         now = self.now_s
         weights = zipf_weights(majors + amm + graduated + curves)
-        rng.shuffle(weights)
-        rank = iter(weights)
+        # The majors' pools are the busiest (as on mainnet): they take the top ranks, the others are shuffled.
+        others = weights[majors:]
+        rng.shuffle(others)
+        rank = iter(weights[:majors] + others)
 
         # SOL against the dollar, and the dollar stables against each other: the deepest pools.
         for venue, quote, depth in (
@@ -573,9 +675,44 @@ class Market:
             return token.curve.price_sol(token.decimals) * self.sol_usd()
         elapsed = self.now_s - token.updated_s
         if elapsed > 0:
-            token.price_usd *= math.exp(self.rng.gauss(0.0, token.volatility * math.sqrt(elapsed)))
+            move = self.rng.gauss(0.0, token.volatility * math.sqrt(elapsed))
+            trend = self.trends.get(token.mint)
+            if trend is None:
+                trend = self.trends[token.mint] = Trend(token.kind, self.moves, token.updated_s)
+            move += trend.drift(token.updated_s, self.now_s)
+            transient = self.impact.get(token.mint)
+            if transient:
+                left = transient * IMPACT_DECAY**elapsed
+                move -= transient - left
+                self.impact[token.mint] = left
+            token.price_usd *= math.exp(move)
             token.updated_s = self.now_s
         return token.price_usd
+
+    def whale_traded(self, trader: str, sold: str | None, bought: str | None) -> None:
+        """After a big trade of `trader` (a whale wallet, or nothing happens): its tokens start trending.
+
+        The token bought drifts up by the whale's edge times `WHALE_TREND_MOVE` over `WHALE_TREND_HOURS`
+        (down for a negative edge), the token sold the other way; SOL, stables and curve tokens do not.
+
+        Args:
+            trader: the trading wallet.
+            sold: the mint it gave, if any.
+            bought: the mint it got, if any.
+        """
+        edge = self.edges.get(trader)
+        if edge is None:
+            return
+        for mint, direction in ((sold, -1.0), (bought, 1.0)):
+            token = self.by_mint.get(mint) if mint is not None else None
+            if token is None or token.curve is not None:
+                continue
+            self.usd(token.mint, token)  # its price and trend brought up to now
+            trend = self.trends.get(token.mint)
+            if trend is None:
+                trend = self.trends[token.mint] = Trend(token.kind, self.moves, self.now_s)
+            move = direction * edge * WHALE_TREND_MOVE[token.kind]
+            trend.begin(self.now_s, move, self.moves.uniform(*WHALE_TREND_HOURS))
 
     def anchor(self, pool: Pool) -> None:
         """Set a pool's reserves from its depth and current prices (the arbitrage between our trades)."""
@@ -588,12 +725,17 @@ class Market:
         pool.reserve_b = max(1, int(half / price_b * 10**pool.decimals_b))
 
     def settle(self, pool: Pool) -> None:
-        """After a trade: the pool's token takes the price the trade left (permanent impact)."""
+        """After a trade: the pool's token takes the price the trade left (`IMPACT_KEPT` of it for good)."""
         token = pool.token
         if token is None or token.mint != pool.mint_a or pool.reserve_a <= 0:
             return
         price_in_b = (pool.reserve_b / 10**pool.decimals_b) / (pool.reserve_a / 10**pool.decimals_a)
-        token.price_usd = price_in_b * self.usd(pool.mint_b)
+        price = price_in_b * self.usd(pool.mint_b)
+        if price > 0 and token.price_usd > 0:
+            # The share of the impact that liquidity takes back over the next hour or so (see `usd`).
+            jump = math.log(price / token.price_usd) * (1.0 - IMPACT_KEPT)
+            self.impact[token.mint] = self.impact.get(token.mint, 0.0) + jump
+        token.price_usd = price
 
     # ----------------------------------------------------------------------------------- choices
 
@@ -601,7 +743,8 @@ class Market:
         """The trader of a trade worth `usd`: a whale for the big ones, else by activity."""
         rng = self.rng
         if usd >= WHALE_WALLET_USD:
-            return self.whales[int(rng.random() * len(self.whales))]
+            whale_cum = self._whale_cum
+            return self.whales[bisect.bisect_left(whale_cum, rng.random() * whale_cum[-1])]
         cum = self._wallet_cum
         return self.wallets[bisect.bisect_left(cum, rng.random() * cum[-1])]
 
