@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import itertools
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import pytest
 
-from quantbot.models import WSOL_MINT, ActivityKind, DeadLetter, Frame, FrameKind
-from quantbot.pricing import FeedQuote, PricingConfig
+from quantbot.models import WSOL_MINT, ActivityKind, DeadLetter, Frame, FrameKind, TokenAmount
+from quantbot.ops.demo import demo_strategy_document
+from quantbot.pricing import USDC_MINT, USDT_MINT, FeedQuote, PricingConfig
 from quantbot.recordings import FrameFormatError, decode_frame, read_lines
 from quantbot.solana.codec import b58decode
 from quantbot.solana.decode import decode_transaction
 from quantbot.solana.normalise import parse_transactions
 from quantbot.steps import DecodedTransaction, Valuation, ValuedTransaction, parse_frame
-from quantbot.synthetic import Expected, FeedSpec, generate_feed, iter_feed
+from quantbot.synthetic import Expected, FeedSpec, generate_feed, iter_feed, iter_transactions
 
 START = 1_750_000_000
 """A fixed first block time: feeds with `start_time` set are reproducible byte for byte."""
@@ -162,10 +165,241 @@ def test_without_a_start_time_the_feed_ends_now() -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"txs": -1}, {"garbage_share": 1.0}, {"failed_share": 0.6, "transfer_share": 0.6}, {"tx_per_s": 0.0}],
+    [
+        {"txs": -1},
+        {"garbage_share": 1.0},
+        {"failed_share": 0.6, "transfer_share": 0.6},
+        {"tx_per_s": 0.0},
+        {"hours": 0.0},
+        {"hours": -1.0},
+        {"hours": float("nan")},
+        {"price_every_s": 0.0},
+        {"tx_per_s": 100.0, "hours": 1.0},
+    ],
+    ids=lambda overrides: ",".join(f"{k}={v}" for k, v in overrides.items()),
 )
 def test_impossible_specs_are_refused(overrides: dict[str, object]) -> None:
     """A spec that cannot describe a feed raises ValueError naming the field."""
     fields: dict[str, object] = {"txs": 10, **overrides}
     with pytest.raises(ValueError, match=next(iter(overrides))):
         FeedSpec(**fields)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------ feeds that span hours
+
+SPAN_HOURS = 26.0
+"""The demo's span: a day's window and then some."""
+SPAN_SEED = 7
+"""The demo's seed: with `MARKET_TXS` over `SPAN_HOURS`, the market measured is the demo's."""
+FRAMES_TXS = 2_000
+"""Transactions of the spanned feed whose frames are checked (times and price frames)."""
+MARKET_TXS = 20_000
+"""Transactions of the spanned market measured (the demo's feed): about 40 whales ($50k+)."""
+DAY_S = 86_400
+HOUR_S = 3_600
+PRICE_EVERY_S = 60
+"""`SPAN_PRICE_EVERY_S`, the price frames' interval of a spanned feed by default."""
+HOLD_S = 12 * HOUR_S
+"""A follower that neither takes profit nor stops out within 12 h runs to its time exit (a strategy holding
+half a day: the demo's holds 48 h, longer than the feed)."""
+QUOTES = {WSOL_MINT, USDC_MINT, USDT_MINT}
+
+
+@dataclass(frozen=True)
+class _Whale:
+    at: float
+    trader: str
+    usd: float
+    token: str
+    direction: int
+    price: float
+
+
+@dataclass
+class _Frames:
+    """A spanned feed's frames: its transactions' block times and its SOL/USD quotes."""
+
+    block_times: list[int]
+    quotes: list[FeedQuote]
+
+
+@dataclass
+class _Market:
+    """A spanned market as its trades show it: each token's USD prices and the whales ($50k+)."""
+
+    last_block: int
+    prices: dict[str, list[tuple[float, float]]]
+    whales: list[_Whale]
+
+
+def _frames(spec: FeedSpec) -> _Frames:
+    frames = _Frames([], [])
+    for item, expected in iter_feed(spec):
+        if isinstance(item, bytes):
+            continue
+        if expected is None:
+            (quote,) = parse_frame(item)
+            assert isinstance(quote, FeedQuote)
+            frames.quotes.append(quote)
+        else:
+            frames.block_times.append(orjson.loads(item.payload)["result"]["blockTime"])
+    return frames
+
+
+def _market(spec: FeedSpec) -> _Market:
+    """The market's prices as its own trades tell them: SOL/USD from the last SOL-stable swap, a token's
+    USD price from each direct swap against SOL or a stable (the quote leg's value over the token amount)."""
+    market = _Market(0, defaultdict(list), [])
+    sol_usd = None
+    for tx in iter_transactions(spec):
+        market.last_block = tx.block_time
+        expected = tx.expected
+        if expected.kind != "swap":
+            continue
+        given, got = expected.input, expected.output
+        assert given is not None and got is not None
+        legs = {given.mint: given, got.mint: got}
+        if WSOL_MINT in legs and len(QUOTES & set(legs)) == 2:
+            sol, stable = legs.pop(WSOL_MINT), next(iter(legs.values()))
+            sol_usd = (stable.amount / 10**stable.decimals) / (sol.amount / 10**sol.decimals)
+        if sol_usd is None:
+            continue
+
+        def usd(leg: TokenAmount, sol: float = sol_usd) -> float | None:
+            whole = leg.amount / 10**leg.decimals
+            return whole * sol if leg.mint == WSOL_MINT else whole if leg.mint in QUOTES else None
+
+        for token, quote_usd in ((given, usd(got)), (got, usd(given))):
+            if token.mint not in QUOTES and quote_usd is not None and token.amount:
+                market.prices[token.mint].append((tx.block_time, quote_usd / (token.amount / 10**token.decimals)))
+        value = usd(given) or usd(got)
+        if value is None or value < WHALE_USD:
+            continue
+        # The token followed is the non-quote side, bought or else sold (as `quantbot.signals` follows it).
+        followed, direction = (got, 1) if got.mint not in QUOTES else (given, -1)
+        if followed.mint in QUOTES:
+            followed, direction = (got, 1) if got.mint == WSOL_MINT else (given, -1)
+        price = value / (followed.amount / 10**followed.decimals)
+        market.whales.append(_Whale(tx.block_time, expected.trader, value, followed.mint, direction, price))
+    return market
+
+
+@pytest.fixture(scope="module")
+def span() -> _Frames:
+    """The frames of a feed of the demo's span, read once for the tests below."""
+    return _frames(FeedSpec(txs=FRAMES_TXS, seed=SPAN_SEED, start_time=START, hours=SPAN_HOURS))
+
+
+@pytest.fixture(scope="module")
+def market() -> _Market:
+    """The market of a feed of the demo's span and size, measured once for the tests below."""
+    return _market(FeedSpec(txs=MARKET_TXS, seed=SPAN_SEED, start_time=START, hours=SPAN_HOURS))
+
+
+def test_a_span_spreads_the_transactions_evenly_over_its_hours(span: _Frames) -> None:
+    """The first block is at the start, the last one spacing short of start + hours, none further apart."""
+    spacing = SPAN_HOURS * HOUR_S / FRAMES_TXS
+
+    assert span.block_times[0] == START
+    assert span.block_times[-1] == START + int((FRAMES_TXS - 1) * spacing)
+    assert all(0 <= b - a <= spacing + 1 for a, b in itertools.pairwise(span.block_times))
+
+
+def test_a_span_has_a_sol_price_every_minute_of_feed_time(span: _Frames) -> None:
+    """SOL/USD frames come every 60 s of feed time from the first block to the last, and no more often."""
+    times = [quote.ts for quote in span.quotes]
+
+    assert times == list(range(START, times[-1] + 1, PRICE_EVERY_S))
+    assert span.block_times[-1] - PRICE_EVERY_S <= times[-1] <= span.block_times[-1]
+    assert len(times) == (span.block_times[-1] - START) // PRICE_EVERY_S + 1
+
+
+def test_sol_drifts_a_few_percent_a_day(span: _Frames) -> None:
+    """Over the span SOL/USD moves by more than 1% and less than 15% (a day's sd is about 4%)."""
+    prices = [quote.price_usd for quote in span.quotes]
+    day = [quote.price_usd for quote in span.quotes if quote.ts <= START + DAY_S]
+
+    assert 0.01 < max(prices) / min(prices) - 1 < 0.15
+    assert abs(day[-1] / day[0] - 1) < 0.15
+
+
+def test_over_a_day_some_tokens_rise_and_some_fall_by_tens_of_percent(market: _Market) -> None:
+    """Token prices traded in the first hour and again 24 h later: some are 20%+ up, some 20%+ down."""
+    changes = []
+    for series in market.prices.values():
+        first = [price for at, price in series if at < START + HOUR_S]
+        later = [price for at, price in series if START + DAY_S <= at < START + DAY_S + HOUR_S]
+        if first and later:
+            changes.append(later[0] / first[0] - 1)
+
+    assert len(changes) >= 20
+    assert sum(change >= 0.2 for change in changes) >= 2
+    assert sum(change <= -0.2 for change in changes) >= 2
+    assert sum(abs(change) < 0.2 for change in changes) >= 2
+
+
+def _exit(whale: _Whale, series: list[tuple[float, float]], take_profit: float, stop_loss: float) -> tuple[str, float]:
+    """How a follower of `whale` exits (`take_profit`, `stop_loss` or `time_exit`) and after how many seconds."""
+    for at, price in series:
+        if at <= whale.at:
+            continue
+        if at > whale.at + HOLD_S:
+            break
+        move = (price / whale.price - 1) * whale.direction * 100
+        if move >= take_profit:
+            return "take_profit", at - whale.at
+        if move <= -stop_loss:
+            return "stop_loss", at - whale.at
+    return "time_exit", HOLD_S
+
+
+def test_whale_followers_take_profit_stop_out_or_time_out(market: _Market) -> None:
+    """Followed with the demo strategy's exits, some whales' tokens hit take profit and some stop loss
+    within hours, and others neither within 12 h."""
+    parameters = demo_strategy_document()["parameters"]
+    take_profit, stop_loss = parameters["takeProfitPercent"], parameters["stopLossPercent"]
+    exits: dict[str, list[float]] = defaultdict(list)
+    for whale in market.whales:
+        if whale.token != WSOL_MINT:
+            reason, after_s = _exit(whale, market.prices[whale.token], take_profit, stop_loss)
+            if reason != "time_exit" or whale.at + HOLD_S <= market.last_block:  # else still open
+                exits[reason].append(after_s)
+
+    assert min(exits["take_profit"], default=HOLD_S) < 4 * HOUR_S
+    assert min(exits["stop_loss"], default=HOLD_S) < 4 * HOUR_S
+    assert len(exits["time_exit"]) >= 1
+    assert len(exits["take_profit"]) + len(exits["stop_loss"]) >= 5
+
+
+def test_some_whale_wallets_trade_several_whales_a_day(market: _Market) -> None:
+    """Whales ($50k+) come from few wallets: one makes at least three within 24 h, and others repeat too."""
+    per_wallet: dict[str, list[float]] = defaultdict(list)
+    for whale in market.whales:
+        per_wallet[whale.trader].append(whale.at)
+
+    busiest = max(per_wallet.values(), key=len)
+    assert len(market.whales) >= 15
+    assert sum(at <= busiest[0] + DAY_S for at in busiest) >= 3
+    assert sum(len(times) >= 2 for times in per_wallet.values()) >= 3
+
+
+def test_a_spanned_feed_is_deterministic_and_ends_now_without_a_start(tmp_path: Path) -> None:
+    """A spanned spec writes the same bytes twice; without a start time its first block is now - hours."""
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    spec = FeedSpec(txs=200, seed=4, start_time=START, hours=3.0)
+    generate_feed(spec, first)
+    stats = generate_feed(spec, second)
+    now = 1_800_000_000.0
+
+    head = next(item for item, expected in iter_feed(FeedSpec(txs=20, hours=2.0), now=now) if expected)
+
+    assert first.read_bytes() == second.read_bytes()
+    assert stats.span_s == pytest.approx(3.0 * 3600 * 199 / 200, abs=1.0)
+    assert isinstance(head, Frame) and orjson.loads(head.payload)["result"]["blockTime"] == now - 2 * 3600
+
+
+def test_a_pace_and_a_span_that_agree_are_one_spec() -> None:
+    """`tx_per_s` given with `hours` is accepted when they name the same pace; the span decides."""
+    spec = FeedSpec(txs=7_200, hours=2.0, tx_per_s=1.0)
+
+    assert spec.pace_per_s == 1.0 and spec.duration_s == 7_200.0 and spec.price_interval_s == PRICE_EVERY_S
