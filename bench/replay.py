@@ -43,6 +43,7 @@ from quantbot.settings import Settings, load_settings  # noqa: E402
 from quantbot.solana.normalise import parse_transactions  # noqa: E402
 from quantbot.stack_state import StoreName  # noqa: E402
 from quantbot.synthetic import FeedSpec, generate_feed  # noqa: E402
+from quantbot.synthetic.spec import DEFAULT_TX_PER_S  # noqa: E402
 
 # RSS is sampled this often during the long replay.
 MEMORY_SAMPLE_S = 1.0
@@ -127,7 +128,7 @@ def time_price_writes(sinks: graph.FlowSinks, written: dict[str, float], clock: 
 def latency(settings: Settings, work: Path, txs: int, rate: float) -> None:
     """Frame release -> Redis price write returned, at a paced rate."""
     feed = work / "paced.jsonl"
-    spec = FeedSpec(txs=txs, seed=12, garbage_share=0.0)
+    spec = FeedSpec(txs=txs, seed=12, garbage_share=0.0, tx_per_s=DEFAULT_TX_PER_S)
     generate_feed(spec, feed)
     position_of: dict[str, str] = {}
     for line in read_lines(feed):
@@ -138,7 +139,7 @@ def latency(settings: Settings, work: Path, txs: int, rate: float) -> None:
     written: dict[str, float] = {}
     sinks = runtime.store_sinks(settings)
     time_price_writes(sinks, written, time.monotonic)
-    speed = rate / spec.tx_per_s
+    speed = rate / spec.pace_per_s  # the replay's speed-up of the recorded pace
     flow = graph.build_flow(
         _TimedSource([feed], speed=speed, batch_size=settings.pipeline.replay_batch_size),
         sinks,

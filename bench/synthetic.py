@@ -1,7 +1,8 @@
 """Benchmark: synthetic feed generation rate, one core.
 
-One command, `python bench/feed.py [--txs N] [--seed S] [--out PATH]`: pins the process to one CPU,
-writes a feed of N transactions (default 100,000) with `quantbot.synthetic.generate_feed` to PATH (default a
+One command, `python bench/synthetic.py [--txs N] [--hours H] [--seed S] [--out PATH]`: pins the process to
+one CPU, writes a feed of N transactions (default 100,000; spread over H hours of feed time if given, else
+at 400 per second) with `quantbot.synthetic.generate_feed` to PATH (default a
 `.jsonl` file under the system temp dir, removed afterwards), and prints the rate in transactions per
 second, the lines written and the file size. A `.jsonl.gz` or `.jsonl.zst` PATH measures compression too.
 The rate is given per wall-clock second and per second of this process's CPU time: on a shared machine
@@ -39,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Generate one feed and print its rate and size."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--txs", type=int, default=DEFAULT_TXS, help="transactions to generate")
+    parser.add_argument("--hours", type=float, help="hours of feed time the feed spans (default: 400 tx/s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the feed")
     parser.add_argument("--out", type=Path, help="recording to write (default: a temporary .jsonl, removed)")
     args = parser.parse_args(argv)
@@ -46,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="quantbot-bench-feed-") as scratch:
         out = args.out or Path(scratch) / "feed.jsonl"
         cpu_began = time.process_time()
-        stats = generate_feed(FeedSpec(txs=args.txs, seed=args.seed, start_time=START_TIME), out)
+        stats = generate_feed(FeedSpec(txs=args.txs, seed=args.seed, start_time=START_TIME, hours=args.hours), out)
         cpu_s = time.process_time() - cpu_began
     print(f"feed: {stats.describe()}")
     print(

@@ -51,7 +51,7 @@ from quantbot.ops.readback import counts, first_difference, settle_shared, share
 from quantbot.settings import Settings, load_settings
 from quantbot.stack_state import RunningServer
 from quantbot.synthetic import FeedSpec, generate_feed
-from quantbot.units import SECONDS_PER_DAY
+from quantbot.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 # Snapshots every half second: a kill loses at most that much work, and each restart, which takes a
 # couple of seconds to import and resume, still gets past a snapshot before the next kill.
@@ -200,6 +200,9 @@ def run_with_outage(  # noqa: PLR0917 - a script-local helper called once
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--txs", type=int, default=50_000, help="transactions in the generated recording")
+    parser.add_argument(
+        "--hours", type=float, help="hours of feed time the recording spans, ending at midnight (default: 400 tx/s)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="seed of the recording and of the kill moments")
     parser.add_argument("--kills", type=int, default=5, help="SIGKILLs of the replay before it may finish")
     parser.add_argument(
@@ -227,9 +230,11 @@ def main() -> int:
         recording = args.recording
         if recording is None:
             recording = work / "feed.jsonl"
-            # From today's midnight (UTC): the same recording all day, and its signals still active.
+            # From today's midnight (UTC), or with --hours up to it: the same recording all day, and its
+            # signals still active.
             midnight = int(time.time()) // SECONDS_PER_DAY * SECONDS_PER_DAY
-            spec = FeedSpec(txs=args.txs, seed=args.seed, garbage_share=0.01, start_time=midnight)
+            start = midnight if args.hours is None else midnight - round(args.hours * SECONDS_PER_HOUR)
+            spec = FeedSpec(txs=args.txs, seed=args.seed, garbage_share=0.01, start_time=start, hours=args.hours)
             stats = generate_feed(spec, recording)
             print(f"recording {recording}: {stats.describe()}", flush=True)
         results = {}

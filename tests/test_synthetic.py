@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from quantbot.models import WSOL_MINT, ActivityKind, DeadLetter, Frame, FrameKind, TokenAmount
-from quantbot.ops.demo import demo_strategy_document
+from quantbot.ops.cli import DEMO_HOURS
+from quantbot.ops.demo import demo_feed_spec, demo_strategy_document
 from quantbot.pricing import USDC_MINT, USDT_MINT, FeedQuote, PricingConfig
 from quantbot.recordings import FrameFormatError, decode_frame, read_lines
 from quantbot.solana.codec import b58decode
@@ -19,6 +20,7 @@ from quantbot.solana.decode import decode_transaction
 from quantbot.solana.normalise import parse_transactions
 from quantbot.steps import DecodedTransaction, Valuation, ValuedTransaction, parse_frame
 from quantbot.synthetic import Expected, FeedSpec, generate_feed, iter_feed, iter_transactions
+from tests.conftest import run_cli
 
 START = 1_750_000_000
 """A fixed first block time: feeds with `start_time` set are reproducible byte for byte."""
@@ -403,3 +405,32 @@ def test_a_pace_and_a_span_that_agree_are_one_spec() -> None:
     spec = FeedSpec(txs=7_200, hours=2.0, tx_per_s=1.0)
 
     assert spec.pace_per_s == 1.0 and spec.duration_s == 7_200.0 and spec.price_interval_s == PRICE_EVERY_S
+
+
+def test_the_demo_feed_spans_its_hours_and_ends_at_midnight() -> None:
+    """By default the demo's feed spans 26 h of feed time or more, ending at the midnight before now."""
+    now = 1_800_050_000.0  # 13:53:20 UTC
+    midnight = 1_800_057_600 - DAY_S
+
+    spec = demo_feed_spec(txs=200, hours=DEMO_HOURS, seed=7, garbage_share=0.01, now=now)
+    blocks = [tx.block_time for tx in iter_transactions(spec)]
+
+    assert DEMO_HOURS >= 26.0
+    assert blocks[0] == spec.start_time == midnight - DEMO_HOURS * HOUR_S
+    assert midnight - DEMO_HOURS * HOUR_S / 200 <= blocks[-1] < midnight
+
+
+def test_synthetic_generate_takes_a_span_in_hours(tmp_path: Path) -> None:
+    """`quantbot synthetic generate --hours 2` writes a feed over 2 h of feed time; `--hours 0` is refused."""
+    out = tmp_path / "feed.jsonl"
+
+    options = ("--hours", "2", "--start-time", str(START), "--garbage", "0")
+    done = run_cli("synthetic", "generate", "--txs", "50", *options, "--out", str(out))
+    refused = run_cli("synthetic", "generate", "--txs", "50", "--hours", "0", "--out", str(tmp_path / "no.jsonl"))
+
+    assert done.returncode == 0, done.stderr
+    assert "over 2.0 h of feed time" in " ".join(done.stdout.split())
+    frames = [decode_frame(line.data, f"feed@{line.offset}") for line in read_lines(out)]
+    times = [orjson.loads(f.payload)["result"]["blockTime"] for f in frames if f.kind == FrameKind.TRANSACTION]
+    assert (times[0], times[-1]) == (START, START + 49 * 2 * HOUR_S // 50)
+    assert refused.returncode == 2 and "--hours" in refused.stderr and not (tmp_path / "no.jsonl").exists()

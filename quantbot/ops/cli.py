@@ -30,7 +30,6 @@ from quantbot.errors import EX_CONFIG, EX_TEMPFAIL, ConfigError, QuantbotError, 
 from quantbot.health import SourceActivity
 from quantbot.redaction import redact
 from quantbot.settings import Settings, load_settings
-from quantbot.units import SECONDS_PER_DAY
 
 log = logging.getLogger("quantbot")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -958,30 +957,54 @@ def synthetic() -> None:
     "--garbage", type=click.FloatRange(0, 1), default=0.01, show_default=True, help="Share of malformed lines."
 )
 @click.option("--start-time", type=int, help="Unix seconds of the first block (default: so that the feed ends now).")
-def synthetic_generate(txs: int, seed: int, out: Path, garbage: float, start_time: int | None) -> None:
+@click.option(
+    "--hours",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Spread the transactions over this many hours of feed time (default: 400 per second).",
+)
+def synthetic_generate(  # noqa: PLR0917 - click passes each option
+    txs: int, seed: int, out: Path, garbage: float, start_time: int | None, hours: float | None
+) -> None:
     """Write a recording of Jupiter routes, Pump.fun, PumpSwap, Raydium, Orca and Meteora swaps.
 
     \b
-    SOL/USD moves over time (price frames every few seconds), sizes are heavy-tailed so whales are
-    rare, and some transactions fail, some are plain transfers, and --garbage of the lines are
-    malformed (each must end up in the dead-letter store when replayed).
+    SOL/USD moves over time (price frames every few seconds, every minute with --hours), token prices
+    walk, trend and follow the whales (over hours: 24 h changes of tens of percent), sizes are
+    heavy-tailed so whales are rare, and some transactions fail, some are plain transfers, and
+    --garbage of the lines are malformed (each must end up in the dead-letter store when replayed).
     """
     from quantbot.recordings import SUFFIXES
     from quantbot.synthetic import FeedSpec, generate_feed
 
     if not out.name.endswith(SUFFIXES):
         raise click.BadParameter(f"`{out}` must end in {', '.join(SUFFIXES)}", param_hint="--out")
-    stats = generate_feed(FeedSpec(txs=txs, seed=seed, garbage_share=garbage, start_time=start_time), out)
+    spec = FeedSpec(txs=txs, seed=seed, garbage_share=garbage, start_time=start_time, hours=hours)
+    stats = generate_feed(spec, out)
     console.print(f"{out}: {stats.describe()}")
 
 
 # ------------------------------------------------------------------------------------------------ demo
 
 DEMO_DIR = Path(".quantbot/demo")
+DEMO_HOURS = 26.0
+"""Feed time the demo's feed spans by default: the 24 h windows fill and then slide for two hours (the last
+snapshots carry 24 h changes), and the whales of the first 23 h get their 3 h follow-ups."""
+DEMO_TXS = 20_000
+"""Transactions of the demo's feed by default: generated and replayed in a few seconds each, so the demo
+takes about 25 s end to end on a 2-core machine, with about 40 whales and 25 signals over the 26 h."""
 
 
 @cli.command()
-@click.option("--txs", type=click.IntRange(min=1), default=20_000, show_default=True, help="Transactions in the feed.")
+@click.option(
+    "--txs", type=click.IntRange(min=1), default=DEMO_TXS, show_default=True, help="Transactions in the feed."
+)
+@click.option(
+    "--hours",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEMO_HOURS,
+    show_default=True,
+    help="Hours of feed time the feed spans (it ends at today's midnight, UTC).",
+)
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the synthetic feed.")
 @click.option(
     "--garbage",
@@ -1016,6 +1039,7 @@ DEMO_DIR = Path(".quantbot/demo")
 def demo(  # noqa: PLR0917 - click passes each option
     ctx: _Context,
     txs: int,
+    hours: float,
     seed: int,
     garbage: float,
     live: bool,
@@ -1029,7 +1053,8 @@ def demo(  # noqa: PLR0917 - click passes each option
     \b
     1. starts the embedded stores (`stack up`) and creates their schema (`migrate up`);
     2. creates a demo user and a whale-follower strategy (PostgreSQL + MongoDB);
-    3. generates a synthetic mainnet-like feed (`synthetic generate`) under .quantbot/demo/;
+    3. generates a synthetic mainnet-like feed (`synthetic generate`) of --txs over --hours of feed time
+       (ending at today's midnight, UTC) under .quantbot/demo/;
     4. replays it through the dataflow into all four stores, with a progress bar;
     5. prints what the run did and what the stores now hold.
 
@@ -1041,9 +1066,9 @@ def demo(  # noqa: PLR0917 - click passes each option
     from flows.replay import replay as run_replay
     from quantbot.ops import schema as operations
     from quantbot.ops import stack as embedded
-    from quantbot.ops.demo import ensure_demo_strategy
+    from quantbot.ops.demo import demo_feed_spec, ensure_demo_strategy
     from quantbot.ops.readback import store_counts
-    from quantbot.synthetic import FeedSpec, generate_feed
+    from quantbot.synthetic import generate_feed
 
     settings = ctx.settings
     states = embedded.up(_wanted(settings), Path(settings.stack.dir))
@@ -1062,10 +1087,7 @@ def demo(  # noqa: PLR0917 - click passes each option
 
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
     feed = DEMO_DIR / f"feed-seed{seed}.jsonl"
-    # The feed starts at today's midnight (UTC): its signals are still active (they live 48 h), and
-    # a second demo on the same day writes the very same data, so the stores' counts stay as shown.
-    midnight = int(time.time()) // SECONDS_PER_DAY * SECONDS_PER_DAY
-    spec = FeedSpec(txs=txs, seed=seed, garbage_share=garbage, start_time=midnight)
+    spec = demo_feed_spec(txs=txs, hours=hours, seed=seed, garbage_share=garbage, now=time.time())
     stats = generate_feed(spec, feed)
     console.print(f"3. feed {feed}: {stats.describe()}")
 

@@ -1,4 +1,5 @@
-"""The demo's user and whale-follower strategy (PostgreSQL and MongoDB), and its simulated chain for `--live`."""
+"""The demo's user and whale-follower strategy (PostgreSQL and MongoDB), its feed, and its simulated chain for
+`--live`."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from psycopg.types.json import Jsonb
 from quantbot.ops.peers.solana_rpc import Faults
 from quantbot.schema import mongo as mongo_schema
 from quantbot.settings import Settings
+from quantbot.synthetic import FeedSpec
+from quantbot.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from sinks.clients import mongo_client, postgres_connect, resolve_endpoints
 
 DEMO_USER_ID = "00000000-0000-4000-8000-00000000d3e0"
@@ -69,6 +72,25 @@ def ensure_demo_strategy(settings: Settings) -> str:
             {"_id": DEMO_STRATEGY_ID}, document, upsert=True
         )
     return DEMO_STRATEGY_ID
+
+
+def demo_feed_spec(*, txs: int, hours: float, seed: int, garbage_share: float, now: float) -> FeedSpec:
+    """The demo's feed: `txs` transactions over `hours` of feed time, ending at the midnight (UTC) before `now`.
+
+    Ending there, the feed lies wholly in the past, its latest signals are still active (the demo
+    strategy's live 48 h), and a second demo on the same day writes the very same data, so the stores'
+    counts stay as shown.
+
+    Args:
+        txs: transactions in the feed.
+        hours: hours of feed time it spans.
+        seed: its seed.
+        garbage_share: share of malformed lines.
+        now: Unix seconds of the present (the wall clock: it only places the feed, never derives data).
+    """
+    midnight = int(now) // SECONDS_PER_DAY * SECONDS_PER_DAY
+    start = midnight - round(hours * SECONDS_PER_HOUR)
+    return FeedSpec(txs=txs, seed=seed, garbage_share=garbage_share, start_time=start, hours=hours)
 
 
 LIVE_FAULTS = Faults(drop_every_s=10.0, http_429_share=0.02, http_503_share=0.01, null_first_fetch_share=0.05)
