@@ -249,8 +249,8 @@ def _frames(spec: FeedSpec) -> _Frames:
 
 
 def _market(spec: FeedSpec) -> _Market:
-    """The market's prices as its own trades tell them: SOL/USD from the last SOL-stable swap, a token's
-    USD price from each direct swap against SOL or a stable (the quote leg's value over the token amount)."""
+    """The market's prices as its own trades tell them: SOL/USD from each SOL-stable swap, a token's USD
+    price from each direct swap against SOL or a stable (the quote leg's value over the token amount)."""
     market = _Market(0, defaultdict(list), [])
     sol_usd = None
     for tx in iter_transactions(spec):
@@ -264,6 +264,7 @@ def _market(spec: FeedSpec) -> _Market:
         if WSOL_MINT in legs and len(QUOTES & set(legs)) == 2:
             sol, stable = legs.pop(WSOL_MINT), next(iter(legs.values()))
             sol_usd = (stable.amount / 10**stable.decimals) / (sol.amount / 10**sol.decimals)
+            market.prices[WSOL_MINT].append((tx.block_time, sol_usd))
         if sol_usd is None:
             continue
 
@@ -356,20 +357,19 @@ def _exit(whale: _Whale, series: list[tuple[float, float]], take_profit: float, 
 
 
 def test_whale_followers_take_profit_stop_out_or_time_out(market: _Market) -> None:
-    """Followed with the demo strategy's exits, some whales' tokens hit take profit and some stop loss
-    within hours, and others neither within 12 h."""
+    """Followed with the demo strategy's exits, some whales' tokens (or SOL) hit take profit and some stop
+    loss within hours, and others neither within 12 h."""
     parameters = demo_strategy_document()["parameters"]
     take_profit, stop_loss = parameters["takeProfitPercent"], parameters["stopLossPercent"]
     exits: dict[str, list[float]] = defaultdict(list)
     for whale in market.whales:
-        if whale.token != WSOL_MINT:
-            reason, after_s = _exit(whale, market.prices[whale.token], take_profit, stop_loss)
-            if reason != "time_exit" or whale.at + HOLD_S <= market.last_block:  # else still open
-                exits[reason].append(after_s)
+        reason, after_s = _exit(whale, market.prices[whale.token], take_profit, stop_loss)
+        if reason != "time_exit" or whale.at + HOLD_S <= market.last_block:  # else still open
+            exits[reason].append(after_s)
 
     assert min(exits["take_profit"], default=HOLD_S) < 4 * HOUR_S
     assert min(exits["stop_loss"], default=HOLD_S) < 4 * HOUR_S
-    assert len(exits["time_exit"]) >= 1
+    assert len(exits["time_exit"]) >= 2
     assert len(exits["take_profit"]) + len(exits["stop_loss"]) >= 5
 
 
