@@ -401,7 +401,8 @@ def recording(tmp_path: Path) -> Path:
     """A synthetic recording of `CLI_TXS` transactions ending now (its signals are still active)."""
     path = tmp_path / "feed.jsonl"
     midnight = int(time.time()) // SECONDS_PER_DAY * SECONDS_PER_DAY
-    generate_feed(FeedSpec(txs=CLI_TXS, seed=23, start_time=midnight, garbage_share=0.02), path)
+    # Seed 30: four swaps of $100k+ among the 2,000, so the demo strategy signals (a few seeds in ten have none).
+    generate_feed(FeedSpec(txs=CLI_TXS, seed=30, start_time=midnight, garbage_share=0.02), path)
     return path
 
 
