@@ -1,0 +1,466 @@
+"""The analytics state on hand-built streams with known answers: windows, snapshots, follow-ups, signals, strategies."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import random
+import statistics
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import pytest
+
+from quantbot import metrics
+from quantbot.analytics import (
+    Analytics,
+    AnalyticsConfig,
+    MarketSnapshot,
+    Output,
+    SignalUpdate,
+    StrategyMetrics,
+    StrategyPerformance,
+    TokenDocument,
+    TokenRequest,
+    WhaleUpdate,
+)
+from quantbot.analytics.strategies import StrategyBook
+from quantbot.models import (
+    WSOL_MINT,
+    Activity,
+    ActivityKind,
+    Hop,
+    InstructionIndex,
+    PriceTick,
+    Signal,
+    TokenAmount,
+    ValuedActivity,
+    WhaleTransaction,
+)
+from quantbot.pricing import USDC_MINT, FeedQuote, PriceBook
+from quantbot.signals import WhaleFollower
+from quantbot.tokens import TokenFacts
+from quantbot.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
+
+T0 = 1_750_032_000
+"""A UTC midnight (2025-06-16): a multiple of every bucket, snapshot interval and day used here."""
+TOKEN_A = "AAAAzd4PdBzDGvGMEXJcPZVBRUGakVCHDxBaeGtmpump"
+TOKEN_B = "BBBBq9bTk3r8GgPfnkdxJbKGNQkYRkEDRVeR6u2QMpump"
+TOKEN_C = "CCCCbLEFBRbYMW3MP7XNAXG3Zh6ZT3ifsXyUAfhNpump"
+TOKEN_D = "DDDDgWmWLpR6uu5T3Kz4sv8EnKQCzRgSYh3mLHbQpump"
+WALLET = "7tN3U3EHDBhP9ETMhzG3Sd1rovFF6UfpWQ45YHyotMGC"
+OTHER_WALLET = "9WzDXwBbmkg8ZTbNMqUxvQRAyrZzDsGYdLVL9zYtAWWM"
+POOL = "58oQChx4yWmvKdwLLZzBi4ChoCc2fqCUWBkwMihLYQo2"
+SOL_USD = 150.0
+TOKEN_DECIMALS = 6
+SOL_DECIMALS = 9
+STRATEGY_ID = "0c6f7b53-4b63-4a53-9d5e-2f5f0c1b9a11"
+USER_ID = "5f1d7c2e-8a9b-4c3d-b2e1-0a9f8e7d6c5b"
+
+
+# ---- building blocks
+
+
+def tokens(mint: str, usd: float, price: float) -> TokenAmount:
+    """`usd` worth of `mint` at `price` (SOL at 9 decimals, others at 6)."""
+    decimals = SOL_DECIMALS if mint == WSOL_MINT else TOKEN_DECIMALS
+    return TokenAmount(mint, round(usd / price * 10**decimals), decimals)
+
+
+def swap(
+    signature: str,
+    at: int,
+    token: str,
+    price: float,
+    usd: float,
+    *,
+    buy: bool = True,
+    trader: str = WALLET,
+    pool: str | None = None,
+    reserves: tuple[float, float] | None = None,
+    program: str = "raydium_amm_v4",
+    sol_usd: float = SOL_USD,
+    quote: str = WSOL_MINT,
+) -> ValuedActivity:
+    """A valued one-hop swap of `token` against SOL (or `quote`), with both legs' ticks as the valuation makes them.
+
+    `reserves`, where given, are the pool's (token units, quote units) after the hop.
+    """
+    quote_price = sol_usd if quote == WSOL_MINT else 1.0
+    token_leg, quote_leg = tokens(token, usd, price), tokens(quote, usd, quote_price)
+    given, got = (quote_leg, token_leg) if buy else (token_leg, quote_leg)
+    pool_reserves = None
+    if reserves is not None:
+        token_side = TokenAmount(token, round(reserves[0] * 10**TOKEN_DECIMALS), TOKEN_DECIMALS)
+        quote_decimals = quote_leg.decimals or 0
+        quote_side = TokenAmount(quote, round(reserves[1] * 10**quote_decimals), quote_decimals)
+        pool_reserves = (quote_side, token_side) if buy else (token_side, quote_side)
+    hop = Hop(program, "program-id", pool, given, got, None, pool_reserves)
+    index = InstructionIndex(0)
+    activity = Activity(signature, 1, at, ActivityKind.SWAP, index, trader, program, given, got, (hop,))
+    ticks = [PriceTick(token, price, at, program, usd, signature, index)]
+    if quote == WSOL_MINT:
+        ticks.append(PriceTick(WSOL_MINT, sol_usd, at, program, usd, signature, index))
+    return ValuedActivity(activity, usd, sol_usd, tuple(ticks))
+
+
+def quote_tick(token: str, price: float, at: int, source: str = "pyth") -> PriceTick:
+    """A price feed's quote of `token`."""
+    return PriceTick(token, price, at, source, 0.0, "", InstructionIndex(0))
+
+
+def strategy(*, default_holding_s: int = SECONDS_PER_DAY, **parameters: object) -> WhaleFollower:
+    """A whale follower of every swap of $50k or more: 60 s delay, TP 10 %, SL 5 %, 2 h exit, unless overridden."""
+    params: dict[str, object] = {
+        "minTransactionValueUsd": 50_000,
+        "executionDelay": 60,
+        "takeProfitPercent": 10,
+        "stopLossPercent": 5,
+        "timeBasedExit": {"enabled": True, "maxHoldingTimeHours": 2},
+        "followSizePercentage": 1,
+        "maxPositionSizeUsd": 1_000,
+    }
+    params.update(parameters)
+    document = {
+        "_id": STRATEGY_ID,
+        "userId": USER_ID,
+        "name": "test follower",
+        "type": "whale_follower",
+        "parameters": {k: v for k, v in params.items() if v is not None},
+    }
+    return WhaleFollower.from_document(document, default_holding_s)
+
+
+def facts(mint: str, supply_whole: int = 1_000_000_000, symbol: str = "TKA") -> TokenFacts:
+    """A mint's facts: 6 decimals, `supply_whole` tokens, renounced."""
+    return TokenFacts(
+        mint=mint,
+        program="spl_token",
+        decimals=TOKEN_DECIMALS,
+        supply=supply_whole * 10**TOKEN_DECIMALS,
+        mint_authority=None,
+        freeze_authority=None,
+        name="Token A",
+        symbol=symbol,
+    )
+
+
+Item = ValuedActivity | PriceTick | TokenFacts | tuple[ValuedActivity, ...]
+
+
+class Runner:
+    """Feeds items to one `Analytics` under one config; keeps every output and every returned tick."""
+
+    def __init__(self, config: AnalyticsConfig, analytics: Analytics | None = None) -> None:
+        self.config = config
+        self.analytics = analytics if analytics is not None else Analytics()
+        self.outputs: list[Output] = []
+        self.ticks: list[PriceTick] = []
+
+    def feed(self, *items: Item) -> list[Output]:
+        """Observe `items` in order; returns the outputs they caused."""
+        caused: list[Output] = []
+        for item in items:
+            if isinstance(item, PriceTick):
+                tick, out = self.analytics.observe_quote(item, self.config)
+                self.ticks.append(tick)
+            elif isinstance(item, TokenFacts):
+                out = self.analytics.observe_facts(item, self.config)
+            else:
+                valued = item if isinstance(item, tuple) else (item,)
+                result, out = self.analytics.observe_trade(valued[0].activity.signature, valued, self.config)
+                self.ticks.extend(t for v in result for t in v.ticks)
+            caused.extend(out)
+        self.outputs.extend(caused)
+        return caused
+
+    def last_stats(self, token: str) -> PriceTick:
+        """The newest returned tick of `token`."""
+        return next(t for t in reversed(self.ticks) if t.token == token)
+
+
+def of_type(outputs: Iterable[Output], kind: type) -> list[Output]:
+    return [o for o in outputs if type(o) is kind]
+
+
+def updates(outputs: Iterable[Output]) -> list[SignalUpdate]:
+    return [o for o in outputs if isinstance(o, SignalUpdate)]
+
+
+def signals(outputs: Iterable[Output]) -> list[Signal]:
+    return [o for o in outputs if isinstance(o, Signal)]
+
+
+def snapshots(outputs: Iterable[Output]) -> list[dict[str, object]]:
+    return [o.document for o in outputs if isinstance(o, MarketSnapshot)]
+
+
+HOUR_WINDOW = AnalyticsConfig(window_s=SECONDS_PER_HOUR, bucket_s=300)
+"""A one-hour window of twelve 5-minute buckets: small enough to reckon by hand."""
+
+
+# ---- the window
+
+
+def test_window_statistics_by_hand() -> None:
+    """High, low, volume and the change from the price before the window, bucket by bucket, as reckoned by hand."""
+    run = Runner(HOUR_WINDOW)
+
+    run.feed(swap("s1", T0, TOKEN_A, 1.0, 100.0), swap("s2", T0 + 100, TOKEN_A, 1.5, 50.0))
+    run.feed(swap("s3", T0 + 400, TOKEN_A, 0.8, 10.0))
+    early = run.last_stats(TOKEN_A).stats
+    run.feed(swap("s4", T0 + 3_610, TOKEN_A, 1.2, 5.0))  # bucket T0 left the window: its close 1.5 is "before"
+    hour = run.last_stats(TOKEN_A).stats
+    run.feed(swap("s5", T0 + 3_910, TOKEN_A, 1.0, 7.0))  # bucket T0+300 left: "before" is 0.8
+    later = run.last_stats(TOKEN_A).stats
+
+    assert early is not None and hour is not None and later is not None
+    assert (early.high_24h, early.low_24h, early.volume_24h_usd, early.change_24h_pct) == (1.5, 0.8, 160.0, None)
+    assert (hour.high_24h, hour.low_24h, hour.volume_24h_usd) == (1.2, 0.8, 15.0)
+    assert hour.change_24h_pct == pytest.approx(-20.0)
+    assert (later.high_24h, later.low_24h, later.volume_24h_usd) == (1.2, 1.0, 12.0)
+    assert later.change_24h_pct == pytest.approx(25.0)
+
+
+def test_late_tick_counts_in_its_own_bucket() -> None:
+    """A tick older than the newest lands in its own bucket while that bucket is in the window, else nowhere."""
+    run = Runner(HOUR_WINDOW)
+    run.feed(swap("s1", T0 + 3_610, TOKEN_A, 1.0, 10.0), swap("s2", T0 + 3_910, TOKEN_A, 1.1, 10.0))
+
+    run.feed(swap("late", T0 + 3_650, TOKEN_A, 2.0, 5.0))
+    late = run.last_stats(TOKEN_A).stats
+    run.feed(swap("ancient", T0 + 100, TOKEN_A, 9.0, 1_000.0))
+    ancient = run.last_stats(TOKEN_A).stats
+
+    assert late is not None and ancient is not None
+    assert (late.high_24h, late.low_24h, late.volume_24h_usd) == (2.0, 1.0, 25.0)
+    assert (ancient.high_24h, ancient.volume_24h_usd) == (2.0, 25.0)
+
+
+def test_quotes_price_sol_through_the_same_window() -> None:
+    """Feed quotes of SOL have a window like any token: high, low and change, no volume, no liquidity."""
+    run = Runner(HOUR_WINDOW)
+    run.feed(quote_tick(WSOL_MINT, 150.0, T0 + 10), quote_tick(WSOL_MINT, 160.0, T0 + 200))
+    run.feed(quote_tick(WSOL_MINT, 140.0, T0 + 3_700))
+
+    stats = run.last_stats(WSOL_MINT).stats
+
+    assert stats is not None
+    assert (stats.high_24h, stats.low_24h, stats.volume_24h_usd, stats.liquidity_usd) == (140.0, 140.0, 0.0, None)
+    assert stats.change_24h_pct == pytest.approx((140.0 / 160.0 - 1) * 100)
+
+
+# ---- pools, liquidity, market cap, token documents
+
+
+def test_liquidity_market_cap_and_exchanges_from_reserves_and_facts() -> None:
+    """Reserves valued at current prices give liquidity and a $1,000 impact; facts give market cap and the document."""
+    run = Runner(AnalyticsConfig())
+    # The pool after the trade holds 500,000 A at $0.30 and 1,000 SOL at $150: $150k a side.
+    run.feed(swap("s1", T0 + 10, TOKEN_A, 0.3, 600.0, pool=POOL, reserves=(500_000, 1_000)))
+    before_facts = run.last_stats(TOKEN_A).stats
+    sol_stats = run.last_stats(WSOL_MINT).stats
+
+    documents = run.feed(facts(TOKEN_A))
+    run.feed(swap("s2", T0 + 20, TOKEN_A, 0.3, 400.0, pool=POOL, reserves=(500_000, 1_000)))
+    after_facts = run.last_stats(TOKEN_A).stats
+
+    assert before_facts is not None and sol_stats is not None and after_facts is not None
+    assert before_facts.liquidity_usd == pytest.approx(300_000.0)
+    assert before_facts.market_cap_usd is None
+    assert sol_stats.liquidity_usd is None and sol_stats.market_cap_usd is None
+    assert after_facts.market_cap_usd == pytest.approx(0.3 * 1_000_000_000)
+    [document] = documents
+    assert isinstance(document, TokenDocument) and document.mint == TOKEN_A
+    assert document.document["exchanges"] == [
+        {
+            "name": "raydium_amm_v4",
+            "address": POOL,
+            "liquidityUsd": 300_000.0,
+            "volume24h": 600.0,
+            "priceImpact1000usd": round(100 * 1_000 / 150_000, 4),
+        }
+    ]
+    assert document.document["decimals"] == TOKEN_DECIMALS
+
+
+def test_changed_exchanges_are_documented_at_the_boundary_for_tokens_with_facts() -> None:
+    """At a snapshot boundary, the tokens traded since their last document (and with facts) get a new one."""
+    run = Runner(AnalyticsConfig())
+    run.feed(swap("s1", T0 + 10, TOKEN_A, 0.3, 600.0, pool=POOL), facts(TOKEN_A))
+    run.feed(swap("s2", T0 + 20, TOKEN_A, 0.3, 400.0, pool=POOL))
+    run.feed(swap("s3", T0 + 30, TOKEN_B, 2.0, 100.0, pool="PoolB"))  # no facts: no document
+
+    at_boundary = run.feed(quote_tick(WSOL_MINT, SOL_USD, T0 + 301))
+    quiet_boundary = run.feed(quote_tick(WSOL_MINT, SOL_USD, T0 + 601))
+
+    documents = of_type(at_boundary, TokenDocument)
+    assert [d.mint for d in documents] == [TOKEN_A]  # type: ignore[attr-defined]
+    document = documents[0].document  # type: ignore[attr-defined]
+    assert document["updatedAt"] == T0 + 300
+    assert document["createdAt"] == T0 + 10
+    assert document["exchanges"] == [{"name": "raydium_amm_v4", "address": POOL, "volume24h": 1_000.0}]
+    assert of_type(quiet_boundary, TokenDocument) == []
+
+
+def test_token_requests_are_made_once_per_refresh_and_not_with_fresh_facts() -> None:
+    """A traded mint without facts is asked for once per `token_refresh_s`; facts stop the asking until they age."""
+    config = AnalyticsConfig(token_refresh_s=SECONDS_PER_HOUR)
+    run = Runner(config)
+
+    first = run.feed(swap("s1", T0 + 10, TOKEN_A, 1.0, 100.0))
+    again_soon = run.feed(swap("s2", T0 + 20, TOKEN_A, 1.0, 100.0))
+    run.feed(facts(TOKEN_A))
+    an_hour_later = run.feed(swap("s3", T0 + 3_615, TOKEN_A, 1.0, 100.0))
+    facts_aged = run.feed(swap("s4", T0 + 3_625, TOKEN_A, 1.0, 100.0))
+
+    def asked(outputs: list[Output]) -> list[str]:
+        return [o.mint for o in outputs if isinstance(o, TokenRequest)]
+
+    assert asked(first) == [WSOL_MINT, TOKEN_A]
+    assert asked(again_soon) == []
+    assert asked(an_hour_later) == [WSOL_MINT]  # SOL's request aged; A's facts arrived at T0+20
+    assert asked(facts_aged) == [TOKEN_A]
+
+
+# ---- the market snapshot
+
+
+def test_snapshots_fall_on_boundaries_of_feed_time() -> None:
+    """A snapshot per boundary the clock passes, before the item that passed it; a gap yields the first one only."""
+    run = Runner(AnalyticsConfig(snapshot_interval_s=300))
+
+    assert run.feed(quote_tick(WSOL_MINT, 150.0, T0 + 17), quote_tick(WSOL_MINT, 151.0, T0 + 250)) == []
+    assert run.feed(quote_tick(WSOL_MINT, 152.0, T0 + 300)) == []  # at the boundary: not past it yet
+    passed = run.feed(quote_tick(WSOL_MINT, 153.0, T0 + 301))
+    gap = run.feed(quote_tick(WSOL_MINT, 154.0, T0 + 1_000))
+    run.feed(quote_tick(WSOL_MINT, 155.0, T0 + 1_200))
+    after_gap = run.feed(quote_tick(WSOL_MINT, 156.0, T0 + 1_201))
+
+    assert [s["_id"] for s in snapshots(passed)] == ["2025-06-16T00:05:00+00:00"]
+    assert snapshots(passed)[0]["timestamp"] == datetime(2025, 6, 16, 0, 5, tzinfo=UTC)
+    assert snapshots(passed)[0]["globalMetrics"] == {"solanaPrice": 152.0}  # as of the boundary, not after it
+    assert [s["_id"] for s in snapshots(gap)] == ["2025-06-16T00:10:00+00:00"]
+    assert [s["_id"] for s in snapshots(after_gap)] == ["2025-06-16T00:20:00+00:00"]
+
+
+def test_snapshot_content_movers_whales_dex_volume_and_reserves() -> None:
+    """Top movers by |change| above the volume floor, whale count/volume/net flow, volume per DEX, known reserves."""
+    config = AnalyticsConfig(window_s=SECONDS_PER_HOUR, bucket_s=300, top_movers=2, mover_min_volume_usd=1_000.0)
+    run = Runner(config)
+    run.feed(
+        swap("a1", T0 + 10, TOKEN_A, 1.0, 600.0),
+        swap("b1", T0 + 10, TOKEN_B, 2.0, 600.0, program="orca_whirlpool"),
+        swap("c1", T0 + 10, TOKEN_C, 1.0, 100.0),
+        swap("d1", T0 + 10, TOKEN_D, 1.0, 5_000.0),
+    )
+    run.feed(
+        swap("a2", T0 + 3_610, TOKEN_A, 1.5, 1_200.0),  # +50 %, $1,200 in the window
+        swap("b2", T0 + 3_620, TOKEN_B, 1.0, 1_500.0, program="orca_whirlpool"),  # -50 %
+        swap("c2", T0 + 3_630, TOKEN_C, 3.0, 100.0),  # +200 % on $100: under the floor
+        swap("d2", T0 + 3_640, TOKEN_D, 1.1, 5_000.0),  # +10 %: third, cut
+        swap("w1", T0 + 3_700, TOKEN_A, 1.5, 60_000.0, pool=POOL, reserves=(100_000, 2_000)),  # whale buy of A
+        swap("w2", T0 + 3_710, TOKEN_B, 1.0, 70_000.0, buy=False, program="orca_whirlpool"),  # whale sell of B
+        swap("w3", T0 + 3_720, USDC_MINT, 1.0, 80_000.0, trader=OTHER_WALLET),  # SOL -> USDC: neither side counts
+    )
+
+    [snapshot] = snapshots(run.feed(quote_tick(WSOL_MINT, SOL_USD, T0 + 3_901)))
+
+    assert snapshot["_id"] == "2025-06-16T01:05:00+00:00"
+    assert snapshot["topMovers"] == [
+        {"tokenAddress": TOKEN_A, "priceChangePercent": 50.0, "volume24h": 61_200.0},
+        {"tokenAddress": TOKEN_B, "priceChangePercent": -50.0, "volume24h": 71_500.0},
+    ]
+    assert snapshot["whaleActivity"] == {
+        "largeTransactionCount": 3,
+        "largeTransactionVolumeUsd": 210_000.0,
+        "netFlowUsd": -10_000.0,
+    }
+    assert snapshot["liquidityMetrics"] == {
+        # The window holds buckets from T0+600: the first trades are out of it.
+        "topDexVolume": {"raydium_amm_v4": 60_000.0 + 1_200 + 100 + 5_000 + 80_000, "orca_whirlpool": 71_500.0},
+        "totalValueLockedUsd": 100_000 * 1.5 + 2_000 * SOL_USD,
+    }
+    assert snapshot["globalMetrics"] == {"solanaPrice": SOL_USD}
+
+
+# ---- whales: follow-ups, related transactions, influence
+
+
+def test_follow_up_sets_the_move_three_hours_later_from_the_price_then() -> None:
+    """The follow-up fires before the item that passes whale time + 3 h, with the price at that moment."""
+    run = Runner(AnalyticsConfig(snapshot_interval_s=SECONDS_PER_DAY))
+    run.feed(swap("whale", T0 + 10, TOKEN_A, 2.0, 60_000.0))
+    run.feed(swap("later", T0 + 5_000, TOKEN_A, 2.2, 100.0))
+    assert run.feed(swap("at-due", T0 + 10_810, TOKEN_A, 2.5, 100.0)) == []
+
+    caused = run.feed(swap("after", T0 + 10_811, TOKEN_A, 3.0, 100.0))
+
+    assert isinstance(caused[0], WhaleUpdate)
+    assert caused[0].signature == "whale"
+    assert caused[0].fields == {"significance.priceMoveAfter3h": pytest.approx(25.0)}
+
+
+def test_follow_up_without_a_price_then_sets_nothing() -> None:
+    """A followed token forgotten by the time of its follow-up gets no move (none is invented)."""
+    run = Runner(AnalyticsConfig(max_tokens=2))
+    run.feed(swap("whale", T0 + 10, TOKEN_A, 2.0, 60_000.0))
+    run.feed(swap("b", T0 + 20, TOKEN_B, 1.0, 100.0), swap("c", T0 + 30, TOKEN_C, 1.0, 100.0))
+
+    caused = run.feed(swap("after", T0 + 10_811, TOKEN_B, 1.0, 100.0))
+
+    assert of_type(caused, WhaleUpdate) == []
+    assert list(run.analytics.tokens) == [TOKEN_B, WSOL_MINT]  # A went first: the least recently traded
+
+
+def test_related_transactions_and_historical_influence() -> None:
+    """A wallet's whales list each other within the window; its influence comes from its completed follow-ups."""
+    config = AnalyticsConfig(related_window_s=6 * SECONDS_PER_HOUR, influence_full_move_pct=10.0)
+    run = Runner(config)
+    first = run.feed(swap("w1", T0 + 10, TOKEN_A, 1.0, 60_000.0))
+    run.feed(swap("w-other", T0 + 20, TOKEN_B, 1.0, 60_000.0, trader=OTHER_WALLET))
+    run.feed(swap("up", T0 + 3_000, TOKEN_A, 1.05, 100.0))
+    run.feed(swap("tick", T0 + 10_900, TOKEN_C, 1.0, 100.0))  # past w1's follow-up: +5 % after a buy
+
+    second = run.feed(swap("w2", T0 + 4 * SECONDS_PER_HOUR, TOKEN_C, 1.0, 70_000.0))
+    third = run.feed(swap("w3", T0 + 9 * SECONDS_PER_HOUR, TOKEN_C, 1.0, 70_000.0))
+
+    [whale1] = of_type(first, WhaleTransaction)
+    assert whale1.document["relatedTransactions"] == []  # type: ignore[attr-defined]
+    assert "historicalInfluence" not in whale1.document["walletProfile"]  # type: ignore[attr-defined, operator]
+    [whale2] = of_type(second, WhaleTransaction)
+    assert whale2.document["relatedTransactions"] == ["w1"]  # type: ignore[attr-defined]
+    assert whale2.document["walletProfile"]["historicalInfluence"] == 5.0  # type: ignore[attr-defined, index]
+    assert [(u.signature, u.related) for u in of_type(second, WhaleUpdate)] == [("w1", ("w2",))]  # type: ignore[attr-defined]
+    [whale3] = of_type(third, WhaleTransaction)
+    assert whale3.document["relatedTransactions"] == ["w2"]  # type: ignore[attr-defined]  # w1 is 9 h before
+
+
+def test_outputs_of_one_trade_come_in_order() -> None:
+    """Due timers, then exits its prices cause, its whale, the related updates, its signals, then token requests."""
+    config = AnalyticsConfig(strategies=(strategy(),), follow_up_s=100, snapshot_interval_s=SECONDS_PER_HOUR)
+    run = Runner(config)
+    run.feed(swap("w1", T0 + 10, TOKEN_A, 1.0, 60_000.0))  # signal entered at T0+70, follow-up due T0+110
+    entered = run.feed(swap("tick", T0 + 100, TOKEN_A, 1.0, 100.0))
+    small_a = swap("w2", T0 + 120, TOKEN_A, 1.2, 100.0)  # reaches w1's take profit (1.1)
+    whale_b = swap("w2", T0 + 120, TOKEN_B, 2.0, 60_000.0)
+
+    caused = run.feed((small_a, whale_b))
+
+    assert [(type(o).__name__, o.status) for o in updates(entered)] == [("SignalUpdate", "active")]
+    assert [type(o).__name__ for o in caused] == [
+        "WhaleUpdate",
+        "SignalUpdate",
+        "WhaleTransaction",
+        "WhaleUpdate",
+        "Signal",
+        "TokenRequest",
+    ]
+    follow_up, exit_, whale, related, signal, request = caused
+    assert isinstance(follow_up, WhaleUpdate) and follow_up.fields == {"significance.priceMoveAfter3h": 0.0}
+    assert isinstance(exit_, SignalUpdate) and (exit_.status, exit_.exit_reason) == ("closed", "take_profit")
+    assert isinstance(whale, WhaleTransaction) and whale.valued.activity.output is not None
+    assert whale.valued.activity.output.mint == TOKEN_B
+    assert isinstance(related, WhaleUpdate) and (related.signature, related.related) == ("w1", ("w2",))
+    assert isinstance(signal, Signal) and signal.token_address == TOKEN_B
+    assert request == TokenRequest(TOKEN_B)
