@@ -88,7 +88,7 @@ class SignalRecord:
 
     def __post_init__(self) -> None:
         self.changed_at = self.signal.created_at
-        if self.signal.price is None:  # no reference for the moves
+        if not self.signal.price:  # no reference for the moves
             self.done_1h = self.done_24h = True
         self.due = self.next_due()
 
@@ -120,7 +120,7 @@ class SignalRecord:
         if self.status == ACTIVE and signal.expires_at <= at:
             self.close(signal.expires_at, price if price is not None else self.last_price, TIME_EXIT)
             closed = True
-        reference = signal.price
+        reference = signal.price if signal.price else None  # a zero price is no reference for a move
         if not self.done_1h and signal.created_at + MOVE_1H_S <= at:
             self.done_1h = True
             if reference is not None and price is not None:

@@ -36,8 +36,10 @@ class SignalUpdate:
     """A signal's new lifecycle state and what is known of its outcome.
 
     `status`: `active` (entered at `entry_price` after the execution delay), `closed` (`exit_reason`
-    `take_profit`, `stop_loss` or `time_exit`, at `exit_price`) or `expired` (never entered: no price
-    when its delay passed, or its expiry came first). `processed_at` is the feed time of the change.
+    `take_profit`, `stop_loss` or `time_exit`, at `exit_price`; `settled_early` when `max_pending` signals
+    were waiting) or `expired` (never entered: no price when its delay passed, or its expiry came first).
+    `processed_at` is the feed time of the latest status change. Every update is the whole picture: the
+    status and every outcome known so far (`quantbot.analytics.lifecycle`).
     The moves are percent changes of the token's price from the signal's price, 1 h and 24 h after it.
     """
 

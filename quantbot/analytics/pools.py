@@ -38,71 +38,89 @@ class Pool:
         address: the pool's account.
         venue: the program's name (`raydium_amm_v4`, `pumpswap`, ...): the exchange's `name`.
         reserves: the latest reserves seen, one amount per side; None until a hop carried them.
+        units: those reserves in whole tokens, per side, where the amount carries its decimals (else None:
+            the mint's facts may give them when it is valued).
         reserves_at: the feed time of those reserves.
-        last_at: the feed time of the pool's latest hop.
         volume: the pool's USD volume (its hops' values) over the window.
     """
 
-    __slots__ = ("address", "last_at", "reserves", "reserves_at", "venue", "volume")
+    __slots__ = ("address", "reserves", "reserves_at", "units", "venue", "volume")
 
     def __init__(self, address: str, venue: str) -> None:
         self.address = address
         self.venue = venue
         self.reserves: tuple[TokenAmount, TokenAmount] | None = None
+        self.units: tuple[float | None, float | None] = (None, None)
         self.reserves_at = 0
-        self.last_at = 0
         self.volume = SumWindow()
 
     def __getstate__(self) -> tuple[object, ...]:
-        return self.address, self.venue, self.reserves, self.reserves_at, self.last_at, self.volume
+        return self.address, self.venue, self.reserves, self.units, self.reserves_at, self.volume
 
     def __setstate__(self, state: tuple[object, ...]) -> None:
-        self.address, self.venue, self.reserves, self.reserves_at, self.last_at, self.volume = state  # type: ignore[assignment]
+        (self.address, self.venue, self.reserves, self.units, self.reserves_at, self.volume) = state  # type: ignore[assignment]
+
+    def set_reserves(self, reserves: tuple[TokenAmount, TokenAmount], at: int) -> None:
+        """Take the reserves a hop reported at feed time `at`."""
+        self.reserves, self.reserves_at = reserves, at
+        first, second = reserves
+        # The amounts' own decimals (the decoders give them); the general `_units` at valuation otherwise.
+        self.units = (
+            None if first.decimals is None else first.amount / 10**first.decimals,
+            None if second.decimals is None else second.amount / 10**second.decimals,
+        )
 
 
-def side_value(amount: TokenAmount, price_of: PriceOf, decimals_of: DecimalsOf) -> float | None:
-    """The USD value of a reserve at the current price of its mint, or None (no price or no decimals)."""
-    price = price_of(amount.mint)
-    if price is None:
-        return None
+def _units(amount: TokenAmount, decimals_of: DecimalsOf | None = None) -> float | None:
+    """A raw amount in whole tokens: by its own decimals, else the well-known mints', else the facts'; or None."""
     decimals = amount.decimals
     if decimals is None:
         decimals = KNOWN_DECIMALS.get(amount.mint)
         if decimals is None:
-            decimals = decimals_of(amount.mint)
+            decimals = None if decimals_of is None else decimals_of(amount.mint)
             if decimals is None:
                 return None
     scale: int = 10**decimals
-    return amount.amount / scale * price
+    return amount.amount / scale
 
 
-def reserve_values(
-    reserves: tuple[TokenAmount, TokenAmount], price_of: PriceOf, decimals_of: DecimalsOf
-) -> tuple[float, float] | None:
-    """Both sides' USD values; an unpriced side at the pool's own price (the other side's value); None if neither."""
-    first = side_value(reserves[0], price_of, decimals_of)
-    second = side_value(reserves[1], price_of, decimals_of)
+def reserve_values(pool: Pool, price_of: PriceOf, decimals_of: DecimalsOf) -> tuple[float, float] | None:
+    """Both sides' USD values at current prices; an unpriced side at the pool's own price (the other side's value).
+
+    None without reserves, or with neither side valued.
+    """
+    reserves = pool.reserves
+    if reserves is None:
+        return None
+    units_first, units_second = pool.units
+    first = second = None
+    price = price_of(reserves[0].mint)
+    if price is not None:
+        if units_first is None:
+            units_first = _units(reserves[0], decimals_of)
+        if units_first is not None:
+            first = units_first * price
+    price = price_of(reserves[1].mint)
+    if price is not None:
+        if units_second is None:
+            units_second = _units(reserves[1], decimals_of)
+        if units_second is not None:
+            second = units_second * price
     if first is None:
-        if second is None:
-            return None
-        return second, second
+        return None if second is None else (second, second)
     return first, first if second is None else second
 
 
 def liquidity_usd(pool: Pool, price_of: PriceOf, decimals_of: DecimalsOf) -> float | None:
-    """The USD value of the pool's latest reserves, or None (no reserves seen, or no side priced)."""
-    if pool.reserves is None:
-        return None
-    values = reserve_values(pool.reserves, price_of, decimals_of)
+    """The USD value of the pool's latest reserves, or None (no reserves seen, or no side valued)."""
+    values = reserve_values(pool, price_of, decimals_of)
     return None if values is None else values[0] + values[1]
 
 
 def impact_1000_usd(pool: Pool, token: str, price_of: PriceOf, decimals_of: DecimalsOf) -> float | None:
     """Percent: a $1,000 purchase of `token` from the pool against its spot price (module docstring); or None."""
-    if pool.reserves is None:
-        return None
-    values = reserve_values(pool.reserves, price_of, decimals_of)
-    if values is None:
+    values = reserve_values(pool, price_of, decimals_of)
+    if values is None or pool.reserves is None:
         return None
     first, second = pool.reserves
     if first.mint == token:

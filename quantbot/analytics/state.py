@@ -163,7 +163,7 @@ class Analytics:
         whale_flows: the whales' count, USD volume and net flow over the window.
         changed: tokens whose exchanges changed since their last document, in the order they changed.
         facts: per mint, its facts and the feed time they arrived at; least recently arrived first.
-        asked: per mint without facts, the feed time it was last asked for.
+        asked: per mint, the feed time its facts were last asked for or arrived; least recent first.
         wallets: per wallet, its whale history; least recently active first.
         follow_ups: whales waiting for their follow-up, by signature, oldest first.
         signals: signals being followed, by id, oldest first.
@@ -202,32 +202,40 @@ class Analytics:
         out: list[Output] = []
         if not valued:
             return valued, out
-        latest = max((v.activity.block_time or 0) for v in valued)
-        if latest:  # a transaction without a block time leaves the clock where it is
+        if len(valued) == 1:
+            latest = valued[0].activity.block_time or 0
+        else:
+            latest = max((v.activity.block_time or 0) for v in valued)
+        clock = self.clock
+        # A transaction without a block time leaves the clock where it is; most leave it and fire nothing.
+        if latest and (clock is None or latest > clock or (self.timers and self.timers[0][0] < clock)):
             self._advance(latest, config, out)
         now = self.clock or 0
-        now_bucket = bucket_of(now, config.bucket_s)
+        now_bucket = now - now % config.bucket_s
         result: list[ValuedActivity] = []
+        floor = config.whales.tiers[0][1]
+        whales = False
         for item in valued:
             activity = item.activity
-            if item.sol_usd is not None:
-                self.sol_usd = item.sol_usd
+            usd, sol_usd = item.usd_value, item.sol_usd
+            if sol_usd is not None:
+                self.sol_usd = sol_usd
             if activity.hops and activity.kind is ActivityKind.SWAP:
-                self._observe_hops(activity, item.usd_value, activity.block_time or now, config)
+                self._observe_hops(activity, usd, activity.block_time or now, config)
             if item.ticks:
-                ticks = tuple(self._tick(tick, now_bucket, config, out) for tick in item.ticks)
-                item = ValuedActivity(activity, item.usd_value, item.sol_usd, ticks)  # noqa: PLW2901 - the stats-carrying copy
+                ticks = tuple([self._tick(tick, now_bucket, config, out) for tick in item.ticks])
+                item = ValuedActivity(activity, usd, sol_usd, ticks)  # noqa: PLW2901 - the stats-carrying copy
             result.append(item)
-        floor = config.whales.tiers[0][1]
-        found = [
-            whale
-            for item in result
-            if item.usd_value is not None
-            and item.usd_value >= floor
-            and (whale := detect(item, config.whales, self._symbols(item.activity))) is not None
-        ]
-        for whale in largest_per_transaction(found):
-            self._observe_whale(whale, now, config, out)
+            if usd is not None and usd >= floor:
+                whales = True
+        if whales:
+            found = [
+                whale
+                for item in result
+                if (whale := detect(item, config.whales, self._symbols(item.activity))) is not None
+            ]
+            for whale in largest_per_transaction(found):
+                self._observe_whale(whale, now, config, out)
         self._request_facts(valued, now, config, out)
         return tuple(result), out
 
@@ -248,7 +256,8 @@ class Analytics:
         self.facts.move_to_end(mint)
         while len(self.facts) > config.max_tokens:
             self.facts.popitem(last=False)
-        self.asked.pop(mint, None)
+        self.asked[mint] = now  # answered: not asked again for `token_refresh_s`
+        self.asked.move_to_end(mint)
         self.changed.pop(mint, None)
         return [TokenDocument(mint, self._token_document(mint, now, config))]
 
@@ -333,13 +342,18 @@ class Analytics:
         return state
 
     def _tick(self, tick: PriceTick, now_bucket: int, config: AnalyticsConfig, out: list[Output]) -> PriceTick:
-        token, price = tick.token, tick.price_usd
-        state = self._token(token, tick.block_time, config)
-        window = state.window
-        window_s = config.window_s
-        window.add(bucket_of(tick.block_time, config.bucket_s), price, tick.volume_usd, now_bucket, window_s)
-        high, low, volume, before = window.stats(now_bucket, window_s)
-        change = None if before is None else (price / before - 1.0) * 100.0
+        """Count a tick in its token's window; returns it with its `stats` (and closes the exits it reaches)."""
+        token, price, at = tick.token, tick.price_usd, tick.block_time or self.clock or 0
+        tokens = self.tokens
+        state = tokens.get(token)
+        if state is None:
+            state = self._token(token, at, config)
+        else:
+            tokens.move_to_end(token)
+        high, low, volume, before = state.window.observe(
+            at - at % config.bucket_s, price, tick.volume_usd, now_bucket, config.window_s
+        )
+        change = (price / before - 1.0) * 100.0 if before else None  # no reference (or a zero one): no change
         liquidity = self._liquidity(state) if state.pools else None
         market_cap = None
         known = self.facts.get(token)
@@ -349,7 +363,7 @@ class Analytics:
             market_cap = price * facts.supply / scale
         watched = self.watching.get(token)
         if watched:
-            self._check_exits(watched, price, tick.block_time, config, out)
+            self._check_exits(watched, price, at, config, out)
         return PriceTick(
             token,
             price,
@@ -364,19 +378,18 @@ class Analytics:
 
     def _observe_hops(self, activity: Activity, usd: float | None, at: int, config: AnalyticsConfig) -> None:
         """Count each hop's volume at its DEX and pool; keep each pool's latest reserves; note the tokens' pools."""
-        bucket = bucket_of(at, config.bucket_s)
+        bucket = at - at % config.bucket_s
         window_s = config.window_s
-        pools = self.pools
-        for hop in activity.hops:
-            value = None if usd is None else _hop_usd(activity, usd, hop)
+        pools, venues, tokens, changed = self.pools, self.venues, self.tokens, self.changed
+        hops = activity.hops
+        for hop in hops:
+            value = usd if usd is None or len(hops) == 1 else _hop_usd(activity, usd, hop)
             if value is not None:
-                venue = self.venues.get(hop.program)
+                venue = venues.get(hop.program)
                 if venue is None:
-                    venue = self.venues[hop.program] = SumWindow()
-                    if len(self.venues) > MAX_VENUES:
-                        self.venues.popitem(last=False)
-                else:
-                    self.venues.move_to_end(hop.program)
+                    venue = venues[hop.program] = SumWindow()
+                    if len(venues) > MAX_VENUES:
+                        venues.popitem(last=False)
                 venue.add(bucket, value, window_s)
             address = hop.pool
             if address is None:
@@ -388,30 +401,34 @@ class Analytics:
                     pools.popitem(last=False)
             else:
                 pools.move_to_end(address)
-            pool.last_at = max(pool.last_at, at)
             if hop.reserves is not None and at >= pool.reserves_at:
-                pool.reserves, pool.reserves_at = hop.reserves, at
+                pool.set_reserves(hop.reserves, at)
             if value is not None:
                 pool.volume.add(bucket, value, window_s)
             for mint in (hop.input.mint, hop.output.mint):
                 if mint in QUOTE_MINTS:
                     continue
-                known = self._token(mint, at, config).pools
+                state = tokens.get(mint)  # its tick, if it has one, makes it the most recently used
+                if state is None:
+                    state = self._token(mint, at, config)
+                known = state.pools
                 if not known or known[-1] != address:
                     if address in known:
                         known.remove(address)
                     known.append(address)
                     if len(known) > MAX_POOLS_PER_TOKEN:
                         del known[0]
-                self.changed[mint] = None
+                changed[mint] = None
 
     def _price(self, mint: str) -> float | None:
         """The current USD price of `mint`: its latest tick, else SOL/USD for SOL and face value for stablecoins."""
         state = self.tokens.get(mint)
         if state is not None:
-            price = state.window.last_price
-            if price is not None:
-                return price
+            closes = state.window.closes
+            if closes:
+                return closes[-1]
+            if state.window.before is not None:
+                return state.window.before
         if mint == WSOL_MINT:
             return self.sol_usd
         return STABLE_USD.get(mint)
@@ -421,15 +438,32 @@ class Analytics:
         return None if known is None else known[0].decimals
 
     def _liquidity(self, state: TokenState) -> float | None:
-        """The USD value of the latest reserves of the token's known pools; None if none is known."""
+        """The USD value of the latest reserves of the token's known pools; None if none is known.
+
+        The general rules are `quantbot.analytics.pools`'; this is their fast path for reserves in whole units.
+        """
         total = None
+        pools, price_of = self.pools, self._price
         for address in state.pools:
-            pool = self.pools.get(address)
+            pool = pools.get(address)
             if pool is None or pool.reserves is None:
                 continue
-            value = liquidity_usd(pool, self._price, self._decimals)
-            if value is not None:
-                total = value if total is None else total + value
+            first_units, second_units = pool.units
+            if first_units is None or second_units is None:
+                value = liquidity_usd(pool, price_of, self._decimals)
+                if value is None:
+                    continue
+            else:
+                first_price, second_price = price_of(pool.reserves[0].mint), price_of(pool.reserves[1].mint)
+                if first_price is None:
+                    if second_price is None:
+                        continue
+                    value = 2.0 * second_units * second_price
+                elif second_price is None:
+                    value = 2.0 * first_units * first_price
+                else:
+                    value = first_units * first_price + second_units * second_price
+            total = value if total is None else total + value
         return total
 
     def _symbol(self, mint: str) -> str | None:
@@ -599,17 +633,15 @@ class Analytics:
     def _request_facts(
         self, valued: tuple[ValuedActivity, ...], now: int, config: AnalyticsConfig, out: list[Output]
     ) -> None:
+        """Ask for the facts of the trades' mints whose facts (or a request for them) are `token_refresh_s` old."""
         refresh = config.token_refresh_s
-        facts, asked = self.facts, self.asked
+        asked = self.asked
         for item in valued:
             activity = item.activity
             for leg in (activity.input, activity.output):
                 if leg is None:
                     continue
                 mint = leg.mint
-                known = facts.get(mint)
-                if known is not None and now - known[1] < refresh:
-                    continue
                 last = asked.get(mint)
                 if last is not None and now - last < refresh:
                     continue
@@ -661,7 +693,7 @@ class Analytics:
                 continue
             _, _, volume, before = window.stats(now_bucket, window_s)
             price = window.last_price
-            if before is None or price is None or volume < config.mover_min_volume_usd:
+            if not before or price is None or volume < config.mover_min_volume_usd:
                 continue
             change = (price / before - 1.0) * 100.0
             candidates.append((-abs(change), mint, change, volume))

@@ -20,6 +20,8 @@ from bisect import bisect_left, bisect_right
 
 NOTHING = -1
 """`PriceWindow.cached_at` before any aggregate was cached (bucket starts are never negative)."""
+_HIGHEST = float("inf")
+_LOWEST = -_HIGHEST
 
 
 def bucket_of(at: int, bucket_s: int) -> int:
@@ -66,8 +68,8 @@ class PriceWindow:
         self.volumes: array[float] = array("d")
         self.before: float | None = None
         self.cached_at = NOTHING
-        self.older_high = -float("inf")
-        self.older_low = float("inf")
+        self.older_high = _LOWEST
+        self.older_low = _HIGHEST
         self.older_volume = 0.0
 
     def __getstate__(self) -> tuple[object, ...]:
@@ -124,6 +126,30 @@ class PriceWindow:
             column.insert(at, price)
         self.volumes.insert(at, volume_usd)
 
+    def observe(
+        self, bucket: int, price: float, volume_usd: float, now_bucket: int, window_s: int
+    ) -> tuple[float | None, float | None, float, float | None]:
+        """`add`, then `stats` at `now_bucket`, in one call; the hot path (a tick in the current bucket) inline."""
+        starts = self.starts
+        if bucket != now_bucket or self.cached_at != now_bucket or not starts or starts[-1] != bucket:
+            self.add(bucket, price, volume_usd, now_bucket, window_s)
+            return self.stats(now_bucket, window_s)
+        highs, lows, volumes = self.highs, self.lows, self.volumes
+        high, low = highs[-1], lows[-1]
+        if price > high:
+            highs[-1] = high = price
+        elif price < low:
+            lows[-1] = low = price
+        self.closes[-1] = price
+        volumes[-1] = volume = volumes[-1] + volume_usd
+        older_high, older_low = self.older_high, self.older_low
+        return (
+            high if high > older_high else older_high,
+            low if low < older_low else older_low,
+            self.older_volume + volume,
+            self.before,
+        )
+
     def _drop_before(self, oldest_excluded: int) -> None:
         """Drop the buckets starting at or before `oldest_excluded`, keeping the last one's close as `before`."""
         gone = bisect_right(self.starts, oldest_excluded)
@@ -145,7 +171,7 @@ class PriceWindow:
             self.older_low = min(self.lows[:older])
             self.older_volume = sum(self.volumes[:older])
         else:
-            self.older_high, self.older_low, self.older_volume = -float("inf"), float("inf"), 0.0
+            self.older_high, self.older_low, self.older_volume = _LOWEST, _HIGHEST, 0.0
         self.cached_at = now_bucket
 
     def stats(self, now_bucket: int, window_s: int) -> tuple[float | None, float | None, float, float | None]:
@@ -159,10 +185,10 @@ class PriceWindow:
         starts = self.starts
         if starts and starts[-1] == now_bucket:
             newest_high, newest_low = self.highs[-1], self.lows[-1]
-            high = max(high, newest_high)
-            low = min(low, newest_low)
+            high = newest_high if newest_high > high else high
+            low = newest_low if newest_low < low else low
             volume += self.volumes[-1]
-        if low == float("inf"):
+        if low == _HIGHEST:
             return None, None, volume, self.before
         return high, low, volume, self.before
 
