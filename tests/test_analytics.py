@@ -326,6 +326,24 @@ def test_token_requests_are_made_once_per_refresh_and_not_with_fresh_facts() -> 
     assert asked(facts_aged) == [TOKEN_A]
 
 
+def test_facts_before_any_trade_are_documented_at_the_first_boundary_and_not_asked_for() -> None:
+    """Facts with no feed time yet: no document dated 1970, one at the first boundary; the mint is not asked for."""
+    run = Runner(AnalyticsConfig())
+
+    early = run.feed(facts(TOKEN_A))
+    first_trade = run.feed(swap("s1", T0 + 10, TOKEN_A, 1.0, 100.0, pool=POOL))
+    boundary = run.feed(quote_tick(WSOL_MINT, SOL_USD, T0 + 301))
+
+    assert early == []
+    assert [o.mint for o in of_type(first_trade, TokenRequest)] == [WSOL_MINT]
+    [document] = of_type(boundary, TokenDocument)
+    assert (document.mint, document.document["createdAt"], document.document["updatedAt"]) == (
+        TOKEN_A,
+        T0 + 10,
+        T0 + 300,
+    )
+
+
 # ---- the market snapshot
 
 
@@ -467,6 +485,20 @@ def test_outputs_of_one_trade_come_in_order() -> None:
     assert isinstance(related, WhaleUpdate) and (related.signature, related.related) == ("w1", ("w2",))
     assert isinstance(signal, Signal) and signal.token_address == TOKEN_B
     assert request == TokenRequest(TOKEN_B)
+
+
+def test_a_transaction_seen_twice_is_not_its_own_relative_nor_followed_twice() -> None:
+    """A repeated whale (at-least-once delivery) lists no relation to itself and keeps one follow-up and one signal."""
+    run = Runner(AnalyticsConfig(strategies=(strategy(),), snapshot_interval_s=SECONDS_PER_DAY))
+    run.feed(swap("w1", T0 + 10, TOKEN_A, 1.0, 60_000.0))
+
+    again = run.feed(swap("w1", T0 + 10, TOKEN_A, 1.0, 60_000.0))
+
+    [whale] = of_type(again, WhaleTransaction)
+    assert whale.document["relatedTransactions"] == []
+    assert of_type(again, WhaleUpdate) == []
+    assert len(signals(again)) == 1  # re-emitted: its stores write it by id
+    assert (len(run.analytics.follow_ups), len(run.analytics.signals)) == (1, 1)
 
 
 # ---- signals' lifecycle

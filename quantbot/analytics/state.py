@@ -162,7 +162,7 @@ class Analytics:
         venues: per DEX program, its USD volume over the window.
         whale_flows: the whales' count, USD volume and net flow over the window.
         changed: tokens whose exchanges changed since their last document, in the order they changed.
-        facts: per mint, its facts and the feed time they arrived at; least recently arrived first.
+        facts: per mint, its latest facts; least recently arrived first.
         asked: per mint, the feed time its facts were last asked for or arrived; least recent first.
         wallets: per wallet, its whale history; least recently active first.
         follow_ups: whales waiting for their follow-up, by signature, oldest first.
@@ -180,7 +180,7 @@ class Analytics:
     venues: OrderedDict[str, SumWindow] = field(default_factory=OrderedDict)
     whale_flows: SumWindow = field(default_factory=lambda: SumWindow(3))
     changed: dict[str, None] = field(default_factory=dict)
-    facts: OrderedDict[str, tuple[TokenFacts, int]] = field(default_factory=OrderedDict)
+    facts: OrderedDict[str, TokenFacts] = field(default_factory=OrderedDict)
     asked: OrderedDict[str, int] = field(default_factory=OrderedDict)
     wallets: OrderedDict[str, WalletHistory] = field(default_factory=OrderedDict)
     follow_ups: dict[str, FollowUp] = field(default_factory=dict)
@@ -194,7 +194,12 @@ class Analytics:
     def observe_trade(
         self, signature: str, valued: tuple[ValuedActivity, ...], config: AnalyticsConfig
     ) -> tuple[tuple[ValuedActivity, ...], list[Output]]:
-        """Observe a valued transaction (`signature`, its activities in instruction order).
+        """Observe a valued transaction.
+
+        Args:
+            signature: the transaction's signature (its activities carry it too).
+            valued: its activities in instruction order, valued (`quantbot.pricing`), with their ticks.
+            config: the settings of this start.
 
         Returns:
             The activities with each tick carrying its `stats`, and the outputs in order (module docstring).
@@ -249,13 +254,19 @@ class Analytics:
         return self._tick(tick, now_bucket, config, out), out
 
     def observe_facts(self, facts: TokenFacts, config: AnalyticsConfig) -> list[Output]:
-        """Keep a mint's facts (the newest per mint, at most `max_tokens`); returns its `TokenDocument`."""
-        now = self.clock or 0
+        """Keep a mint's facts (the newest per mint, at most `max_tokens`); returns its `TokenDocument`.
+
+        Facts that come before any trade or quote (no feed time yet) are documented at the first boundary.
+        """
         mint = facts.mint
-        self.facts[mint] = (facts, now)
+        self.facts[mint] = facts
         self.facts.move_to_end(mint)
         while len(self.facts) > config.max_tokens:
             self.facts.popitem(last=False)
+        now = self.clock
+        if now is None:
+            self.changed[mint] = None
+            return []
         self.asked[mint] = now  # answered: not asked again for `token_refresh_s`
         self.asked.move_to_end(mint)
         self.changed.pop(mint, None)
@@ -270,14 +281,15 @@ class Analytics:
         if clock is None:
             self.clock = at
             self.next_snapshot = _ceil_to(at, interval)
+            for mint in self.facts:  # facts that came before the clock count as answered now
+                self.asked[mint] = at
             return
         if at <= clock:
             if not self.timers or self.timers[0][0] >= clock:
                 return  # the hot path: nothing is due
             at = clock
-        timers = self.timers
         while True:
-            snapshot = self.next_snapshot
+            timers, snapshot = self.timers, self.next_snapshot
             if timers and timers[0][0] < at and (snapshot is None or timers[0][0] <= snapshot):
                 due, rank, key = heapq.heappop(timers)
                 self._fire(due, rank, key, config, out)
@@ -356,9 +368,8 @@ class Analytics:
         change = (price / before - 1.0) * 100.0 if before else None  # no reference (or a zero one): no change
         liquidity = self._liquidity(state) if state.pools else None
         market_cap = None
-        known = self.facts.get(token)
-        if known is not None and token != WSOL_MINT:
-            facts = known[0]
+        facts = self.facts.get(token)
+        if facts is not None and token != WSOL_MINT:
             scale: int = 10**facts.decimals
             market_cap = price * facts.supply / scale
         watched = self.watching.get(token)
@@ -434,8 +445,8 @@ class Analytics:
         return STABLE_USD.get(mint)
 
     def _decimals(self, mint: str) -> int | None:
-        known = self.facts.get(mint)
-        return None if known is None else known[0].decimals
+        facts = self.facts.get(mint)
+        return None if facts is None else facts.decimals
 
     def _liquidity(self, state: TokenState) -> float | None:
         """The USD value of the latest reserves of the token's known pools; None if none is known.
@@ -467,9 +478,9 @@ class Analytics:
         return total
 
     def _symbol(self, mint: str) -> str | None:
-        known = self.facts.get(mint)
-        if known is not None and known[0].symbol:
-            return known[0].symbol
+        facts = self.facts.get(mint)
+        if facts is not None and facts.symbol:
+            return facts.symbol
         return KNOWN_SYMBOLS.get(mint)
 
     def _symbols(self, activity: Activity) -> dict[str, str]:
@@ -477,9 +488,9 @@ class Analytics:
         symbols: dict[str, str] = {}
         for leg in (activity.input, activity.output):
             if leg is not None:
-                known = self.facts.get(leg.mint)
-                if known is not None and known[0].symbol:
-                    symbols[leg.mint] = known[0].symbol
+                facts = self.facts.get(leg.mint)
+                if facts is not None and facts.symbol:
+                    symbols[leg.mint] = facts.symbol
         return symbols
 
     # ---- whales and signals
@@ -674,10 +685,10 @@ class Analytics:
 
     def _token_document(self, mint: str, at: int, config: AnalyticsConfig) -> dict[str, object]:
         state = self.tokens.get(mint)
-        known = self.facts.get(mint)
+        facts = self.facts.get(mint)
         exchanges = self._exchanges(state, mint, at, config) if state is not None else []
         created = state.first_seen if state is not None else at
-        return token_document(mint, None if known is None else known[0], exchanges, created, at)
+        return token_document(mint, facts, exchanges, created, at)
 
     # ---- the snapshot boundary
 
