@@ -23,7 +23,7 @@ class AnalyticsConfig:
     window_s: int = 86_400
     """The rolling window of `price_change_24h`, `high_24h`, `low_24h`, `volume_24h`."""
     bucket_s: int = 300
-    """The window's resolution: one bucket (open, high, low, close, volume) per token per this many seconds."""
+    """The window's resolution: one bucket (high, low, close, volume) per token per this many seconds."""
     max_tokens: int = 20_000
     """Tokens with a window at most; the least recently traded is forgotten first."""
     follow_up_s: int = 10_800

@@ -30,7 +30,7 @@ def bucket_of(at: int, bucket_s: int) -> int:
 
 
 class PriceWindow:
-    """One token's prices over the window: per bucket open, high, low, close and USD volume.
+    """One token's prices over the window: per bucket high, low, close and USD volume.
 
     The window's aggregates over every bucket but the newest are cached per `now` bucket (`cached_at`), so a
     tick costs a bucket update and a few comparisons; the cache is rebuilt once per bucket, or when an older
@@ -38,7 +38,8 @@ class PriceWindow:
 
     Attributes:
         starts: the buckets' starts, ascending.
-        opens, highs, lows, closes, volumes: the buckets' prices (USD) and USD volume, by position.
+        highs, lows, closes, volumes: the buckets' prices (USD) and USD volume, by position (no open: no
+            statistic needs one, and it would be a sixth of every window in the recovery snapshot).
         before: the close of the newest bucket that left the window (the price at or last before the window's
             start, at bucket resolution); None while the window reaches back no further than its first tick.
         cached_at: the `now` bucket the cached aggregates are for (`NOTHING`: none).
@@ -54,14 +55,12 @@ class PriceWindow:
         "older_high",
         "older_low",
         "older_volume",
-        "opens",
         "starts",
         "volumes",
     )
 
     def __init__(self) -> None:
         self.starts: array[int] = array("q")
-        self.opens: array[float] = array("d")
         self.highs: array[float] = array("d")
         self.lows: array[float] = array("d")
         self.closes: array[float] = array("d")
@@ -102,7 +101,6 @@ class PriceWindow:
             return
         if not starts or bucket > starts[-1]:
             starts.append(bucket)
-            self.opens.append(price)
             self.highs.append(price)
             self.lows.append(price)
             self.closes.append(price)
@@ -122,7 +120,7 @@ class PriceWindow:
             # Not the bucket's newest price: its close stays.
             return
         starts.insert(at, bucket)
-        for column in (self.opens, self.highs, self.lows, self.closes):
+        for column in (self.highs, self.lows, self.closes):
             column.insert(at, price)
         self.volumes.insert(at, volume_usd)
 
@@ -155,7 +153,7 @@ class PriceWindow:
         gone = bisect_right(self.starts, oldest_excluded)
         if gone:
             self.before = self.closes[gone - 1]
-            for column in (self.opens, self.highs, self.lows, self.closes, self.volumes):
+            for column in (self.highs, self.lows, self.closes, self.volumes):
                 del column[:gone]
             del self.starts[:gone]
             self.cached_at = NOTHING
