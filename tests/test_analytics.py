@@ -823,6 +823,7 @@ def test_pickled_mid_stream_the_state_resumes_with_identical_outputs() -> None:
 
     assert resumed.outputs == unbroken.outputs
     assert resumed.ticks == unbroken.ticks
+    assert resumed.analytics == unbroken.analytics
     assert len(unbroken.outputs) > 1_000
 
 

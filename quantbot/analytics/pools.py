@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from quantbot.analytics.slotted import Slotted
 from quantbot.analytics.window import SumWindow
 from quantbot.models import TokenAmount
 from quantbot.pricing import KNOWN_DECIMALS
@@ -31,7 +32,7 @@ DecimalsOf = Callable[[str], int | None]
 """A mint's decimals where the flow knows them (token facts), or None."""
 
 
-class Pool:
+class Pool(Slotted):
     """What the flow knows of one pool.
 
     Attributes:
@@ -53,12 +54,6 @@ class Pool:
         self.units: tuple[float | None, float | None] = (None, None)
         self.reserves_at = 0
         self.volume = SumWindow()
-
-    def __getstate__(self) -> tuple[object, ...]:
-        return self.address, self.venue, self.reserves, self.units, self.reserves_at, self.volume
-
-    def __setstate__(self, state: tuple[object, ...]) -> None:
-        (self.address, self.venue, self.reserves, self.units, self.reserves_at, self.volume) = state  # type: ignore[assignment]
 
     def set_reserves(self, reserves: tuple[TokenAmount, TokenAmount], at: int) -> None:
         """Take the reserves a hop reported at feed time `at`."""

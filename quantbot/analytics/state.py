@@ -72,6 +72,7 @@ from quantbot.analytics.outputs import (
     WhaleUpdate,
 )
 from quantbot.analytics.pools import Pool, impact_1000_usd, liquidity_usd
+from quantbot.analytics.slotted import Slotted
 from quantbot.analytics.strategies import StrategyBook
 from quantbot.analytics.wallets import FollowUp, WalletHistory, move_pct
 from quantbot.analytics.window import PriceWindow, SumWindow, bucket_of
@@ -109,7 +110,7 @@ WHALE_COUNT, WHALE_VOLUME, WHALE_NET_FLOW = 0, 1, 2
 """The columns of the whales' window."""
 
 
-class TokenState:
+class TokenState(Slotted):
     """What the analytics keeps per token.
 
     Attributes:
@@ -124,12 +125,6 @@ class TokenState:
         self.first_seen = first_seen
         self.window = PriceWindow()
         self.pools: list[str] = []
-
-    def __getstate__(self) -> tuple[object, ...]:
-        return self.first_seen, self.window, self.pools
-
-    def __setstate__(self, state: tuple[int, PriceWindow, list[str]]) -> None:
-        self.first_seen, self.window, self.pools = state
 
 
 def _ceil_to(at: int, interval: int) -> int:

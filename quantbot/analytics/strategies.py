@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 
+from quantbot.analytics.slotted import Slotted
 from quantbot.units import SECONDS_PER_DAY
 
 RATIO_DIGITS = 4
@@ -34,7 +35,7 @@ PERCENT_DIGITS = 4
 USD_DIGITS = 2
 
 
-class Returns:
+class Returns(Slotted):
     """Running aggregates of per-trade returns (Welford's mean and squared deviations, mergeable).
 
     Attributes:
@@ -54,12 +55,6 @@ class Returns:
         self.downside = 0.0
         self.pnl_usd = 0.0
         self.size_usd = 0.0
-
-    def __getstate__(self) -> tuple[object, ...]:
-        return self.trades, self.wins, self.mean, self.m2, self.downside, self.pnl_usd, self.size_usd
-
-    def __setstate__(self, state: tuple[int, int, float, float, float, float, float]) -> None:
-        self.trades, self.wins, self.mean, self.m2, self.downside, self.pnl_usd, self.size_usd = state
 
     def add(self, ret: float, size_usd: float) -> None:
         """Count a closed trade of return `ret` (a fraction) and `size_usd`."""
@@ -118,7 +113,7 @@ class Returns:
         }
 
 
-class StrategyBook:
+class StrategyBook(Slotted):
     """One strategy's paper account.
 
     Attributes:
@@ -138,14 +133,6 @@ class StrategyBook:
         self.peak = 1.0
         self.max_drawdown = 0.0
         self.active: dict[str, float] = {}
-
-    def __getstate__(self) -> tuple[object, ...]:
-        return self.all_time, self.days, self.equity, self.peak, self.max_drawdown, self.active
-
-    def __setstate__(
-        self, state: tuple[Returns, OrderedDict[int, Returns], float, float, float, dict[str, float]]
-    ) -> None:
-        self.all_time, self.days, self.equity, self.peak, self.max_drawdown, self.active = state
 
     def enter(self, signal_id: str, size_usd: float) -> None:
         """A signal became active."""

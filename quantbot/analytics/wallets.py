@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from quantbot.analytics.slotted import Slotted
+
 MAX_RELATED = 32
 """A wallet's recent whales kept at most (the newest): a busy wallet's `relatedTransactions` stays readable."""
 INFLUENCE_SCALE = 10.0
@@ -22,7 +24,7 @@ INFLUENCE_SCALE = 10.0
 INFLUENCE_DIGITS = 1
 
 
-class WalletHistory:
+class WalletHistory(Slotted):
     """One wallet's whales within the related window and the record of its completed follow-ups.
 
     Attributes:
@@ -37,12 +39,6 @@ class WalletHistory:
         self.recent: list[tuple[int, str]] = []
         self.followed = 0
         self.move_sum = 0.0
-
-    def __getstate__(self) -> tuple[object, ...]:
-        return self.recent, self.followed, self.move_sum
-
-    def __setstate__(self, state: tuple[list[tuple[int, str]], int, float]) -> None:
-        self.recent, self.followed, self.move_sum = state
 
     def related(self, at: int, signature: str, window_s: int) -> list[str]:
         """The signatures of this wallet's other whales within `window_s` of `at`, oldest first."""

@@ -18,6 +18,8 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 
+from quantbot.analytics.slotted import Slotted
+
 NOTHING = -1
 """`PriceWindow.cached_at` before any aggregate was cached (bucket starts are never negative)."""
 _HIGHEST = float("inf")
@@ -29,7 +31,7 @@ def bucket_of(at: int, bucket_s: int) -> int:
     return at - at % bucket_s
 
 
-class PriceWindow:
+class PriceWindow(Slotted):
     """One token's prices over the window: per bucket high, low, close and USD volume.
 
     The window's aggregates over every bucket but the newest are cached per `now` bucket (`cached_at`), so a
@@ -70,13 +72,6 @@ class PriceWindow:
         self.older_high = _LOWEST
         self.older_low = _HIGHEST
         self.older_volume = 0.0
-
-    def __getstate__(self) -> tuple[object, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __setstate__(self, state: tuple[object, ...]) -> None:
-        for name, value in zip(self.__slots__, state, strict=True):
-            setattr(self, name, value)
 
     @property
     def last_price(self) -> float | None:
@@ -191,7 +186,7 @@ class PriceWindow:
         return high, low, volume, self.before
 
 
-class SumWindow:
+class SumWindow(Slotted):
     """Sums per bucket over the window (a pool's or a venue's USD volume, the whales' count and flows).
 
     Attributes:
@@ -204,12 +199,6 @@ class SumWindow:
     def __init__(self, width: int = 1) -> None:
         self.starts: array[int] = array("q")
         self.columns: tuple[array[float], ...] = tuple(array("d") for _ in range(width))
-
-    def __getstate__(self) -> tuple[object, ...]:
-        return self.starts, self.columns
-
-    def __setstate__(self, state: tuple[array[int], tuple[array[float], ...]]) -> None:
-        self.starts, self.columns = state
 
     def add(self, bucket: int, value: float, window_s: int) -> None:
         """Add `value` to the first quantity in `bucket` (a single-quantity window's hot path)."""
