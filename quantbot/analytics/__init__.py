@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from quantbot.models import Signal, WhaleTransaction
-from quantbot.signals import WhaleFollower
+from quantbot.models import PriceTick, Signal, ValuedActivity, WhaleTransaction
+from quantbot.signals import WhaleFollower, evaluate
 from quantbot.tokens import TokenFacts
-from quantbot.whales import WhaleConfig
+from quantbot.whales import WhaleConfig, detect, largest_per_transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +133,7 @@ Output = (
 """What the analytics emits, in stream order."""
 
 __all__ = [
+    "Analytics",
     "AnalyticsConfig",
     "MarketSnapshot",
     "Output",
@@ -144,3 +145,27 @@ __all__ = [
     "TokenRequest",
     "WhaleUpdate",
 ]
+
+
+@dataclass
+class Analytics:
+    """(Stub until the state lands: whales and signals only, as the flow derived them before.)"""
+
+    def observe_trade(
+        self, signature: str, valued: tuple[ValuedActivity, ...], config: AnalyticsConfig
+    ) -> tuple[tuple[ValuedActivity, ...], list[Output]]:
+        """The trade's activities (ticks with their stats) and what it set off."""
+        found = [w for v in valued if (w := detect(v, config.whales)) is not None]
+        out: list[Output] = []
+        for whale in largest_per_transaction(found):
+            out.append(whale)
+            out.extend(s for strategy in config.strategies if (s := evaluate(strategy, whale)) is not None)
+        return valued, out
+
+    def observe_quote(self, tick: PriceTick, config: AnalyticsConfig) -> tuple[PriceTick, list[Output]]:
+        """A feed quote's tick (with its stats) and what it set off."""
+        return tick, []
+
+    def observe_facts(self, facts: TokenFacts, config: AnalyticsConfig) -> list[Output]:
+        """A token's facts; what they set off."""
+        return []
