@@ -109,6 +109,9 @@ class FlowConfig:
     on_missed_trade: Callable[[str], object] | None = None
     """Called with the signature of each missed large trade: where the live flow asks its chain source to
     fetch it over RPC (None: counted and reported only)."""
+    on_output: Callable[[object], object] | None = None
+    """Called with each of the analytics' outputs (whales, signals, their updates...), on the valuation's worker:
+    where the live flow tells the Jupiter poller which tokens matter (`quantbot.interest`)."""
     on_token_request: Callable[[str], object] | None = None
     """Called with each mint whose facts the analytics asks for (`TokenRequest`): where the live flow asks its
     chain source for the mint's accounts (None: a replay, whose recording holds the answers)."""
@@ -184,6 +187,10 @@ def _count_output(item: object) -> None:
 
 def _request(on_request: Callable[[str], object], request: TokenRequest) -> None:
     on_request(request.mint)
+
+
+def _call(hook: Callable[[object], object], item: object) -> None:
+    hook(item)
 
 
 def _is_valued(item: Booked) -> bool:
@@ -379,6 +386,9 @@ def build_flow(
     # WhaleTransaction(tier="whale", document={"_id": "5Q8E...", ...}) | Signal(signal_id="0c1d...", ...)
     # | SignalUpdate(status="closed", exit_reason="take_profit", ...) | MarketSnapshot(document={...}) | ...
     op.inspect("count_outputs", outputs, lambda _step, item: _count_output(item))
+    on_output = config.on_output
+    if on_output is not None:
+        op.inspect("watch_outputs", outputs, lambda _step, item: _call(on_output, item))
     requests = op.filter("token_requests", outputs, lambda item: isinstance(item, TokenRequest))
     on_request = config.on_token_request
     if on_request is not None:

@@ -359,6 +359,15 @@ class FeedSettings(_Section):
     jupiter_url: str = Field("https://lite-api.jup.ag", description="Jupiter API base; QUANTBOT_JUPITER_URL")
     jupiter_api_key: SecretStr | None = Field(None, description="secret x-api-key; QUANTBOT_JUPITER_API_KEY")
     jupiter_tokens: list[str] = Field([], description="mints polled when no live feed covers them")
+    jupiter_whale_keep_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="a token a whale traded is polled this long after its last whale, as are tokens strategies "
+        "hold; 0: only jupiter_tokens",
+    )
+    jupiter_max_tokens: int = Field(
+        500, ge=1, description="tokens polled at most (10 requests a round: a round's length bounds a price's age)"
+    )
     jupiter_requests_per_s: float = Field(
         1.0, gt=0, description="Jupiter requests per second at most (the keyless tier allows 60 a minute)"
     )
