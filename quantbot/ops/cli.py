@@ -1081,7 +1081,7 @@ def demo(  # noqa: PLR0917 - click passes each option
 
     \b
     1. starts the embedded stores (`stack up`) and creates their schema (`migrate up`);
-    2. creates a demo user and a whale-follower strategy (PostgreSQL + MongoDB);
+    2. creates a demo user and three whale-follower strategies (PostgreSQL + MongoDB);
     3. generates a synthetic mainnet-like feed (`synthetic generate`) under .quantbot/demo/;
     4. replays it through the dataflow into all four stores, with a progress bar;
     5. prints what the run did and what the stores now hold.
@@ -1107,8 +1107,8 @@ def demo(  # noqa: PLR0917 - click passes each option
     _print_reports("1. migrate up", reports)
     if not all(r.ok for r in reports):
         _fail("a store could not be migrated; see the table above", EX_UNAVAILABLE)
-    strategy = ensure_demo_strategy(settings)
-    console.print(f"2. demo strategy [bold]{strategy}[/] (whale_follower, swaps of $100k and more)")
+    ensure_demo_strategy(settings, all_of_them=True)
+    console.print("2. demo strategies: three whale followers (swaps of $50k, $100k and $250k and more)")
     if live:
         _live_demo(settings, seed=seed, duration=duration, tps=tps, faults=faults, http_port=http_port)
         return
