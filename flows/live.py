@@ -332,8 +332,9 @@ def run_live(
     feeds = feed_sources(settings, event_log(settings).record, feed_activities if feed_activities is not None else [])
     record = RecorderSink(record_dir) if record_dir is not None else None
     config = flow_config(settings, strategies)
-    if isinstance(source, SolanaLogsSource):  # a large trade a feed reported and the chain source missed
-        config = dataclasses.replace(config, on_missed_trade=source.fetch)
+    if isinstance(source, SolanaLogsSource):
+        # A large trade a feed reported and the chain source missed; a token whose facts the analytics lacks.
+        config = dataclasses.replace(config, on_missed_trade=source.fetch, on_token_request=source.request_token)
     flow = build_flow([source, *feeds], store_sinks(settings), config, name="live", record=record)
 
     def stop() -> None:
