@@ -66,9 +66,11 @@ from quantbot.solana.codec import CodecError, b64decode
 from quantbot.solana.context import SYSTEM_PROGRAM, TOKEN_2022_PROGRAM, TOKEN_PROGRAM
 
 __all__ = [
+    "API_VERSION",
     "METADATA_PROGRAM",
     "SPL_TOKEN",
     "TOKEN_2022",
+    "Account",
     "Creator",
     "MetaplexMetadata",
     "MintLayout",
