@@ -335,8 +335,9 @@ def run_live(
     )
     record = RecorderSink(record_dir) if record_dir is not None else None
     config = flow_config(settings, strategies)
-    if isinstance(source, SolanaLogsSource):  # a large trade a feed reported and the chain source missed
-        config = dataclasses.replace(config, on_missed_trade=source.fetch)
+    if isinstance(source, SolanaLogsSource):
+        # A large trade a feed reported and the chain source missed; a token whose facts the analytics lacks.
+        config = dataclasses.replace(config, on_missed_trade=source.fetch, on_token_request=source.request_token)
     if interest is not None:  # whales and strategies' positions decide what Jupiter polls
         config = dataclasses.replace(config, on_output=interest.observe)
     flow = build_flow([source, *feeds], store_sinks(settings), config, name="live", record=record)

@@ -8,7 +8,8 @@ The parse step's dead letters, by stage: `frame` (an unknown kind), `normalise` 
 one with an implausible value: see `quantbot.bounds`), `decode` (a program decoder raised: the
 transaction yields nothing, since a partial or balance-derived reading would be wrong data), `price`
 (not a price quote, or one at an implausible time; one price of a message holding several is positioned
-`<frame position>#<feed id or mint>`).
+`<frame position>#<feed id or mint>`), `accounts` (an `accounts` frame that is not a mint's facts:
+`quantbot.tokens.parse_accounts`' reason).
 
 Price frames are read by their source's parser: `pyth`, `birdeye` and `jupiter` frames carry the
 providers' messages as received (`quantbot.feeds`); a price frame of any other source is the home-made
@@ -51,7 +52,7 @@ from quantbot.pricing import (
 from quantbot.solana.decode import DecodeError, decode_transaction
 from quantbot.solana.normalise import TransactionFormatError, parse_transactions
 from quantbot.solana.transaction import Transaction
-from quantbot.tokens import TokenFacts
+from quantbot.tokens import TokenFacts, TokenFormatError, parse_accounts
 from quantbot.units import NS_PER_S
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ class PricedQuote:
     disagreements: tuple[PriceDisagreement, ...] = ()
 
 
-Parsed = DecodedTransaction | FeedQuote | LargeTrade | DeadLetter
+Parsed = DecodedTransaction | FeedQuote | LargeTrade | TokenFacts | DeadLetter
 """What the parse step makes of a frame."""
 
 
@@ -109,7 +110,7 @@ _DEFAULT_FEEDS = FeedMap()
 
 
 def parse_frame(frame: Frame, config: ParseConfig = _DEFAULT_PARSE, feeds: FeedMap = _DEFAULT_FEEDS) -> list[Parsed]:
-    """Frame -> decoded transactions, price quotes, a large trade, or dead letters naming what was wrong.
+    """Frame -> decoded transactions, price quotes, a large trade, token facts, or dead letters saying what was wrong.
 
     A frame that does not normalise is one dead letter; after that each of its transactions is on its
     own: one with an implausible block time, or whose decoding raised, is a dead letter positioned
@@ -145,6 +146,11 @@ def parse_frame(frame: Frame, config: ParseConfig = _DEFAULT_PARSE, feeds: FeedM
             return _parse_price(frame, config, feeds)
         except PriceFormatError as exc:
             return [_dead(frame, "price", str(exc))]
+    if frame.kind == FrameKind.ACCOUNTS:
+        try:
+            return [parse_accounts(frame.payload, frame.received_ns, frame.position)]
+        except TokenFormatError as exc:
+            return [_dead(frame, "accounts", str(exc))]
     if frame.kind == LARGE_TRADE_KIND and frame.source == BIRDEYE:
         try:
             return [parse_birdeye_trade(frame.payload, frame.received_ns, frame.position)]
