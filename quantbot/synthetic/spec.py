@@ -72,6 +72,7 @@ class FeedStats:
         garbage_lines: malformed lines.
         bytes: size of the written file (compressed, if it is).
         elapsed_s: generation time.
+        accounts_frames: `accounts` frames (one per mint, before its first swap).
     """
 
     frames: int
@@ -83,12 +84,14 @@ class FeedStats:
     garbage_lines: int
     bytes: int
     elapsed_s: float
+    accounts_frames: int = 0
 
     def describe(self) -> str:
         """One line for humans: "20,000 transactions (17,950 swaps, ...), 200 malformed lines, 9.8 MB in 3.1 s"."""
         return (
             f"{self.transactions:,} transactions ({self.swaps:,} swaps, {self.transfers:,} transfers, "
-            f"{self.failed:,} failed), {self.price_frames:,} price frames, {self.garbage_lines:,} malformed lines, "
+            f"{self.failed:,} failed), {self.price_frames:,} price frames, {self.accounts_frames:,} accounts frames, "
+            f"{self.garbage_lines:,} malformed lines, "
             f"{self.bytes / BYTES_PER_MB:,.1f} MB in {self.elapsed_s:.1f} s"
         )
 
