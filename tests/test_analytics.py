@@ -105,6 +105,11 @@ def swap(
     return ValuedActivity(activity, usd, sol_usd, tuple(ticks))
 
 
+def at(moment: int) -> datetime:
+    """Feed time `moment` as the documents write it."""
+    return datetime.fromtimestamp(moment, tz=UTC)
+
+
 def quote_tick(token: str, price: float, at: int, source: str = "pyth") -> PriceTick:
     """A price feed's quote of `token`."""
     return PriceTick(token, price, at, source, 0.0, "", InstructionIndex(0))
@@ -300,8 +305,8 @@ def test_changed_exchanges_are_documented_at_the_boundary_for_tokens_with_facts(
     documents = of_type(at_boundary, TokenDocument)
     assert [d.mint for d in documents] == [TOKEN_A]
     document = documents[0].document
-    assert document["updatedAt"] == T0 + 300
-    assert document["createdAt"] == T0 + 10
+    assert document["updatedAt"] == at(T0 + 300)
+    assert document["createdAt"] == at(T0 + 10)
     assert document["exchanges"] == [{"name": "raydium_amm_v4", "address": POOL, "volume24h": 1_000.0}]
     assert of_type(quiet_boundary, TokenDocument) == []
 
@@ -339,8 +344,8 @@ def test_facts_before_any_trade_are_documented_at_the_first_boundary_and_not_ask
     [document] = of_type(boundary, TokenDocument)
     assert (document.mint, document.document["createdAt"], document.document["updatedAt"]) == (
         TOKEN_A,
-        T0 + 10,
-        T0 + 300,
+        at(T0 + 10),
+        at(T0 + 300),
     )
 
 
@@ -658,6 +663,7 @@ def test_strategy_book_before_any_trade_and_over_thirty_days() -> None:
     """No trade: zero P&L and no ratios; the last 30 days keep only trades of the 30 UTC days up to today."""
     book = StrategyBook()
     empty_fields = book.metrics()
+    empty_performance = book.performance(T0, 30)
     book.close("s1", T0, 10.0, 100.0, 30)
     book.close("s2", T0 + 15 * SECONDS_PER_DAY, -5.0, 100.0, 30)
     book.close("s3", T0 + 40 * SECONDS_PER_DAY + 5, 20.0, 100.0, 30)
@@ -673,6 +679,7 @@ def test_strategy_book_before_any_trade_and_over_thirty_days() -> None:
         "exposure_usd": 0.0,
         "max_drawdown": 0.0,
     }
+    assert empty_performance["allTime"] == {"tradesTotal": 0, "winRate": 0.0, "profitPercent": 0.0}
     assert performance["allTime"] == {
         "tradesTotal": 3,
         "winRate": 0.6667,

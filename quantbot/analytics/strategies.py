@@ -12,12 +12,12 @@ traded). The figures, all over per-trade returns with no annualisation:
   closing order (starting at 1, each trade multiplying it by `1 + return`, floored at 0: a trade losing more
   than its stake wipes the curve out); 0 before any loss;
 - `sharpe_ratio`: the mean return over the returns' sample standard deviation; undefined (absent from the
-  point, None in the document) with fewer than two trades or no spread;
+  point and the document) with fewer than two trades or no spread;
 - `sortino_ratio`: the mean return over the downside deviation `sqrt(mean(min(return, 0)^2))`; undefined
   with fewer than two trades or no losing trade.
 
 `performance` (the strategy document's) per window: `tradesTotal`, `winRate` (wins / trades, 0 before any
-trade), `profitPercent` (as `pnl_percent`), `sharpeRatio` (None when undefined). `allTime` is every trade the
+trade), `profitPercent` (as `pnl_percent`), `sharpeRatio` (absent when undefined). `allTime` is every trade the
 flow saw close; `last30Days` those that closed on the last `performance_window_days` UTC days of feed time,
 today included (daily aggregates, so it is exact at day resolution and costs a month of small records).
 """
@@ -103,14 +103,16 @@ class Returns(Slotted):
         return self.mean / math.sqrt(self.downside / self.trades)
 
     def performance(self) -> dict[str, object]:
-        """The document's window: `tradesTotal`, `winRate`, `profitPercent`, `sharpeRatio`."""
-        sharpe = self.sharpe
-        return {
+        """The document's window: `tradesTotal`, `winRate`, `profitPercent`, and `sharpeRatio` where defined."""
+        window: dict[str, object] = {
             "tradesTotal": self.trades,
             "winRate": round(self.wins / self.trades, RATIO_DIGITS) if self.trades else 0.0,
             "profitPercent": round(self.profit_percent, PERCENT_DIGITS),
-            "sharpeRatio": None if sharpe is None else round(sharpe, RATIO_DIGITS),
         }
+        sharpe = self.sharpe
+        if sharpe is not None:
+            window["sharpeRatio"] = round(sharpe, RATIO_DIGITS)
+        return window
 
 
 class StrategyBook(Slotted):
