@@ -147,7 +147,7 @@ def shared_milliseconds(recording: Path, settings: Settings) -> dict[tuple[Serie
     (`sinks.influx.point_offset_ns`): two distinct trades of one series may share a millisecond there,
     and which of the two samples the server keeps depends on how the writes were cut into requests,
     which a crash or a restart changes. The recording is valued with the flow's own steps, in stream
-    order, as the replay values it.
+    order, as the replay values it, the analytics included (a tick's 24 h statistics are its fields too).
 
     Args:
         recording: the recording that was replayed.
@@ -159,10 +159,12 @@ def shared_milliseconds(recording: Path, settings: Settings) -> dict[tuple[Serie
     from flows.runtime import flow_config
     from quantbot.pricing import FeedQuote
     from quantbot.recordings import FrameFormatError, decode_frame, read_lines
-    from quantbot.steps import DecodedTransaction, Valuation, parse_frame, price_ticks
+    from quantbot.steps import DecodedTransaction, PricedQuote, Valuation, ValuedTransaction, parse_frame, price_ticks
+    from quantbot.tokens import TokenFacts
     from sinks.influx import price_point
 
-    valuation, config = Valuation(), flow_config(settings, []).pricing
+    flow = flow_config(settings, [])  # the ticks' statistics do not depend on the strategies
+    valuation, config, analytics = Valuation(), flow.pricing, flow.analytics
     values: dict[tuple[SeriesKey, int], dict[object, float]] = defaultdict(dict)
     for line in read_lines(recording):
         try:
@@ -170,9 +172,12 @@ def shared_milliseconds(recording: Path, settings: Settings) -> dict[tuple[Serie
         except FrameFormatError:
             continue
         for item in parse_frame(frame):
-            if not isinstance(item, DecodedTransaction | FeedQuote):
+            if not isinstance(item, DecodedTransaction | FeedQuote | TokenFacts):
                 continue
-            for tick in price_ticks(valuation.apply(item, config)):
+            valued = [
+                b for b in valuation.book(item, config, analytics) if isinstance(b, ValuedTransaction | PricedQuote)
+            ]
+            for tick in (tick for booked in valued for tick in price_ticks(booked)):
                 point = price_point(tick)
                 identity = (tick.signature, tick.index) if tick.signature else tick.block_time
                 for name, value in point.fields().items():
