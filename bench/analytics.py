@@ -38,6 +38,7 @@ from quantbot.pricing import FeedQuote, PricingConfig  # noqa: E402
 from quantbot.signals import WhaleFollower  # noqa: E402
 from quantbot.steps import DecodedTransaction, PricedQuote, Valuation, ValuedTransaction, parse_frame  # noqa: E402
 from quantbot.synthetic import FeedSpec, iter_feed  # noqa: E402
+from quantbot.tokens import TokenFacts  # noqa: E402
 from quantbot.units import NS_PER_US, SECONDS_PER_DAY, SECONDS_PER_HOUR  # noqa: E402
 
 START_TIME = 1_750_032_000
@@ -81,12 +82,16 @@ def with_reserves(activity: Activity) -> Activity:
     )
 
 
-def valued_stream(spec: FeedSpec, reserves: bool) -> tuple[list[ValuedTransaction | PricedQuote], list[int]]:
+Streamed = ValuedTransaction | PricedQuote | TokenFacts
+"""What the analytics is fed: valued transactions and quotes, and the mints' facts (the feed's accounts frames)."""
+
+
+def valued_stream(spec: FeedSpec, reserves: bool) -> tuple[list[Streamed], list[int]]:
     """The feed parsed and valued in stream order, as the flow's valuation step emits it; and the nanoseconds each
     transaction's valuation (`Valuation.apply`, the step the analytics joins) took, for scale."""
     valuation = Valuation()
     pricing = PricingConfig()
-    stream: list[ValuedTransaction | PricedQuote] = []
+    stream: list[Streamed] = []
     valuing_ns: list[int] = []
     clock = time.perf_counter_ns
     for frame, _ in iter_feed(spec):
@@ -102,11 +107,13 @@ def valued_stream(spec: FeedSpec, reserves: bool) -> tuple[list[ValuedTransactio
                 valuing_ns.append(clock() - begin)
             elif isinstance(parsed, FeedQuote):
                 stream.append(valuation.apply(parsed, pricing))  # type: ignore[arg-type]
+            elif isinstance(parsed, TokenFacts):
+                stream.append(parsed)
     return stream, valuing_ns
 
 
 def timed_pass(
-    stream: list[ValuedTransaction | PricedQuote], config: AnalyticsConfig
+    stream: list[Streamed], config: AnalyticsConfig
 ) -> tuple[Analytics, list[int], list[int], dict[str, int]]:
     """One pass of a fresh state over the stream: nanoseconds per trade call and per quote call, and the outputs."""
     analytics = Analytics()
@@ -119,6 +126,8 @@ def timed_pass(
             begin = clock()
             _, out = analytics.observe_trade(item.signature, item.valued, config)
             trade_ns.append(clock() - begin)
+        elif isinstance(item, TokenFacts):
+            out = analytics.observe_facts(item, config)
         else:
             begin = clock()
             _, out = analytics.observe_quote(item.tick, config)
@@ -129,7 +138,7 @@ def timed_pass(
     return analytics, trade_ns, quote_ns, emitted
 
 
-def copy_floor(stream: list[ValuedTransaction | PricedQuote], passes: int) -> list[int]:
+def copy_floor(stream: list[Streamed], passes: int) -> list[int]:
     """Per trade, the best nanoseconds of building only its stats-carrying copies (what the interface returns)."""
     stats = TickStats(None, None, None, 1.0, 1.0, 1.0)
     best: list[int] = []
