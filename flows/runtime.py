@@ -208,6 +208,7 @@ def flow_config(settings: Settings, strategies: list[WhaleFollower]) -> FlowConf
             window_s=analytics.window_s,
             bucket_s=analytics.bucket_s,
             max_tokens=analytics.max_tokens,
+            max_pools=analytics.max_pools,
             follow_up_s=analytics.follow_up_s,
             related_window_s=analytics.related_window_s,
             influence_full_move_pct=analytics.influence_full_move_pct,

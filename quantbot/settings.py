@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from quantbot.errors import ConfigError
 from quantbot.feeds import SOL_USD_FEED_ID
@@ -451,6 +451,9 @@ class AnalyticsSettings(_Section):
     window_s: int = Field(86_400, gt=0, description="the rolling window of the 24 h change, high, low and volume")
     bucket_s: int = Field(300, gt=0, description="the window's resolution: one bucket per token per this many seconds")
     max_tokens: int = Field(20_000, ge=1, description="tokens with a window at most (least recently traded forgotten)")
+    max_pools: int = Field(
+        50_000, ge=1, description="pools whose reserves are kept at most (least recently traded forgotten)"
+    )
     follow_up_s: int = Field(10_800, gt=0, description="a whale's follow-up: its token's move this long after it")
     related_window_s: int = Field(
         86_400, ge=0, description="a whale's related transactions: the same wallet's whales within this long"
@@ -466,6 +469,12 @@ class AnalyticsSettings(_Section):
     mover_min_volume_usd: float = Field(10_000.0, ge=0, description="24 h volume a token needs to be a top mover")
     token_refresh_s: int = Field(86_400, gt=0, description="feed seconds after which a token's facts are asked again")
     performance_window_days: int = Field(30, gt=0, description="the strategy document's performance.last30Days")
+
+    @model_validator(mode="after")
+    def _window_in_buckets(self) -> AnalyticsSettings:
+        if self.window_s % self.bucket_s:
+            raise ValueError(f"window_s ({self.window_s}) must be a multiple of bucket_s ({self.bucket_s})")
+        return self
 
 
 class Settings(_Section):
