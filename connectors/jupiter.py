@@ -2,7 +2,9 @@
 
 At most `MINTS_PER_REQUEST` mints a request; the tokens are asked in turn, one request every
 `1 / requests_per_s` seconds at most, so the poll rate is bounded whatever the number of tokens (each token's
-price is then as old as one round). The key, when configured, goes in the `x-api-key` header. Each
+price is then as old as one round). With a `TokenInterest` (`quantbot.interest`: the configured tokens, those
+strategies hold and those whales traded lately), the tokens are read again at the start of every round;
+while there are none, nothing is asked. The key, when configured, goes in the `x-api-key` header. Each
 body is a frame exactly as received (source `jupiter`, kind `price`); a 429 waits `Retry-After` (or the
 backoff's cap), other failures back off; the time without an answer is the feed's down time.
 """
@@ -28,6 +30,7 @@ from connectors.feed import (
 from quantbot.backoff import Backoff
 from quantbot.feeds import JUPITER
 from quantbot.health import SourceActivity
+from quantbot.interest import TokenInterest
 from quantbot.models import Frame, FrameKind
 from quantbot.redaction import redact_url
 
@@ -48,10 +51,11 @@ class JupiterConfig:
     Attributes:
         url: the API base (`https://lite-api.jup.ag` keyless, `https://api.jup.ag` with a key).
         api_key: sent as `x-api-key` when set.
-        tokens: the mints polled.
+        tokens: the mints polled (without `interest`).
         requests_per_s: requests per second at most.
         request_timeout_s: a request slower than this failed.
         backoff: waits after a failed request.
+        interest: where the mints of each round are read (the configured ones among them); None: `tokens`.
     """
 
     url: str
@@ -60,16 +64,17 @@ class JupiterConfig:
     requests_per_s: float
     request_timeout_s: float
     backoff: Backoff
+    interest: TokenInterest | None = None
 
     def batches(self) -> list[tuple[str, ...]]:
-        """The mints of each request, in turn."""
-        return [
-            self.tokens[start : start + MINTS_PER_REQUEST] for start in range(0, len(self.tokens), MINTS_PER_REQUEST)
-        ]
+        """The mints of each request of one round, in turn (none while there is nothing to poll)."""
+        tokens = self.interest.tokens() if self.interest is not None else self.tokens
+        return [tokens[start : start + MINTS_PER_REQUEST] for start in range(0, len(tokens), MINTS_PER_REQUEST)]
 
 
 class JupiterSource(FeedSource):
-    """Jupiter prices of the configured tokens, polled at a bounded rate.
+    """Jupiter prices of the configured tokens (and, with an interest, of those that matter now), polled at a
+    bounded rate.
 
     Delivery: each answer once; a price is as fresh as the last answer for its batch (a poller misses
     nothing it would have asked, only what changed between two answers). Stateless in effect: the snapshot
@@ -89,8 +94,8 @@ class JupiterSource(FeedSource):
         activity: SourceActivity | None = None,
         on_event: EventSink | None = None,
     ) -> None:
-        if not config.tokens:
-            raise ValueError("the Jupiter source needs at least one token")
+        if not config.tokens and config.interest is None:
+            raise ValueError("the Jupiter source needs at least one token, or an interest to read them from")
         super().__init__(JUPITER, activity, on_event)
         self.config = config
 
@@ -111,7 +116,7 @@ class _JupiterPartition(FeedPartition):
         on_event: EventSink | None,
     ) -> None:
         self._config = config
-        self._turn = 0
+        self._round: list[tuple[str, ...]] = []
         super().__init__(
             JUPITER, JUPITER, resume, stopping=stopping, activity=activity, backoff=config.backoff, on_event=on_event
         )
@@ -121,13 +126,18 @@ class _JupiterPartition(FeedPartition):
         headers = {"x-api-key": config.api_key} if config.api_key else {}
         timeout = aiohttp.ClientTimeout(total=config.request_timeout_s)
         interval = 1.0 / config.requests_per_s
-        batches = config.batches()
         async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
             while not self._stopping.is_set():
                 started = time.monotonic()
-                batch = batches[self._turn % len(batches)]
-                await self._poll(session, batch)
-                self._turn += 1
+                if not self._round:
+                    self._round = config.batches()
+                if self._round:
+                    await self._poll(session, self._round[0])
+                    del self._round[0]  # asked: a failure above leaves it to be asked again
+                elif self.connections == 0:
+                    self._connected()  # nothing to poll yet is neither down nor silent
+                else:
+                    self._heard()
                 await self._sleep(interval - (time.monotonic() - started))
 
     async def _poll(self, session: aiohttp.ClientSession, batch: tuple[str, ...]) -> None:

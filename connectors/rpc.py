@@ -30,7 +30,8 @@ Every retry is logged at DEBUG (retries are routine; their counts are metrics) a
 (`rpc=getTransaction status=429 retry_in_s=1.2`), and every request given up on at WARNING, with the URL
 redacted (providers put their keys in it), and counted: `quantbot_rpc_requests_total{method, outcome}`
 per JSON-RPC call answered (or not), `quantbot_rpc_retries_total{reason}` per call asked again.
-`getTransaction` and `getBlock` always send `maxSupportedTransactionVersion: 0`.
+`getTransaction` and `getBlock` always send `maxSupportedTransactionVersion: 0`; `get_token_accounts` sends
+`quantbot.tokens.accounts_request(mint)` as it is, its id the mint (answers are matched by id, number or text).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from quantbot.backoff import Backoff
 from quantbot.errors import QuantbotError
 from quantbot.redaction import redact_url
 from quantbot.settings import SolanaSettings
+from quantbot.tokens import accounts_request
 
 log = logging.getLogger(__name__)
 
@@ -416,7 +418,7 @@ class RpcClient:
             raise RpcCallError(f"HTTP {status} from {self.redacted_url}: {raw[:EXCERPT_CHARS]!r}")
         return raw, received_ns
 
-    async def _exchange(self, requests: list[dict[str, Any]], batch: bool) -> dict[int, _Answer]:
+    async def _exchange(self, requests: list[dict[str, Any]], batch: bool) -> dict[int | str, _Answer]:
         """One HTTP exchange of `requests` (a batch when `batch`, else exactly one): answers by request id."""
         body = orjson.dumps(requests if batch else requests[0])
         raw, received_ns = await self._post(body, len(requests))
@@ -427,9 +429,9 @@ class RpcClient:
             if batch and raw.lstrip().startswith(b"{"):
                 raise _BatchRefusedError(f"a batch answered by one object: {raw[:EXCERPT_CHARS]!r}") from exc
             raise RpcServerError(f"an answer that is not JSON-RPC: {raw[:EXCERPT_CHARS]!r}", status="garbled") from exc
-        answers: dict[int, _Answer] = {}
+        answers: dict[int | str, _Answer] = {}
         for element, parsed in zip(elements, bodies, strict=True):
-            if isinstance(parsed, dict) and isinstance(parsed.get("id"), int):
+            if isinstance(parsed, dict) and isinstance(parsed.get("id"), int | str):
                 answers[parsed["id"]] = _Answer(element, parsed, received_ns)
         if len(requests) == 1 and not answers and isinstance(bodies[0], dict):
             # An error about the request as a whole (id null) answers its one call.
@@ -489,12 +491,22 @@ class RpcClient:
                 code=code,
             )
 
-    async def _call(self, method: str, params: list[Any], *, settle: frozenset[int] = frozenset()) -> _Answer:
-        """One call, its transient failures retried; an error with a code in `settle` is returned, not raised."""
+    async def _call(
+        self,
+        method: str,
+        params: list[Any],
+        *,
+        settle: frozenset[int] = frozenset(),
+        prepared: dict[str, Any] | None = None,
+    ) -> _Answer:
+        """One call, its transient failures retried; an error with a code in `settle` is returned, not raised.
+
+        `prepared`: the request to send as it is (its own id) instead of one built from `method` and `params`.
+        """
         deadline = time.monotonic() + self.policy.retry_budget_s
         attempt = 0
         while True:
-            request = self._request(method, params)
+            request = prepared if prepared is not None else self._request(method, params)
             try:
                 answer = (await self._exchange([request], batch=False))[request["id"]]
                 error = answer.error
@@ -521,6 +533,22 @@ class RpcClient:
         return (await self._call(method, params)).raw
 
     # -- the methods -------------------------------------------------------------------------------------------
+
+    async def get_token_accounts(self, mint: str) -> tuple[bytes, int]:
+        """`mint`'s mint and metadata accounts: `quantbot.tokens.accounts_request(mint)` sent as it is (its id is
+        the mint, so the answer alone says whose it is), with the client's rate limit, bounds and retries.
+
+        Returns:
+            The response exactly as received, and when (ns since the epoch).
+
+        Raises:
+            quantbot.tokens.TokenFormatError: `mint` is not an address (nothing is sent).
+            RpcUnavailableError: transient failures outlasted the retry budget.
+            RpcRequestError: a JSON-RPC error (-32602 for keys the node refuses, ...).
+        """
+        request = accounts_request(mint)
+        answer = await self._call(request["method"], request["params"], prepared=request)
+        return answer.raw, answer.received_ns
 
     async def get_slot(self, *, commitment: str) -> int:
         """The node's current slot at `commitment`."""
@@ -669,7 +697,7 @@ class RpcClient:
             attempt += 1
         return [done[signature] for signature in signatures]
 
-    async def _send(self, requests: list[dict[str, Any]], *, batch: bool) -> dict[int, _Answer]:
+    async def _send(self, requests: list[dict[str, Any]], *, batch: bool) -> dict[int | str, _Answer]:
         """`requests` in one batch, or each alone (concurrently) when not `batch` or batches are refused."""
         if batch and not self.batches_refused:
             try:
@@ -682,7 +710,7 @@ class RpcClient:
                         self.redacted_url,
                         str(exc)[:EXCERPT_CHARS],
                     )
-        answers: dict[int, _Answer] = {}
+        answers: dict[int | str, _Answer] = {}
         for part in await asyncio.gather(*(self._exchange([request], batch=False) for request in requests)):
             answers.update(part)
         return answers

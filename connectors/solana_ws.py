@@ -17,6 +17,11 @@ waits on the network: it takes what the loop has ready):
 
 A transaction whose fetch failed for good is a `fetch` dead letter carrying its signature; a websocket
 message that is not a notification is a `feed` dead letter. Nothing notified is dropped silently.
+
+Token facts: `request_token(mint)` (the flow's analytics asking for a token it lacks facts of) sends
+`getMultipleAccounts` of the mint and its Metaplex metadata account through the same client (rate limit,
+retries), and emits the answer exactly as received as an `accounts` frame; a mint asked for again while its
+request is in flight is asked once; a request that fails is a `fetch` dead letter naming the mint.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from quantbot.health import SourceActivity
 from quantbot.live import ChainPoint, LivePosition, SeenSignatures, group_key, owning_group
 from quantbot.models import DeadLetter, Frame, FrameKind
 from quantbot.redaction import redact, redact_url
+from quantbot.tokens import TokenFormatError
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +79,9 @@ EVENT_EXECUTOR_TIMEOUT_S = 30.0
 """Writing a system event runs off the loop; a store slower than this does not hold the source up."""
 SIGNATURE_COMMITMENTS = {"processed": "confirmed"}
 """getTransaction and getSignaturesForAddress do not serve `processed`: they read the closest level."""
+TOKEN_FETCHERS = 2
+"""Token requests answered at once: new tokens come a few a second at most, so two keep their answers prompt
+without taking the requests in flight that transactions need."""
 
 
 class SubscriptionRefusedError(RuntimeError):
@@ -166,6 +175,16 @@ class SolanaLogsSource(FixedPartitionedSource[Frame | DeadLetter, LivePosition |
         """
         return any(partition.take_threadsafe(signature) for partition in self._partitions[:1])
 
+    def request_token(self, mint: str) -> bool:
+        """Ask the chain for `mint`'s accounts (`quantbot.tokens.accounts_request`) through the first partition
+        of this process: the answer becomes an `accounts` frame, a failure a `fetch` dead letter naming the mint.
+        A mint asked for while its request is in flight is asked once. Safe from any thread.
+
+        Returns:
+            Whether a partition of this process took it (False before any has started).
+        """
+        return any(partition.request_token_threadsafe(mint) for partition in self._partitions[:1])
+
     def stop(self) -> None:
         """Stop reading: each partition emits what it has fetched and ends (safe from a signal handler)."""
         self._stopping.set()
@@ -252,6 +271,8 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         self._seen = SeenSignatures(config.seen_max, resume.seen if resume else ())
         self._last: dict[str, ChainPoint] = dict(resume.last) if resume else {}
         self._pending: dict[str, None] = dict.fromkeys(resume.pending) if resume else {}
+        self._tokens: dict[str, None] = dict.fromkeys(resume.pending_tokens) if resume else {}
+        """Mints whose accounts were asked for and not handed to the flow yet (the snapshot's `tokens`)."""
         self._ready: deque[tuple[str, Frame | DeadLetter]] = deque()
         self._failure: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -289,8 +310,9 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         batch: list[Frame | DeadLetter] = []
         with self._lock:
             while self._ready and len(batch) < BATCH_MAX:
-                signature, item = self._ready.popleft()
-                self._pending.pop(signature, None)
+                key, item = self._ready.popleft()
+                self._pending.pop(key, None)
+                self._tokens.pop(key, None)
                 batch.append(item)
         ended = self._stopping.is_set() or self._failure is not None
         if not batch and ended and not self._thread.is_alive():
@@ -306,7 +328,14 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         """Per program the newest notification (or the start of a gap still being backfilled), what is taken
         on but not emitted, and the seen-set."""
         with self._lock:
-            return LivePosition(SOURCE, self._group, dict(self._last), tuple(self._pending), self._seen.snapshot())
+            return LivePosition(
+                SOURCE,
+                self._group,
+                dict(self._last),
+                tuple(self._pending),
+                self._seen.snapshot(),
+                tokens=tuple(self._tokens),
+            )
 
     def close(self) -> None:
         """Stop the loop (the flow is ending)."""
@@ -337,16 +366,29 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         loop.call_soon_threadsafe(self._take, signature)
         return True
 
+    def request_token_threadsafe(self, mint: str) -> bool:
+        """`_ask_token` from another thread (the flow's); False when the loop is not running."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return False
+        loop.call_soon_threadsafe(self._ask_token, mint)
+        return True
+
     async def _main(self) -> None:
         config = self._config
         async with RpcClient(config.rpc_url, config.policy) as rpc:
             self._rpc = rpc
             self._queue: asyncio.Queue[str] = asyncio.Queue()
+            self._token_queue: asyncio.Queue[str] = asyncio.Queue()
             self._loop = asyncio.get_running_loop()
             for signature in list(self._pending):
                 self._queue.put_nowait(signature)
+            for mint in list(self._tokens):
+                self._token_queue.put_nowait(mint)
             for _ in range(config.policy.max_in_flight):
                 self._background(self._fetcher())
+            for _ in range(TOKEN_FETCHERS):
+                self._background(self._token_fetcher())
             try:
                 await self._stream()
             finally:
@@ -362,6 +404,28 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
                 return
             self._pending[signature] = None
         self._queue.put_nowait(signature)
+
+    def _ask_token(self, mint: str) -> None:
+        """Ask for `mint`'s accounts unless a request for them is in flight."""
+        with self._lock:
+            if mint in self._tokens:
+                return
+            self._tokens[mint] = None
+        self._token_queue.put_nowait(mint)
+
+    async def _token_fetcher(self) -> None:
+        """Answer token requests: each answer an `accounts` frame, each failure a dead letter; never a crash."""
+        while True:
+            mint = await self._token_queue.get()
+            position = f"{FRAME_SOURCE}:accounts:{mint}"
+            try:
+                raw, received_ns = await self._rpc.get_token_accounts(mint)
+            except (RpcError, TokenFormatError) as exc:
+                # Token facts are an enrichment: a node refusing or failing them costs that token its document's
+                # facts (the analytics asks again), not the stream. A node down for good fails the fetches anyway.
+                self._emit(mint, self._letter(position, mint, f"getMultipleAccounts of mint {mint} failed: {exc}"))
+                continue
+            self._emit(mint, Frame(received_ns, FRAME_SOURCE, FrameKind.ACCOUNTS.value, raw.decode(), position))
 
     def _emit(self, signature: str, item: Frame | DeadLetter) -> None:
         with self._lock:
@@ -392,13 +456,17 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
             self._emit(signature, frame)
 
     def _fetch_letter(self, signature: str, reason: str) -> DeadLetter:
-        log.warning("source=%s signature=%s dead_letter: %s", SOURCE, signature, reason)
+        return self._letter(f"{FRAME_SOURCE}:{signature}", signature, reason)
+
+    def _letter(self, position: str, key: str, reason: str) -> DeadLetter:
+        """A `fetch` dead letter for what `key` (a signature, a mint) named and could not be had."""
+        log.warning("source=%s key=%s dead_letter: %s", SOURCE, key, redact(reason))
         return DeadLetter(
-            position=f"{FRAME_SOURCE}:{signature}",
+            position=position,
             source=FRAME_SOURCE,
             stage=FETCH_STAGE,
             reason=redact(reason),
-            raw=signature,
+            raw=key,
             received_ns=time.time_ns(),
         )
 

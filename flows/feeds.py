@@ -19,6 +19,7 @@ from quantbot.errors import ConfigError
 from quantbot.events import SystemEvent
 from quantbot.feeds import BIRDEYE, JUPITER, PYTH
 from quantbot.health import SourceActivity
+from quantbot.interest import TokenInterest
 from quantbot.models import DeadLetter, Frame
 from quantbot.settings import Settings
 
@@ -63,19 +64,21 @@ def birdeye_config(settings: Settings) -> BirdeyeConfig:
     )
 
 
-def jupiter_config(settings: Settings) -> JupiterConfig:
-    """The Jupiter poller's configuration: its tokens are `[feeds] jupiter_tokens` less those a live feed covers."""
+def jupiter_config(settings: Settings, interest: TokenInterest | None = None) -> JupiterConfig:
+    """The Jupiter poller's configuration: its tokens are `[feeds] jupiter_tokens` less those a live feed covers,
+    and, with `interest` (`token_interest`), those that matter as the flow runs.
+
+    Raises:
+        ConfigError: no token to poll and no interest to find some.
+    """
     feeds = settings.feeds
-    covered: set[str] = set()
-    if PYTH in feeds.enabled:
-        covered |= set(feeds.pyth_ids.values())
-    if BIRDEYE in feeds.enabled:
-        covered |= set(feeds.birdeye_tokens)
+    covered = covered_tokens(settings)
     tokens = tuple(token for token in dict.fromkeys(feeds.jupiter_tokens) if token not in covered)
-    if not tokens:
+    if not tokens and interest is None:
         raise ConfigError(
             "feeds.jupiter_tokens",
-            "has no token that Pyth or Birdeye does not already cover: the jupiter feed has nothing to poll",
+            "has no token that Pyth or Birdeye does not already cover, and `feeds.jupiter_whale_keep_s` is 0: "
+            "the jupiter feed has nothing to poll",
             "configuration",
         )
     return JupiterConfig(
@@ -85,6 +88,29 @@ def jupiter_config(settings: Settings) -> JupiterConfig:
         requests_per_s=feeds.jupiter_requests_per_s,
         request_timeout_s=feeds.request_timeout_s,
         backoff=_backoff(settings),
+        interest=interest,
+    )
+
+
+def covered_tokens(settings: Settings) -> set[str]:
+    """The tokens an enabled live feed (Pyth, Birdeye) prices: Jupiter need not poll them."""
+    feeds = settings.feeds
+    covered: set[str] = set()
+    if PYTH in feeds.enabled:
+        covered |= set(feeds.pyth_ids.values())
+    if BIRDEYE in feeds.enabled:
+        covered |= set(feeds.birdeye_tokens)
+    return covered
+
+
+def token_interest(settings: Settings) -> TokenInterest | None:
+    """The tokens Jupiter polls as the flow runs (`quantbot.interest`), when the jupiter feed is enabled and
+    follows whales and strategies (`[feeds] jupiter_whale_keep_s` above 0); None otherwise."""
+    feeds = settings.feeds
+    if JUPITER not in feeds.enabled or feeds.jupiter_whale_keep_s <= 0:
+        return None
+    return TokenInterest(
+        feeds.jupiter_tokens, covered_tokens(settings), feeds.jupiter_whale_keep_s, feeds.jupiter_max_tokens
     )
 
 
@@ -95,6 +121,7 @@ def feed_sources(
     settings: Settings,
     on_event: Callable[[SystemEvent], object] | None,
     activities: list[SourceActivity],
+    interest: TokenInterest | None = None,
 ) -> list[Source[Frame | DeadLetter]]:
     """The enabled feeds' sources (`[feeds] enabled`), in the order pyth, birdeye, jupiter.
 
@@ -102,6 +129,7 @@ def feed_sources(
         settings: the effective settings.
         on_event: where the feeds report the time they were down (`system_events`).
         activities: each feed's `SourceActivity` is appended here, for readiness.
+        interest: where Jupiter reads the tokens to poll each round (`token_interest`); None: the configured ones.
 
     Raises:
         ConfigError: an enabled feed has nothing to follow.
@@ -119,7 +147,7 @@ def feed_sources(
     if JUPITER in enabled:
         activity = SourceActivity(JUPITER)
         activities.append(activity)
-        sources.append(JupiterSource(jupiter_config(settings), activity, on_event))
+        sources.append(JupiterSource(jupiter_config(settings, interest), activity, on_event))
     return sources
 
 

@@ -13,7 +13,12 @@ Two ways through the valuation, one flag (`in_order`):
   the cluster to be parsed (the CPU-bound part), then put back in sequence order under one key and
   valued (`quantbot.steps.InOrderValuation`), so the stores are the same for any number of workers and
   processes. Price ticks are written to Redis by the valuation's worker, in stream order (the newest
-  price wins by block time, ties by the last write); everything else is spread again for the sinks.
+  price wins by block time, ties by the last write); Influx's price points are spread again for the sinks.
+
+Either way the valuation step also runs the analytics (`quantbot.analytics`: whales, signals and their
+lifecycle, follow-ups, 24 h windows, snapshots, strategy metrics, token documents), whose outputs are
+written from the valuation's worker in stream order: a document's follow-ups and a signal's lifecycle
+steps reach their store after what they follow up.
 """
 
 from __future__ import annotations
@@ -31,13 +36,23 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from quantbot import metrics
+from quantbot.analytics import (
+    AnalyticsConfig,
+    MarketSnapshot,
+    SignalUpdate,
+    StrategyMetrics,
+    StrategyPerformance,
+    TokenDocument,
+    TokenRequest,
+    WhaleUpdate,
+)
 from quantbot.bounds import ParseConfig
 from quantbot.events import EventType, Severity, SystemEvent
 from quantbot.feeds import FeedMap, LargeTrade
 from quantbot.models import DeadLetter, Frame, PriceTick, Signal, WhaleTransaction
 from quantbot.pricing import FeedQuote, PriceDisagreement, PricingConfig
-from quantbot.signals import WhaleFollower
 from quantbot.steps import (
+    Booked,
     DecodedTransaction,
     InOrderValuation,
     MissedTrade,
@@ -52,10 +67,8 @@ from quantbot.steps import (
     disagreements_of,
     parse_frame,
     price_ticks,
-    signals_of,
-    whales_of,
 )
-from quantbot.whales import WhaleConfig
+from quantbot.tokens import TokenFacts
 
 log = logging.getLogger(__name__)
 
@@ -67,23 +80,27 @@ FIRST_INPUT = "frames"
 """The first source's step id, as it was when the flow had one source: its snapshots still resume."""
 
 
+MONGO_WRITES = (WhaleTransaction, WhaleUpdate, TokenDocument, MarketSnapshot, StrategyPerformance)
+SIGNAL_WRITES = (Signal, SignalUpdate)
+INFLUX_WRITES = (Signal, SignalUpdate, StrategyMetrics)
+
+
 @dataclass(frozen=True)
 class FlowSinks:
     """Where the flow's four outputs go (real store sinks, or testing sinks)."""
 
-    influx: Sink[PriceTick | Signal]
-    redis: Sink[PriceTick | Signal]
-    mongo: Sink[WhaleTransaction]
-    postgres: Sink[Signal | DeadLetter]
+    influx: Sink[PriceTick | Signal | SignalUpdate | StrategyMetrics]
+    redis: Sink[PriceTick | Signal | SignalUpdate]
+    mongo: Sink[WhaleTransaction | WhaleUpdate | TokenDocument | MarketSnapshot | StrategyPerformance]
+    postgres: Sink[Signal | SignalUpdate | DeadLetter]
 
 
 @dataclass(frozen=True)
 class FlowConfig:
-    """The flow's thresholds and strategies."""
+    """The flow's thresholds, its analytics (whale tiers and strategies included) and its hooks."""
 
     pricing: PricingConfig
-    whales: WhaleConfig
-    strategies: Sequence[WhaleFollower]
+    analytics: AnalyticsConfig
     parse: ParseConfig = field(default_factory=ParseConfig)
     feeds: FeedMap = field(default_factory=FeedMap)
     watch: WatchConfig = field(default_factory=WatchConfig)
@@ -92,6 +109,9 @@ class FlowConfig:
     on_missed_trade: Callable[[str], object] | None = None
     """Called with the signature of each missed large trade: where the live flow asks its chain source to
     fetch it over RPC (None: counted and reported only)."""
+    on_output: Callable[[object], object] | None = None
+    """Called with each of the analytics' outputs (whales, signals, their updates...), on the valuation's worker:
+    where the live flow tells the Jupiter poller which tokens matter (`quantbot.interest`)."""
     on_token_request: Callable[[str], object] | None = None
     """Called with each mint whose facts the analytics asks for (`TokenRequest`): where the live flow asks its
     chain source for the mint's accounts (None: a replay, whose recording holds the answers)."""
@@ -113,10 +133,10 @@ def _count_parsed(item: Parsed) -> None:
 
 
 def _value(
-    state: Valuation | None, item: DecodedTransaction | FeedQuote, *, config: PricingConfig
-) -> tuple[Valuation, ValuedTransaction | PricedQuote]:
+    state: Valuation | None, item: Valuable, *, config: PricingConfig, analytics: AnalyticsConfig
+) -> tuple[Valuation, list[Booked]]:
     valuation = state if state is not None else Valuation()
-    return valuation, valuation.apply(item, config)
+    return valuation, valuation.book(item, config, analytics)
 
 
 def _parse_numbered(
@@ -128,9 +148,9 @@ def _parse_numbered(
 
 
 def _worth_valuing(item: Parsed) -> bool:
-    """Feed quotes, and transactions with something to value (dead letters and reported large trades go
-    their own way)."""
-    return isinstance(item, FeedQuote) or (isinstance(item, DecodedTransaction) and bool(item.activities))
+    """Feed quotes, token facts, and transactions with something to value (dead letters and reported large
+    trades go their own way)."""
+    return isinstance(item, FeedQuote | TokenFacts) or (isinstance(item, DecodedTransaction) and bool(item.activities))
 
 
 def _valuable(numbered: Sequenced[list[Parsed]]) -> Sequenced[list[Valuable]]:
@@ -138,10 +158,14 @@ def _valuable(numbered: Sequenced[list[Parsed]]) -> Sequenced[list[Valuable]]:
 
 
 def _value_in_order(
-    state: InOrderValuation | None, numbered: Sequenced[list[Valuable]], *, config: PricingConfig
-) -> tuple[InOrderValuation, list[ValuedTransaction | PricedQuote]]:
+    state: InOrderValuation | None,
+    numbered: Sequenced[list[Valuable]],
+    *,
+    config: PricingConfig,
+    analytics: AnalyticsConfig,
+) -> tuple[InOrderValuation, list[Booked]]:
     in_order = state if state is not None else InOrderValuation()
-    return in_order, in_order.accept(numbered, config)
+    return in_order, in_order.accept(numbered, config, analytics)
 
 
 def _count_dead(item: object) -> None:
@@ -152,6 +176,25 @@ def _count_dead(item: object) -> None:
 def _count_valued(item: ValuedTransaction | PricedQuote) -> None:
     if isinstance(item, ValuedTransaction):
         metrics.VALUED.inc(sum(1 for v in item.valued if v.usd_value is not None))
+
+
+def _count_output(item: object) -> None:
+    if isinstance(item, WhaleTransaction):
+        metrics.WHALES.labels(item.tier).inc()
+    elif isinstance(item, Signal):
+        metrics.SIGNALS.labels(item.strategy_id).inc()
+
+
+def _request(on_request: Callable[[str], object], request: TokenRequest) -> None:
+    on_request(request.mint)
+
+
+def _call(hook: Callable[[object], object], item: object) -> None:
+    hook(item)
+
+
+def _is_valued(item: Booked) -> bool:
+    return isinstance(item, ValuedTransaction | PricedQuote)
 
 
 def _watch(
@@ -286,12 +329,16 @@ def build_flow(
         # Sequenced(seq=1234, item=[DecodedTransaction(...), DeadLetter(stage="decode"), ...]), on any worker
         parsed = op.flat_map("parse", numbered, lambda n: n.item)
         keyed_numbered = op.key_on("one_book", op.map("valuable", numbered, _valuable), lambda _n: ONE_BOOK)
-        # ("book", Sequenced(seq=1234, item=[DecodedTransaction | FeedQuote, ...]))
-        valued = op.flat_map(
+        # ("book", Sequenced(seq=1234, item=[DecodedTransaction | FeedQuote | TokenFacts, ...]))
+        booked = op.flat_map(
             "valued_in_order",
             op.key_rm(
                 "unkey",
-                op.stateful_map("value_in_order", keyed_numbered, partial(_value_in_order, config=config.pricing)),
+                op.stateful_map(
+                    "value_in_order",
+                    keyed_numbered,
+                    partial(_value_in_order, config=config.pricing, analytics=config.analytics),
+                ),
             ),
             lambda run: run,
         )
@@ -303,8 +350,8 @@ def build_flow(
             op.output("record", split.trues, record)
         dead_frames = split.falses
         parsed = op.flat_map("parse", split.trues, partial(parse_frame, config=config.parse, feeds=config.feeds))
-    # DecodedTransaction(signature="5Q8E...", activities=(Activity(kind="swap", ...),)) | FeedQuote | LargeTrade
-    # | DeadLetter
+    # DecodedTransaction(signature="5Q8E...", activities=(Activity(kind="swap", ...),)) | FeedQuote | TokenFacts
+    # | LargeTrade | DeadLetter
     op.inspect("count_parsed", parsed, lambda _step, item: _count_parsed(item))
     usable = op.branch("parsed_ok", parsed, lambda item: not isinstance(item, DeadLetter))
     if config.watch.enabled:  # a stateful step over every transaction: only where large trades are reported
@@ -312,33 +359,50 @@ def build_flow(
     if not in_order:
         wanted = op.filter("has_activities", usable.trues, _worth_valuing)
         keyed = op.key_on("one_book", wanted, lambda _item: ONE_BOOK)
-        # ("book", DecodedTransaction | FeedQuote)
-        valued = op.key_rm("unkey", op.stateful_map("value", keyed, partial(_value, config=config.pricing)))
-    # ValuedTransaction(signature="5Q8E...", valued=(ValuedActivity(usd_value=412_000.0, ...),)) | PricedQuote
+        # ("book", DecodedTransaction | FeedQuote | TokenFacts)
+        booked = op.flat_map(
+            "valued",
+            op.key_rm(
+                "unkey",
+                op.stateful_map("value", keyed, partial(_value, config=config.pricing, analytics=config.analytics)),
+            ),
+            lambda run: run,
+        )
+    # ValuedTransaction(signature="5Q8E...", valued=(ValuedActivity(usd_value=412_000.0, ticks=...),)) | PricedQuote
+    # | WhaleTransaction | Signal | WhaleUpdate | SignalUpdate | TokenDocument | MarketSnapshot | ..., in stream order
+    split_booked = op.branch("is_valued", booked, _is_valued)
+    valued: Stream[Any] = split_booked.trues
+    outputs: Stream[Any] = split_booked.falses
     op.inspect("count_valued", valued, lambda _step, item: _count_valued(item))
     disagreements = op.flat_map("disagreements", valued, disagreements_of)
     # PriceDisagreement(token="So11...", feed_source="pyth", feed_price=151.2, chain_price=139.0, share=0.08)
     op.inspect("report_disagreements", disagreements, lambda _step, d: _report_disagreement(d, config.on_event))
     ticks = op.flat_map("ticks", valued, price_ticks)
-    # PriceTick(token="So11...", price_usd=151.2, source="raydium_amm_v4", ...), on the valuation's worker
+    # PriceTick(token="So11...", price_usd=151.2, source="raydium_amm_v4", stats=TickStats(...)), valuation's worker
     store_ticks = ticks
     if in_order:
-        # The rest is keyed, idempotent writes: spread over the workers so the sinks' work spreads too.
-        valued = op.redistribute("spread_valued", valued)
-        store_ticks = op.flat_map("spread_ticks", valued, price_ticks)
-    whales = op.flat_map("whales", valued, partial(whales_of, config=config.whales))
-    # WhaleTransaction(tier="whale", document={"_id": "5Q8E...", ...})
-    op.inspect("count_whales", whales, lambda _step, w: metrics.WHALES.labels(w.tier).inc())
-    signals = op.flat_map("signals", whales, partial(signals_of, strategies=list(config.strategies)))
-    # Signal(signal_id="0c1d...", direction="buy", token_address="Dez...", ...)
-    op.inspect("count_signals", signals, lambda _step, s: metrics.SIGNALS.labels(s.strategy_id).inc())
+        # Price points are keyed, idempotent writes: spread over the workers so the sinks' work spreads too.
+        store_ticks = op.flat_map("spread_ticks", op.redistribute("spread_valued", valued), price_ticks)
+    # WhaleTransaction(tier="whale", document={"_id": "5Q8E...", ...}) | Signal(signal_id="0c1d...", ...)
+    # | SignalUpdate(status="closed", exit_reason="take_profit", ...) | MarketSnapshot(document={...}) | ...
+    op.inspect("count_outputs", outputs, lambda _step, item: _count_output(item))
+    on_output = config.on_output
+    if on_output is not None:
+        op.inspect("watch_outputs", outputs, lambda _step, item: _call(on_output, item))
+    requests = op.filter("token_requests", outputs, lambda item: isinstance(item, TokenRequest))
+    on_request = config.on_token_request
+    if on_request is not None:
+        op.inspect("request_tokens", requests, lambda _step, r: _request(on_request, r))
+    documents = op.filter("documents", outputs, lambda item: isinstance(item, MONGO_WRITES))
+    signals = op.filter("signals", outputs, lambda item: isinstance(item, SIGNAL_WRITES))
+    points = op.filter("points", outputs, lambda item: isinstance(item, INFLUX_WRITES))
     # In stream order, the source's own dead letters were parsed into the numbered lists, like frames.
     dead: Stream[Any] = op.merge("dead_letters", *([] if dead_frames is None else [dead_frames]), usable.falses)
     # DeadLetter(position="frames-...jsonl@1234", stage="normalise", reason="...")
     op.inspect("count_dead", dead, lambda _step, d: _count_dead(d))
 
-    op.output("influx", op.merge("to_influx", store_ticks, signals), sinks.influx)
+    op.output("influx", op.merge("to_influx", store_ticks, points), sinks.influx)
     op.output("redis", op.merge("to_redis", ticks, signals), sinks.redis)
-    op.output("mongo", whales, sinks.mongo)
+    op.output("mongo", documents, sinks.mongo)
     op.output("postgres", op.merge("to_postgres", signals, dead), sinks.postgres)
     return flow

@@ -27,7 +27,7 @@ from rich.table import Table
 from connectors.rpc import RpcPolicy
 from connectors.solana_ws import LiveConfig, SolanaLogsSource
 from connectors.yellowstone import YellowstoneSource
-from flows.feeds import feed_sources, stop_feeds
+from flows.feeds import feed_sources, stop_feeds, token_interest
 from flows.graph import build_flow
 from flows.runtime import (
     PIPELINE_COUNTERS,
@@ -329,11 +329,17 @@ def run_live(
     """
     strategies = active_strategies(settings)
     source = live_source(settings, activity)
-    feeds = feed_sources(settings, event_log(settings).record, feed_activities if feed_activities is not None else [])
+    interest = token_interest(settings)
+    feeds = feed_sources(
+        settings, event_log(settings).record, feed_activities if feed_activities is not None else [], interest
+    )
     record = RecorderSink(record_dir) if record_dir is not None else None
     config = flow_config(settings, strategies)
-    if isinstance(source, SolanaLogsSource):  # a large trade a feed reported and the chain source missed
-        config = dataclasses.replace(config, on_missed_trade=source.fetch)
+    if isinstance(source, SolanaLogsSource):
+        # A large trade a feed reported and the chain source missed; a token whose facts the analytics lacks.
+        config = dataclasses.replace(config, on_missed_trade=source.fetch, on_token_request=source.request_token)
+    if interest is not None:  # whales and strategies' positions decide what Jupiter polls
+        config = dataclasses.replace(config, on_output=interest.observe)
     flow = build_flow([source, *feeds], store_sinks(settings), config, name="live", record=record)
 
     def stop() -> None:
@@ -379,7 +385,9 @@ def record_live(
     `dead-letters-w<worker>.ndjson` (not a recording: a replay of `out` does not read it).
     """
     source = live_source(settings, activity)
-    feeds = feed_sources(settings, event_log(settings).record, feed_activities if feed_activities is not None else [])
+    activities = feed_activities if feed_activities is not None else []
+    # Nothing is derived while recording: Jupiter polls the configured tokens (none: it idles).
+    feeds = feed_sources(settings, event_log(settings).record, activities, token_interest(settings))
     flow = Dataflow("record")
     inputs: list[Stream[Frame | DeadLetter]] = [
         op.input("frames", flow, cast("Source[Frame | DeadLetter]", source)),

@@ -24,6 +24,7 @@ from prometheus_client import Counter, Histogram
 
 from flows.graph import FlowConfig, FlowSinks
 from quantbot import metrics
+from quantbot.analytics import AnalyticsConfig
 from quantbot.backoff import Backoff
 from quantbot.bounds import ParseConfig
 from quantbot.cluster import SINGLE, ClusterSpec
@@ -181,6 +182,7 @@ def active_strategies(settings: Settings) -> list[WhaleFollower]:
 def flow_config(settings: Settings, strategies: list[WhaleFollower]) -> FlowConfig:
     """Thresholds from the settings, labels from the labels file, and the strategies."""
     whales = settings.whales
+    analytics = settings.analytics
     labels = load_labels(Path(whales.labels_file)) if whales.labels_file else {}
     return FlowConfig(
         pricing=PricingConfig(
@@ -194,13 +196,29 @@ def flow_config(settings: Settings, strategies: list[WhaleFollower]) -> FlowConf
             disagreement_share=settings.pricing.disagreement_share,
             disagreement_every_s=settings.pricing.disagreement_every_s,
         ),
-        whales=WhaleConfig(
-            tiers=tuple((t.name, t.min_usd) for t in whales.tiers),
-            impact_medium_pct=whales.impact_medium_pct,
-            impact_high_pct=whales.impact_high_pct,
-            labels=labels,
+        analytics=AnalyticsConfig(
+            whales=WhaleConfig(
+                tiers=tuple((t.name, t.min_usd) for t in whales.tiers),
+                impact_medium_pct=whales.impact_medium_pct,
+                impact_high_pct=whales.impact_high_pct,
+                labels=labels,
+            ),
+            strategies=tuple(strategies),
+            snapshot_interval_s=analytics.snapshot_interval_s,
+            window_s=analytics.window_s,
+            bucket_s=analytics.bucket_s,
+            max_tokens=analytics.max_tokens,
+            max_pools=analytics.max_pools,
+            follow_up_s=analytics.follow_up_s,
+            related_window_s=analytics.related_window_s,
+            influence_full_move_pct=analytics.influence_full_move_pct,
+            max_wallets=analytics.max_wallets,
+            max_pending=analytics.max_pending,
+            top_movers=analytics.top_movers,
+            mover_min_volume_usd=analytics.mover_min_volume_usd,
+            token_refresh_s=analytics.token_refresh_s,
+            performance_window_days=analytics.performance_window_days,
         ),
-        strategies=strategies,
         parse=ParseConfig(max_ahead_s=settings.parse.max_ahead_s, max_decimals=settings.parse.max_decimals),
         feeds=FeedMap(pyth_mints=dict(settings.feeds.pyth_ids)),
         watch=WatchConfig(

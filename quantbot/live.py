@@ -144,6 +144,8 @@ class LivePosition:
         pending: signatures taken on but not emitted yet: fetched again on resume.
         seen: the seen-set, oldest first.
         slot: the newest slot seen fully (gRPC: where `from_slot` resumes); None before any.
+        tokens: mints whose accounts were asked for (`request_token`) but not emitted yet: asked again on
+            resume. A snapshot taken before the field existed lacks it: read it with `pending_tokens`.
     """
 
     source: str
@@ -152,6 +154,12 @@ class LivePosition:
     pending: tuple[str, ...] = ()
     seen: tuple[str, ...] = ()
     slot: int | None = None
+    tokens: tuple[str, ...] = ()
+
+    @property
+    def pending_tokens(self) -> tuple[str, ...]:
+        """`tokens`, or nothing for a snapshot pickled before the field existed (its slot is then unset)."""
+        return getattr(self, "tokens", ())
 
     def refusal(self, source: str, programs: Sequence[str]) -> str | None:
         """Why this position cannot resume `source` over `programs`, or None when it can."""

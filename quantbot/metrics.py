@@ -101,6 +101,13 @@ PRICE_DISAGREEMENTS = Counter(
     "the feed's source",
     ["source"],
 )
+ANALYTICS_SETTLED_EARLY = Counter(
+    "quantbot_analytics_settled_early_total",
+    "Whale follow-ups (dropped: no move at the wrong time) and signals (a pending one expired, an active one closed "
+    "at the current price) settled before their time because `[analytics] max_pending` were waiting, by kind "
+    "(follow_up, signal)",
+    ["kind"],
+)
 CHAIN_LAG_SECONDS = Histogram(
     "quantbot_chain_lag_seconds",
     "Now minus the block time, for each transaction with activities as the flow decodes it: a live feed's lag "

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from quantbot.errors import ConfigError
 from quantbot.feeds import SOL_USD_FEED_ID
@@ -359,6 +359,15 @@ class FeedSettings(_Section):
     jupiter_url: str = Field("https://lite-api.jup.ag", description="Jupiter API base; QUANTBOT_JUPITER_URL")
     jupiter_api_key: SecretStr | None = Field(None, description="secret x-api-key; QUANTBOT_JUPITER_API_KEY")
     jupiter_tokens: list[str] = Field([], description="mints polled when no live feed covers them")
+    jupiter_whale_keep_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="a token a whale traded is polled this long after its last whale, as are tokens strategies "
+        "hold; 0: only jupiter_tokens",
+    )
+    jupiter_max_tokens: int = Field(
+        500, ge=1, description="tokens polled at most (10 requests a round: a round's length bounds a price's age)"
+    )
     jupiter_requests_per_s: float = Field(
         1.0, gt=0, description="Jupiter requests per second at most (the keyless tier allows 60 a minute)"
     )
@@ -433,6 +442,41 @@ class LoggingSettings(_Section):
     format: Literal["text", "json"] = "text"
 
 
+class AnalyticsSettings(_Section):
+    """What the flow derives over feed time (see quantbot.analytics): windows, snapshots, follow-ups, outcomes."""
+
+    snapshot_interval_s: int = Field(
+        300, gt=0, description="feed seconds between market snapshots, strategy metrics and token documents"
+    )
+    window_s: int = Field(86_400, gt=0, description="the rolling window of the 24 h change, high, low and volume")
+    bucket_s: int = Field(300, gt=0, description="the window's resolution: one bucket per token per this many seconds")
+    max_tokens: int = Field(20_000, ge=1, description="tokens with a window at most (least recently traded forgotten)")
+    max_pools: int = Field(
+        50_000, ge=1, description="pools whose reserves are kept at most (least recently traded forgotten)"
+    )
+    follow_up_s: int = Field(10_800, gt=0, description="a whale's follow-up: its token's move this long after it")
+    related_window_s: int = Field(
+        86_400, ge=0, description="a whale's related transactions: the same wallet's whales within this long"
+    )
+    influence_full_move_pct: float = Field(
+        10.0, gt=0, description="historicalInfluence is 10 when a wallet's whales were followed by this move on average"
+    )
+    max_wallets: int = Field(100_000, ge=1, description="wallets whose whale history is kept at most")
+    max_pending: int = Field(
+        100_000, ge=1, description="pending follow-ups and open signals at most (the oldest is settled early)"
+    )
+    top_movers: int = Field(10, ge=0, description="tokens listed as a snapshot's top movers")
+    mover_min_volume_usd: float = Field(10_000.0, ge=0, description="24 h volume a token needs to be a top mover")
+    token_refresh_s: int = Field(86_400, gt=0, description="feed seconds after which a token's facts are asked again")
+    performance_window_days: int = Field(30, gt=0, description="the strategy document's performance.last30Days")
+
+    @model_validator(mode="after")
+    def _window_in_buckets(self) -> AnalyticsSettings:
+        if self.window_s % self.bucket_s:
+            raise ValueError(f"window_s ({self.window_s}) must be a multiple of bucket_s ({self.bucket_s})")
+        return self
+
+
 class Settings(_Section):
     """The whole effective configuration: one frozen object built once at start."""
 
@@ -448,6 +492,7 @@ class Settings(_Section):
     pricing: PricingSettings = PricingSettings()
     whales: WhaleSettings = WhaleSettings()
     signals: SignalSettings = SignalSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
     sinks: SinkSettings = SinkSettings()
     migrate: MigrateSettings = MigrateSettings()
     observability: ObservabilitySettings = ObservabilitySettings()

@@ -61,6 +61,8 @@ class WhaleFollower:
     max_holding_s: int | None
     follow_size_pct: float | None
     max_position_usd: float | None
+    user_id: str | None = None
+    """The owner (`userId`): the `trading_metrics` points' `user_id` tag; None when the document has none."""
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any], default_holding_s: int) -> WhaleFollower:
@@ -106,6 +108,7 @@ class WhaleFollower:
             max_holding_s=int(max_hours * SECONDS_PER_HOUR) if max_hours is not None else default_holding_s,
             follow_size_pct=number(params, "followSizePercentage", None),
             max_position_usd=number(params, "maxPositionSizeUsd", None),
+            user_id=str(doc["userId"]) if doc.get("userId") else None,
         )
 
 
@@ -123,8 +126,12 @@ def signal_id(strategy_id: str, signature: str) -> str:
     return str(uuid.uuid5(SIGNAL_NAMESPACE, f"{strategy_id}:{signature}"))
 
 
-def _followed(whale: WhaleTransaction) -> tuple[str, str, float | None] | None:
-    """(token, direction, token USD price) the whale's trade points at."""
+def followed_token(whale: WhaleTransaction) -> tuple[str, str, float | None] | None:
+    """(token, direction, token USD price at the whale) the whale's trade points at; None if it has no leg.
+
+    The token is the side that is not a quote asset (a trade between two follows SOL); the direction is the
+    whale's (`buy` when it got the token); the price is the trade's tick of the token (SOL/USD for SOL), if any.
+    """
     activity = whale.valued.activity
     usd = whale.valued.usd_value
     legs = [(leg, "sell") for leg in [activity.input] if leg] + [(leg, "buy") for leg in [activity.output] if leg]
@@ -155,7 +162,7 @@ def evaluate(strategy: WhaleFollower, whale: WhaleTransaction, liquidity_usd: fl
         return None
     if strategy.transaction_types is not None and str(activity.kind) not in strategy.transaction_types:
         return None
-    followed = _followed(whale)
+    followed = followed_token(whale)
     if followed is None:
         return None
     token, direction, price = followed

@@ -8,7 +8,8 @@ The parse step's dead letters, by stage: `frame` (an unknown kind), `normalise` 
 one with an implausible value: see `quantbot.bounds`), `decode` (a program decoder raised: the
 transaction yields nothing, since a partial or balance-derived reading would be wrong data), `price`
 (not a price quote, or one at an implausible time; one price of a message holding several is positioned
-`<frame position>#<feed id or mint>`).
+`<frame position>#<feed id or mint>`), `accounts` (an `accounts` frame that is not a mint's facts:
+`quantbot.tokens.parse_accounts`' reason).
 
 Price frames are read by their source's parser: `pyth`, `birdeye` and `jupiter` frames carry the
 providers' messages as received (`quantbot.feeds`); a price frame of any other source is the home-made
@@ -19,11 +20,11 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from quantbot import metrics
+from quantbot.analytics import Analytics, AnalyticsConfig, Output
 from quantbot.bounds import ParseConfig, known_receive_second, time_problem
 from quantbot.feeds import (
     BIRDEYE,
@@ -38,7 +39,7 @@ from quantbot.feeds import (
     parse_hermes,
     parse_jupiter,
 )
-from quantbot.models import Activity, DeadLetter, Frame, FrameKind, PriceTick, Signal, ValuedActivity, WhaleTransaction
+from quantbot.models import Activity, DeadLetter, Frame, FrameKind, PriceTick, ValuedActivity
 from quantbot.pricing import (
     FeedQuote,
     LearnedPrices,
@@ -48,12 +49,11 @@ from quantbot.pricing import (
     PricingConfig,
     parse_price_payload,
 )
-from quantbot.signals import WhaleFollower, evaluate
 from quantbot.solana.decode import DecodeError, decode_transaction
 from quantbot.solana.normalise import TransactionFormatError, parse_transactions
 from quantbot.solana.transaction import Transaction
+from quantbot.tokens import TokenFacts, TokenFormatError, parse_accounts
 from quantbot.units import NS_PER_S
-from quantbot.whales import WhaleConfig, detect, largest_per_transaction
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class PricedQuote:
     disagreements: tuple[PriceDisagreement, ...] = ()
 
 
-Parsed = DecodedTransaction | FeedQuote | LargeTrade | DeadLetter
+Parsed = DecodedTransaction | FeedQuote | LargeTrade | TokenFacts | DeadLetter
 """What the parse step makes of a frame."""
 
 
@@ -110,7 +110,7 @@ _DEFAULT_FEEDS = FeedMap()
 
 
 def parse_frame(frame: Frame, config: ParseConfig = _DEFAULT_PARSE, feeds: FeedMap = _DEFAULT_FEEDS) -> list[Parsed]:
-    """Frame -> decoded transactions, price quotes, a large trade, or dead letters naming what was wrong.
+    """Frame -> decoded transactions, price quotes, a large trade, token facts, or dead letters saying what was wrong.
 
     A frame that does not normalise is one dead letter; after that each of its transactions is on its
     own: one with an implausible block time, or whose decoding raised, is a dead letter positioned
@@ -146,6 +146,11 @@ def parse_frame(frame: Frame, config: ParseConfig = _DEFAULT_PARSE, feeds: FeedM
             return _parse_price(frame, config, feeds)
         except PriceFormatError as exc:
             return [_dead(frame, "price", str(exc))]
+    if frame.kind == FrameKind.ACCOUNTS:
+        try:
+            return [parse_accounts(frame.payload, frame.received_ns, frame.position)]
+        except TokenFormatError as exc:
+            return [_dead(frame, "accounts", str(exc))]
     if frame.kind == LARGE_TRADE_KIND and frame.source == BIRDEYE:
         try:
             return [parse_birdeye_trade(frame.payload, frame.received_ns, frame.position)]
@@ -171,13 +176,28 @@ def _parse_price(frame: Frame, config: ParseConfig, feeds: FeedMap) -> list[Pars
 
 @dataclass
 class Valuation:
-    """The valuation step's state: the prices learned in stream order (see `quantbot.pricing`), never settings.
+    """The valuation step's state: the prices learned in stream order (see `quantbot.pricing`) and the
+    analytics over feed time (`quantbot.analytics`), never settings.
 
-    The pricing settings are given with every item, from the profile of the running process, so a
-    changed `[pricing]` key takes effect at the next start, snapshot or not.
+    The settings are given with every item, from the profile of the running process, so a changed
+    `[pricing]` or `[analytics]` key takes effect at the next start, snapshot or not.
     """
 
     learned: LearnedPrices = field(default_factory=LearnedPrices)
+    analytics: Analytics = field(default_factory=Analytics)
+
+    def book(self, item: Valuable, config: PricingConfig, analytics: AnalyticsConfig) -> list[Booked]:
+        """Value `item` (`apply`) and run the analytics over it: the valued item (its ticks with their 24 h
+        statistics) first, then what it set off (whales, signals, follow-ups, snapshots...), in stream order.
+        Token facts are not valued: only the analytics takes them."""
+        if isinstance(item, TokenFacts):
+            return list(self.analytics.observe_facts(item, analytics))
+        valued = self.apply(item, config)
+        if isinstance(valued, PricedQuote):
+            tick, outputs = self.analytics.observe_quote(valued.tick, analytics)
+            return [PricedQuote(tick, valued.disagreements), *outputs]
+        activities, outputs = self.analytics.observe_trade(valued.signature, valued.valued, analytics)
+        return [ValuedTransaction(valued.signature, activities, valued.disagreements), *outputs]
 
     def apply(self, item: DecodedTransaction | FeedQuote, config: PricingConfig) -> ValuedTransaction | PricedQuote:
         """Value a transaction's activities, or take a feed quote (which becomes a price tick), under `config`."""
@@ -196,6 +216,8 @@ class Valuation:
             former = vars(book)  # its attributes as pickled: `tokens` is a property of today's class
             state = {"learned": LearnedPrices(former["feed_sol"], former["trade_sol"], former["tokens"])}
         self.__dict__.update(state)
+        if "analytics" not in state:  # a snapshot from before the analytics: it starts now
+            self.analytics = Analytics()
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,8 +231,11 @@ class Sequenced(Generic[T]):
     item: T
 
 
-Valuable = DecodedTransaction | FeedQuote
+Valuable = DecodedTransaction | FeedQuote | TokenFacts
 """What the valuation step takes."""
+
+Booked = ValuedTransaction | PricedQuote | Output
+"""What the valuation step gives: valued items, and the analytics' outputs."""
 
 
 @dataclass
@@ -237,9 +262,9 @@ class InOrderValuation:
     valuation: Valuation = field(default_factory=Valuation)
 
     def accept(
-        self, numbered: Sequenced[list[Valuable]], config: PricingConfig
-    ) -> list[ValuedTransaction | PricedQuote]:
-        """Take one numbered list; value and return whatever run it completes, in sequence order.
+        self, numbered: Sequenced[list[Valuable]], config: PricingConfig, analytics: AnalyticsConfig
+    ) -> list[Booked]:
+        """Take one numbered list; value and return whatever run it completes, in sequence order (`Valuation.book`).
 
         A list already valued (`seq` below `next_seq`) or already waiting is a repeat and is ignored:
         each sequence number is valued once.
@@ -248,9 +273,10 @@ class InOrderValuation:
             log.warning("in_order=repeat seq=%d next_seq=%d ignored", numbered.seq, self.next_seq)
             return []
         self.waiting[numbered.seq] = numbered.item
-        out: list[ValuedTransaction | PricedQuote] = []
+        out: list[Booked] = []
         while (ready := self.waiting.pop(self.next_seq, None)) is not None:
-            out.extend(self.valuation.apply(item, config) for item in ready)
+            for item in ready:
+                out.extend(self.valuation.book(item, config, analytics))
             self.next_seq += 1
         return out
 
@@ -265,19 +291,6 @@ def price_ticks(item: ValuedTransaction | PricedQuote) -> list[PriceTick]:
 def disagreements_of(item: ValuedTransaction | PricedQuote) -> list[PriceDisagreement]:
     """The feed/chain disagreements the valuation of `item` found."""
     return list(item.disagreements)
-
-
-def whales_of(item: ValuedTransaction | PricedQuote, config: WhaleConfig) -> list[WhaleTransaction]:
-    """The transaction's whale (at most one: its largest qualifying activity)."""
-    if isinstance(item, PricedQuote):
-        return []
-    found = [w for v in item.valued if (w := detect(v, config)) is not None]
-    return largest_per_transaction(found)
-
-
-def signals_of(whale: WhaleTransaction, strategies: Sequence[WhaleFollower]) -> list[Signal]:
-    """One signal per strategy that the whale passes."""
-    return [s for strategy in strategies if (s := evaluate(strategy, whale)) is not None]
 
 
 @dataclass(frozen=True, slots=True)

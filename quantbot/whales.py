@@ -6,7 +6,7 @@ itself and the configuration; fields the data cannot support are absent, never i
 - `walletProfile.knownEntity` and `.type`: from the labels file (`whales.labels_file`, TOML:
   `[labels.<wallet>] name = "...", type = "exchange"`); an unlabelled wallet has `type = "unknown"`
   and no `knownEntity`. `.whaleCategory` is the size tier. `.historicalInfluence` needs a wallet's
-  history of price moves after its trades: absent until such a history exists.
+  history of price moves after its trades: `quantbot.analytics` adds it once such a history exists.
 - `market.priceImpact`: percent, from the pool's own before/after reserves where the event carries
   them (Pump.fun, PumpSwap); absent otherwise. `market.route`: the programs of the hops, when the
   trade went through an aggregator.
@@ -15,8 +15,8 @@ itself and the configuration; fields the data cannot support are absent, never i
   `low`, below `impact_high_pct` `medium`, else `high`); absent with the impact. `.signalStrength`
   (0-10): up to 7 points for size (log-scaled: the threshold scores 0, 100x the threshold scores 7)
   and up to 3 for price impact (`impact_high_pct` and above scores 3). `.priceMoveAfter3h` needs the
-  price three hours later: absent (a later job can fill it in).
-- `relatedTransactions`: absent; linking a whale's transactions needs wallet history.
+  price three hours later: absent here; `quantbot.analytics` sets it by a follow-up in feed time.
+- `relatedTransactions`: absent here; `quantbot.analytics` adds it from the wallet's recent whales.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""InfluxDB sink: `token_prices` points per trade and `trading_signals` points per signal."""
+"""InfluxDB sink: `token_prices` points per trade and quote, `trading_signals` points per signal (completed with
+its outcome), `trading_metrics` points per strategy."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
 from quantbot import metrics
+from quantbot.analytics import SignalUpdate, StrategyMetrics
 from quantbot.models import PriceTick, Signal
-from quantbot.schema.influx import TokenPrice, TradingSignalEvent
+from quantbot.schema.influx import TokenPrice, TradingMetrics, TradingSignalEvent
 from quantbot.units import NS_PER_S, NS_PER_US
 from sinks.dead_letters import DeadLetterStore, DeadLetterWriter, convert_each, deliver, find_refused, refused
 from sinks.retry import Retry
@@ -33,6 +35,11 @@ REFUSED_STATUS = frozenset({400, 413, 422})
 by the halving that finds the offender), points the bucket will not keep, e.g. beyond its retention
 (422). Sent again unchanged, the same body gets the same answer."""
 STORE = "influx"
+UNKNOWN_USER = "00000000-0000-0000-0000-000000000000"
+"""The `user_id` tag of a strategy whose document names no `userId` (the tag is required): the nil UUID."""
+
+Pointed = PriceTick | Signal | SignalUpdate | StrategyMetrics
+"""What the sink writes."""
 
 
 def point_offset_ns(tick: PriceTick) -> int:
@@ -64,6 +71,7 @@ def point_time_ns(tick: PriceTick) -> int:
 def price_point(tick: PriceTick) -> TokenPrice:
     """The `token_prices` point of a price tick."""
     offset = point_offset_ns(tick)
+    stats = tick.stats
     return TokenPrice(
         time=datetime.fromtimestamp(tick.block_time, tz=UTC) + timedelta(microseconds=offset // NS_PER_US),
         nanosecond=offset % NS_PER_US,
@@ -72,15 +80,26 @@ def price_point(tick: PriceTick) -> TokenPrice:
         source=tick.source,
         price=tick.price_usd,
         volume=tick.volume_usd,
+        market_cap=None if stats is None else stats.market_cap_usd,
+        liquidity=None if stats is None else stats.liquidity_usd,
+        price_change_24h=None if stats is None else stats.change_24h_pct,
+        high_24h=None if stats is None else stats.high_24h,
+        low_24h=None if stats is None else stats.low_24h,
     )
 
 
-def signal_point(signal: Signal) -> TradingSignalEvent:
-    """The `trading_signals` point of a signal (outcome fields stay absent until known).
+def signal_point(item: Signal | SignalUpdate) -> TradingSignalEvent:
+    """The `trading_signals` point of a signal; of a lifecycle step, the same point with the outcome known so far.
+
+    Outcome fields (`actual_move_1h`, `actual_move_24h`, `success`) stay absent until known; a later step
+    rewrites the point with the same fields and more, so whichever order the writes take, the point ends
+    with every outcome known.
 
     The signal id is a tag, so each signal is a series of its own: its point at `created_at` is
     unique to it, and a replayed signal (same id, derived from strategy and signature) rewrites it.
     """
+    signal = item.signal if isinstance(item, SignalUpdate) else item
+    outcome = item if isinstance(item, SignalUpdate) else None
     predicted = None
     if signal.price and signal.take_profit:
         predicted = (signal.take_profit / signal.price - 1) * 100
@@ -95,6 +114,37 @@ def signal_point(signal: Signal) -> TradingSignalEvent:
         price=signal.price,
         volume=signal.usd_value,
         predicted_move=predicted,
+        actual_move_1h=None if outcome is None else outcome.actual_move_1h,
+        actual_move_24h=None if outcome is None else outcome.actual_move_24h,
+        success=None if outcome is None else outcome.success,
+    )
+
+
+def metrics_point(item: StrategyMetrics) -> TradingMetrics:
+    """The `trading_metrics` point of a strategy at a snapshot time (tagged by strategy and user)."""
+    fields = item.fields
+
+    def real(name: str) -> float | None:
+        value = fields.get(name)
+        return None if value is None else float(value)
+
+    def whole(name: str) -> int | None:
+        value = fields.get(name)
+        return None if value is None else int(value)
+
+    return TradingMetrics(
+        time=datetime.fromtimestamp(item.at, tz=UTC),
+        strategy_id=item.strategy_id,
+        user_id=item.user_id or UNKNOWN_USER,
+        pnl_percent=real("pnl_percent"),
+        pnl_absolute=real("pnl_absolute"),
+        win_count=whole("win_count"),
+        loss_count=whole("loss_count"),
+        active_positions=whole("active_positions"),
+        exposure_usd=real("exposure_usd"),
+        max_drawdown=real("max_drawdown"),
+        sharpe_ratio=real("sharpe_ratio"),
+        sortino_ratio=real("sortino_ratio"),
     )
 
 
@@ -118,13 +168,18 @@ def is_refusal(exc: BaseException) -> bool:
     return isinstance(exc, ApiException | InfluxDBError) and _status(exc) in REFUSED_STATUS
 
 
-def line_of(item: PriceTick | Signal) -> str:
+def line_of(item: Pointed) -> str:
     """The item's point as one line of line protocol."""
-    return (price_point(item) if isinstance(item, PriceTick) else signal_point(item)).to_line_protocol()
+    if isinstance(item, PriceTick):
+        return price_point(item).to_line_protocol()
+    if isinstance(item, StrategyMetrics):
+        return metrics_point(item).to_line_protocol()
+    return signal_point(item).to_line_protocol()
 
 
-class InfluxSink(DynamicSink[PriceTick | Signal]):
-    """Writes price ticks and signals as line protocol through the v2 write API, synchronously.
+class InfluxSink(DynamicSink[Pointed]):
+    """Writes price ticks, signals (and their outcomes) and strategy metrics as line protocol through the v2
+    write API, synchronously.
 
     Delivery: a batch is one HTTP write that has succeeded when `write_batch` returns. Points are keyed
     by measurement, tags and a time derived from what the item is (`point_offset_ns`, the signal id),
@@ -165,7 +220,7 @@ class InfluxSink(DynamicSink[PriceTick | Signal]):
         return _InfluxPartition(self.client(), self.bucket, self.org, self.retry, letters)
 
 
-class _InfluxPartition(StatelessSinkPartition[PriceTick | Signal]):
+class _InfluxPartition(StatelessSinkPartition[Pointed]):
     def __init__(
         self, client: InfluxDBClient, bucket: str, org: str, retry: Retry, letters: DeadLetterWriter | None
     ) -> None:
@@ -176,7 +231,7 @@ class _InfluxPartition(StatelessSinkPartition[PriceTick | Signal]):
         self._retry = retry
         self._letters = letters
 
-    def _attempt(self, chunk: Sequence[tuple[PriceTick | Signal, str]]) -> BaseException | None:
+    def _attempt(self, chunk: Sequence[tuple[Pointed, str]]) -> BaseException | None:
         """Write `chunk` as one body, retrying transient failures; the server's refusal, or None."""
         body = "\n".join(line for _, line in chunk)
 
@@ -196,7 +251,7 @@ class _InfluxPartition(StatelessSinkPartition[PriceTick | Signal]):
         return error
 
     @metrics.observe_batches(STORE)
-    def write_batch(self, items: list[PriceTick | Signal]) -> None:
+    def write_batch(self, items: list[Pointed]) -> None:
         lines, letters = convert_each(items, line_of, STORE)
         letters += [refused(item, STORE, error) for (item, _), error in find_refused(lines, self._attempt)]
         deliver(self._letters, letters)

@@ -1,4 +1,5 @@
-"""MongoDB sink: whale documents, upserted by transaction signature."""
+"""MongoDB sink: whale documents (upserted by signature, then followed up in place), token documents, market
+snapshots and strategy performance."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import bson
@@ -15,8 +17,9 @@ import pymongo.errors
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from quantbot import metrics
+from quantbot.analytics import MarketSnapshot, StrategyPerformance, TokenDocument, WhaleUpdate
 from quantbot.models import WhaleTransaction
-from quantbot.schema.mongo import WHALE_ACTIVITY
+from quantbot.schema.mongo import MARKET_SNAPSHOTS, STRATEGY_CONFIGS, TOKENS, WHALE_ACTIVITY
 from sinks.dead_letters import DeadLetterStore, DeadLetterWriter, convert_each, deliver, refused
 from sinks.retry import Retry
 
@@ -48,6 +51,20 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+Documented = WhaleTransaction | WhaleUpdate | TokenDocument | MarketSnapshot | StrategyPerformance
+"""What the sink writes."""
+
+Request = pymongo.ReplaceOne[dict[str, Any]] | pymongo.UpdateOne
+"""One write of a bulk."""
+
+
+def _encodable(document: Mapping[str, Any]) -> None:
+    try:
+        bson.encode(document)
+    except bson.errors.InvalidDocument as exc:
+        raise ValueError(f"document cannot be encoded as BSON: {exc}") from exc
+
+
 def replacement(whale: WhaleTransaction) -> pymongo.ReplaceOne[dict[str, Any]]:
     """The upsert of a whale's document.
 
@@ -56,11 +73,56 @@ def replacement(whale: WhaleTransaction) -> pymongo.ReplaceOne[dict[str, Any]]:
             would otherwise fail the whole bulk write, not just this document.
     """
     document = whale.document
-    try:
-        bson.encode(document)
-    except bson.errors.InvalidDocument as exc:
-        raise ValueError(f"document cannot be encoded as BSON: {exc}") from exc
+    _encodable(document)
     return pymongo.ReplaceOne({"_id": document["_id"]}, document, upsert=True)
+
+
+def write_of(item: Documented) -> tuple[str, object, Request]:
+    """(collection, document id, request) of one item.
+
+    A whale follow-up sets its fields in place and appends related signatures once each (`$addToSet`), and
+    never creates a document (a whale its collection refused stays refused); a strategy's performance is set
+    on its existing configuration with `lastRunAt`, the feed time of the figures.
+
+    Raises:
+        ValueError: the document or update cannot be encoded as BSON.
+    """
+    if isinstance(item, WhaleTransaction):
+        return WHALE_ACTIVITY.name, item.document["_id"], replacement(item)
+    if isinstance(item, TokenDocument | MarketSnapshot):
+        document = item.document
+        _encodable(document)
+        collection = TOKENS.name if isinstance(item, TokenDocument) else MARKET_SNAPSHOTS.name
+        return collection, document["_id"], pymongo.ReplaceOne({"_id": document["_id"]}, document, upsert=True)
+    if isinstance(item, WhaleUpdate):
+        update: dict[str, Any] = {}
+        if item.fields:
+            update["$set"] = item.fields
+        if item.related:
+            update["$addToSet"] = {"relatedTransactions": {"$each": list(item.related)}}
+        _encodable(update)
+        return WHALE_ACTIVITY.name, item.signature, pymongo.UpdateOne({"_id": item.signature}, update)
+    performance = {"performance": item.performance, "lastRunAt": datetime.fromtimestamp(item.at, tz=UTC)}
+    _encodable(performance)
+    return STRATEGY_CONFIGS.name, item.strategy_id, pymongo.UpdateOne({"_id": item.strategy_id}, {"$set": performance})
+
+
+def waves(writes: list[tuple[int, tuple[str, object, Request]]]) -> list[dict[str, list[tuple[int, Request]]]]:
+    """The writes split, in order, into waves in which no document is written twice, by collection.
+
+    An unordered bulk write may apply its requests in any order; two writes of one document (a whale and
+    its follow-up) must apply in stream order, so the second goes to the next wave. Each request keeps its
+    item's index in the batch.
+    """
+    out: list[dict[str, list[tuple[int, Request]]]] = []
+    touched: set[tuple[str, object]] = set()
+    for index, (collection, key, request) in writes:
+        if not out or (collection, key) in touched:
+            out.append({})
+            touched = set()
+        touched.add((collection, key))
+        out[-1].setdefault(collection, []).append((index, request))
+    return out
 
 
 def _reason(error: dict[str, Any]) -> str:
@@ -68,11 +130,16 @@ def _reason(error: dict[str, Any]) -> str:
     return f"write error code {error.get('code')}: {error.get('errmsg')} {info}".rstrip()
 
 
-class MongoSink(DynamicSink[WhaleTransaction]):
-    """Upserts whale documents into `whale_activity`, replacing by `_id` (the signature).
+class MongoSink(DynamicSink[Documented]):
+    """Upserts whale documents into `whale_activity` (replacing by `_id`, the signature) and applies their
+    follow-ups in place; replaces token documents (`tokens`, by mint) and market snapshots
+    (`market_snapshots`, by time); sets strategies' performance (`strategy_configs`).
 
-    Delivery: one unordered bulk write per batch, acknowledged before `write_batch` returns; a
-    replacement with the same document is idempotent, so at-least-once input is stored exactly once.
+    Delivery: unordered bulk writes per collection, acknowledged before `write_batch` returns, in waves so
+    that two writes of one document apply in stream order (`waves`). Each write is a replacement or a `$set`
+    of values fixed by the stream, or an `$addToSet`: applied again, it changes nothing, so at-least-once
+    input in stream order is stored exactly once. A document's writes must reach one partition in stream
+    order (the flow writes them from the valuation's worker).
 
     A document the collection's validator refuses (write error 121), or that cannot be encoded as
     BSON, goes to `dead_letters` as a dead letter of stage `sink:mongo` with the server's reason; the
@@ -106,7 +173,7 @@ class MongoSink(DynamicSink[WhaleTransaction]):
         return _MongoPartition(self.client(), self.database, self.retry, letters)
 
 
-class _MongoPartition(StatelessSinkPartition[WhaleTransaction]):
+class _MongoPartition(StatelessSinkPartition[Documented]):
     def __init__(
         self,
         client: pymongo.MongoClient[dict[str, Any]],
@@ -115,19 +182,16 @@ class _MongoPartition(StatelessSinkPartition[WhaleTransaction]):
         letters: DeadLetterWriter | None,
     ) -> None:
         self._client = client
-        self._collection = client[database][WHALE_ACTIVITY.name]
+        self._database = client[database]
         self._retry = retry
         self._letters = letters
 
-    @metrics.observe_batches(STORE)
-    def write_batch(self, items: list[WhaleTransaction]) -> None:
-        converted, letters = convert_each(items, replacement, STORE)
-        requests = [request for _, request in converted]
+    def _bulk(self, collection: str, requests: list[tuple[int, Request]]) -> list[tuple[int, dict[str, Any]]]:
+        """One unordered bulk write; (batch index, write error) of the requests refused for what they hold."""
 
         def write() -> list[dict[str, Any]]:
-            """The bulk write; the write errors of documents refused for what they hold."""
             try:
-                self._collection.bulk_write(requests, ordered=False)
+                self._database[collection].bulk_write([request for _, request in requests], ordered=False)
             except pymongo.errors.BulkWriteError as exc:
                 errors: list[dict[str, Any]] = exc.details.get("writeErrors", [])
                 if is_transient(exc) or not errors:
@@ -135,12 +199,19 @@ class _MongoPartition(StatelessSinkPartition[WhaleTransaction]):
                 return errors
             return []
 
-        if requests:
-            start = time.perf_counter()
-            what = f"sink=mongo docs={len(requests)}"
-            errors = self._retry.call(write, is_transient, what=what, sink=STORE)
-            log.debug("%s refused=%d elapsed_s=%.3f", what, len(errors), time.perf_counter() - start)
-            letters += [refused(converted[error["index"]][0], STORE, _reason(error)) for error in errors]
+        start = time.perf_counter()
+        what = f"sink=mongo collection={collection} docs={len(requests)}"
+        errors = self._retry.call(write, is_transient, what=what, sink=STORE)
+        log.debug("%s refused=%d elapsed_s=%.3f", what, len(errors), time.perf_counter() - start)
+        return [(requests[error["index"]][0], error) for error in errors]
+
+    @metrics.observe_batches(STORE)
+    def write_batch(self, items: list[Documented]) -> None:
+        converted, letters = convert_each(items, write_of, STORE)
+        for wave in waves(list(enumerate(write for _, write in converted))):
+            for collection, requests in wave.items():
+                refusals = self._bulk(collection, requests)
+                letters += [refused(converted[index][0], STORE, _reason(error)) for index, error in refusals]
         deliver(self._letters, letters)
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""Redis sink: latest token prices (`price:{token}`) and active signals (`signal:{id}`)."""
+"""Redis sink: latest token prices (`price:{token}`) and active signals (`signal:{id}`), removed when they close."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from quantbot import metrics
+from quantbot.analytics import SignalUpdate
 from quantbot.models import DeadLetter, PriceTick, Signal
 from quantbot.schema.redis_keys import price_fields, price_key, signal_fields, signal_key
 from quantbot.units import MS_PER_S
@@ -24,15 +25,22 @@ log = logging.getLogger(__name__)
 R = TypeVar("R")
 
 # Newest block time wins: a price is written only if it is not older than the one stored. ISO-8601
-# UTC strings of one format compare like the times they name. Runs atomically on the server.
+# UTC strings of one format compare like the times they name. The hash is replaced whole, so a field the
+# new price lacks (no 24 h change known) does not keep an older price's. Runs atomically on the server.
 NEWEST_PRICE_WINS = """
 local current = redis.call('HGET', KEYS[1], 'updated_at')
 if current and current > ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'updated_at', ARGV[1], unpack(ARGV, 3))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
 STORE = "redis"
+ACTIVE_STATUSES = frozenset({"pending", "active"})
+"""A signal in these states is cached; once closed or expired its hash is removed."""
+
+Cached = PriceTick | Signal | SignalUpdate
+"""What the sink writes."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +51,10 @@ class RedisPolicy:
 
 
 def newest_per_token(
-    items: Sequence[PriceTick | Signal], convert: Callable[[PriceTick | Signal], R]
-) -> tuple[list[tuple[PriceTick | Signal, R]], list[DeadLetter]]:
-    """The newest tick of each token (by block time, then stream order) and every signal, converted.
+    items: Sequence[Cached], convert: Callable[[Cached], R]
+) -> tuple[list[tuple[Cached, R]], list[DeadLetter]]:
+    """The newest tick of each token (by block time, then stream order) and every signal and signal update
+    (in stream order: a signal's hash is written before its closing removes it), converted.
 
     Of several ticks of one token in a batch only the newest can survive the newest-wins write, so
     converting and sending the others is wasted work (most of a batch, for the most traded tokens).
@@ -56,13 +65,13 @@ def newest_per_token(
         The items to send with their conversions; the dead letters of those that failed to convert.
     """
     ticks: dict[str, list[tuple[int, PriceTick]]] = {}
-    signals: list[Signal] = []
+    signals: list[Signal | SignalUpdate] = []
     for order, item in enumerate(items):
-        if isinstance(item, Signal):
-            signals.append(item)
-        else:
+        if isinstance(item, PriceTick):
             ticks.setdefault(item.token, []).append((order, item))
-    chosen: list[tuple[PriceTick | Signal, R]] = []
+        else:
+            signals.append(item)
+    chosen: list[tuple[Cached, R]] = []
     letters: list[DeadLetter] = []
     for candidates in ticks.values():
         for _, tick in sorted(candidates, key=lambda c: (c[1].block_time, c[0]), reverse=True):
@@ -116,9 +125,19 @@ class _SignalHash:
     expires_at: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Removal:
+    key: str
+
+
 def _price(tick: PriceTick, ttl_ms: str) -> _Price:
+    stats = tick.stats
     fields = price_fields(
-        price=tick.price_usd, updated_at=datetime.fromtimestamp(tick.block_time, tz=UTC), source=tick.source
+        price=tick.price_usd,
+        updated_at=datetime.fromtimestamp(tick.block_time, tz=UTC),
+        source=tick.source,
+        change_24h=None if stats is None else stats.change_24h_pct,
+        volume_24h=None if stats is None else stats.volume_24h_usd,
     )
     rest = [part for k, v in fields.items() if k != "updated_at" for part in (k, v)]
     return _Price(price_key(tick.token), [fields["updated_at"], ttl_ms, *rest])
@@ -140,8 +159,9 @@ def signal_hash(signal: Signal) -> _SignalHash | None:
     return _SignalHash(signal_key(signal.signal_id), fields, signal.expires_at)
 
 
-class RedisSink(DynamicSink[PriceTick | Signal]):
-    """Writes price hashes (newest block time wins, 30 s TTL) and signal hashes (TTL to their expiry).
+class RedisSink(DynamicSink[Cached]):
+    """Writes price hashes (newest block time wins, 30 s TTL) and signal hashes (TTL to their expiry), and
+    removes a signal's hash when it closes or expires (`SignalUpdate`).
 
     Delivery: each batch is one pipelined round trip that completes before `write_batch` returns;
     hash overwrites with the same values are idempotent. A signal already expired at write time is not
@@ -182,7 +202,7 @@ class RedisSink(DynamicSink[PriceTick | Signal]):
         return _RedisPartition(self.client(), self.retry, self.policy, self.now, letters)
 
 
-class _RedisPartition(StatelessSinkPartition[PriceTick | Signal]):
+class _RedisPartition(StatelessSinkPartition[Cached]):
     def __init__(
         self,
         client: redis.Redis,
@@ -198,15 +218,20 @@ class _RedisPartition(StatelessSinkPartition[PriceTick | Signal]):
         self._letters = letters
         self._newest_wins = client.register_script(NEWEST_PRICE_WINS)
 
-    def _convert(self, item: PriceTick | Signal) -> _Price | _SignalHash | None:
+    def _convert(self, item: Cached) -> _Price | _SignalHash | _Removal | None:
         if isinstance(item, PriceTick):
             return _price(item, str(int(self._policy.price_ttl_s * MS_PER_S)))
+        if isinstance(item, SignalUpdate):
+            return None if item.status in ACTIVE_STATUSES else _Removal(signal_key(item.signal.signal_id))
         return signal_hash(item)
 
-    def _queue(self, pipe: redis.client.Pipeline, command: _Price | _SignalHash, now: float) -> int:
+    def _queue(self, pipe: redis.client.Pipeline, command: _Price | _SignalHash | _Removal, now: float) -> int:
         """Queue one item's commands on `pipe`; returns how many (0 for a signal no longer active)."""
         if isinstance(command, _Price):
             self._newest_wins(keys=[command.key], args=command.args, client=pipe)
+            return 1
+        if isinstance(command, _Removal):
+            pipe.delete(command.key)
             return 1
         ttl_ms = int((command.expires_at - now) * MS_PER_S)
         if ttl_ms < 1:
@@ -217,12 +242,12 @@ class _RedisPartition(StatelessSinkPartition[PriceTick | Signal]):
         return 2
 
     @metrics.observe_batches(STORE)
-    def write_batch(self, items: list[PriceTick | Signal]) -> None:
+    def write_batch(self, items: list[Cached]) -> None:
         now = self._now()
         converted, letters = newest_per_token(items, self._convert)
         to_send = [(item, command) for item, command in converted if command is not None]
 
-        def send() -> list[tuple[PriceTick | Signal, BaseException]]:
+        def send() -> list[tuple[Cached, BaseException]]:
             # Rebuilt on every attempt: a server that restarted has forgotten the script, and a
             # fresh pipeline loads it again before sending. Each command is idempotent.
             pipe = self._client.pipeline(transaction=False)

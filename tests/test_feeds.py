@@ -357,8 +357,8 @@ def test_a_flow_of_several_sources_merges_them_keeping_the_first_step_id() -> No
     from bytewax.testing import TestingSink, TestingSource, run_main
 
     from flows.graph import FlowConfig, FlowSinks, build_flow
+    from quantbot.analytics import AnalyticsConfig
     from quantbot.events import SystemEvent
-    from quantbot.whales import WhaleConfig
 
     legacy = orjson.dumps({"symbol": "SOL/USD", "price": 120.0, "ts": NOW}).decode()
     chain = [Frame(NOW_NS, "feed", "price", legacy, "rec@1")]
@@ -366,7 +366,7 @@ def test_a_flow_of_several_sources_merges_them_keeping_the_first_step_id() -> No
     events: list[SystemEvent] = []
     influx: list[object] = []
     sinks = FlowSinks(TestingSink(influx), TestingSink([]), TestingSink([]), TestingSink([]))
-    config = FlowConfig(PricingConfig(), WhaleConfig(), [], on_event=events.append)
+    config = FlowConfig(PricingConfig(), AnalyticsConfig(), on_event=events.append)
 
     flow = build_flow([TestingSource(chain), TestingSource(feed)], sinks, config)
     run_main(flow)

@@ -281,6 +281,7 @@ def test_settings_are_not_kept_with_the_learned_prices() -> None:
     """The valuation's snapshot holds learned prices only; one of the former layout keeps its prices, not settings."""
     import pickle
 
+    from quantbot.analytics import Analytics
     from quantbot.pricing import LearnedPrices
     from quantbot.steps import Valuation
 
@@ -296,7 +297,10 @@ def test_settings_are_not_kept_with_the_learned_prices() -> None:
     old.__dict__["book"] = former
     restored = pickle.loads(pickle.dumps(old))  # noqa: S301 - the test's own bytes, as bytewax keeps a snapshot
 
-    assert restored.__dict__ == {"learned": LearnedPrices((100.0, T0), None, {BONK: (2.0, T0)})}
+    assert restored.__dict__ == {
+        "learned": LearnedPrices((100.0, T0), None, {BONK: (2.0, T0)}),
+        "analytics": Analytics(),
+    }
 
 
 def test_labels_file_names_known_wallets(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from connectors.replay import ReplayPosition, ReplaySource
 from flows.graph import _value
+from quantbot.analytics import AnalyticsConfig
 from quantbot.errors import ResumeRefusedError
 from quantbot.models import WSOL_MINT, Activity, ActivityKind, DeadLetter, Frame, InstructionIndex, TokenAmount
 from quantbot.pricing import FeedQuote, PricingConfig
@@ -217,8 +218,10 @@ def _swap(signature: str, give: TokenAmount, get: TokenAmount) -> DecodedTransac
 def _valuation_flow(inputs: list[object], config: PricingConfig, out: list[object], recovery: Path) -> None:
     flow = Dataflow("valuation")
     keyed = op.key_on("one_book", op.input("frames", flow, TestingSource(inputs)), lambda _item: "book")
-    valued = op.key_rm("unkey", op.stateful_map("value", keyed, partial(_value, config=config)))
-    op.output("out", valued, TestingSink(out))
+    booked = op.key_rm(
+        "unkey", op.stateful_map("value", keyed, partial(_value, config=config, analytics=AnalyticsConfig()))
+    )
+    op.output("out", op.flat_map("valued", booked, lambda run: run), TestingSink(out))
     run_main(flow, epoch_interval=timedelta(0), recovery_config=RecoveryConfig(recovery))
 
 

@@ -29,6 +29,7 @@ from bytewax.testing import TestingSink, cluster_main, run_main
 from connectors.replay import ReplayPosition, ReplaySource
 from flows.graph import FlowConfig, FlowSinks, build_flow
 from flows.runtime import flow_config, recovery_config
+from quantbot.analytics import AnalyticsConfig
 from quantbot.cluster import ClusterSpec, ClusterSpecError, parse_addresses
 from quantbot.models import WSOL_MINT, Activity, ActivityKind, DeadLetter, InstructionIndex, PriceTick, TokenAmount
 from quantbot.ops import readback
@@ -46,6 +47,7 @@ T0 = 1_750_000_000
 TOKEN_X = "X1111111111111111111111111111111111111111111"
 USDC = "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v"
 PRICING = PricingConfig(stable_mints=frozenset({USDC}))
+ANALYTICS = AnalyticsConfig()
 # Small enough for the suite (a few seconds per run), large enough for prices, whales and signals.
 FLOW_TXS = 1500
 CLI_TXS = 2000
@@ -98,7 +100,7 @@ def _stream() -> list[list[Valuable]]:
 
 def _valued_in_order(lists: list[list[Valuable]]) -> list[object]:
     valuation = Valuation()
-    return [valuation.apply(item, PRICING) for items in lists for item in items]
+    return [booked for items in lists for item in items for booked in valuation.book(item, PRICING, ANALYTICS)]
 
 
 def test_out_of_order_lists_are_valued_as_in_stream_order() -> None:
@@ -107,7 +109,7 @@ def test_out_of_order_lists_are_valued_as_in_stream_order() -> None:
     numbered = [Sequenced(seq, items) for seq, items in enumerate(lists)]
     random.Random(3).shuffle(numbered)
     state = InOrderValuation()
-    out = [valued for n in numbered for valued in state.accept(n, PRICING)]
+    out = [valued for n in numbered for valued in state.accept(n, PRICING, ANALYTICS)]
     assert out == _valued_in_order(lists)
     assert state.next_seq == len(lists)
     assert state.waiting == {}
@@ -117,11 +119,11 @@ def test_a_list_waits_for_every_list_before_it() -> None:
     """Nothing is valued while an earlier number is missing; its arrival releases the whole run in order."""
     lists = _stream()[:4]
     state = InOrderValuation()
-    assert state.accept(Sequenced(2, lists[2]), PRICING) == []
-    assert state.accept(Sequenced(3, lists[3]), PRICING) == []
-    assert state.accept(Sequenced(1, lists[1]), PRICING) == []
+    assert state.accept(Sequenced(2, lists[2]), PRICING, ANALYTICS) == []
+    assert state.accept(Sequenced(3, lists[3]), PRICING, ANALYTICS) == []
+    assert state.accept(Sequenced(1, lists[1]), PRICING, ANALYTICS) == []
     assert sorted(state.waiting) == [1, 2, 3]
-    released = state.accept(Sequenced(0, lists[0]), PRICING)
+    released = state.accept(Sequenced(0, lists[0]), PRICING, ANALYTICS)
     assert released == _valued_in_order(lists)
     assert state.waiting == {}
 
@@ -130,11 +132,11 @@ def test_a_repeated_number_is_valued_once() -> None:
     """A list already valued or already waiting is ignored: each number is valued once."""
     lists = _stream()[:3]
     state = InOrderValuation()
-    first = state.accept(Sequenced(0, lists[0]), PRICING)
-    assert state.accept(Sequenced(0, lists[0]), PRICING) == []
-    assert state.accept(Sequenced(2, lists[2]), PRICING) == []
-    assert state.accept(Sequenced(2, lists[2]), PRICING) == []
-    assert first + state.accept(Sequenced(1, lists[1]), PRICING) == _valued_in_order(lists)
+    first = state.accept(Sequenced(0, lists[0]), PRICING, ANALYTICS)
+    assert state.accept(Sequenced(0, lists[0]), PRICING, ANALYTICS) == []
+    assert state.accept(Sequenced(2, lists[2]), PRICING, ANALYTICS) == []
+    assert state.accept(Sequenced(2, lists[2]), PRICING, ANALYTICS) == []
+    assert first + state.accept(Sequenced(1, lists[1]), PRICING, ANALYTICS) == _valued_in_order(lists)
 
 
 def test_a_snapshot_resumes_the_numbering_and_the_prices() -> None:
@@ -142,9 +144,11 @@ def test_a_snapshot_resumes_the_numbering_and_the_prices() -> None:
     lists = _stream()
     cut = len(lists) // 2
     state = InOrderValuation()
-    out = [v for seq in range(cut) for v in state.accept(Sequenced(seq, lists[seq]), PRICING)]
+    out = [v for seq in range(cut) for v in state.accept(Sequenced(seq, lists[seq]), PRICING, ANALYTICS)]
     restored: InOrderValuation = pickle.loads(pickle.dumps(state))  # noqa: S301 - as Bytewax snapshots it
-    out += [v for seq in range(cut, len(lists)) for v in restored.accept(Sequenced(seq, lists[seq]), PRICING)]
+    out += [
+        v for seq in range(cut, len(lists)) for v in restored.accept(Sequenced(seq, lists[seq]), PRICING, ANALYTICS)
+    ]
     assert out == _valued_in_order(lists)
 
 
@@ -246,8 +250,10 @@ def _config() -> FlowConfig:
     # strength (the demo's liquidity filter is not checked by the flow).
     document["parameters"] = {**document["parameters"], "minTransactionValueUsd": 0, "minWhaleInfluenceScore": 0}
     config = flow_config(settings, load_strategies([document], SECONDS_PER_DAY))
-    tiers = tuple((name, usd / WHALE_SCALE_DOWN) for name, usd in config.whales.tiers)
-    return dataclasses.replace(config, whales=dataclasses.replace(config.whales, tiers=tiers))
+    whales = config.analytics.whales
+    tiers = tuple((name, usd / WHALE_SCALE_DOWN) for name, usd in whales.tiers)
+    analytics = dataclasses.replace(config.analytics, whales=dataclasses.replace(whales, tiers=tiers))
+    return dataclasses.replace(config, analytics=analytics)
 
 
 def _outputs(feed: Path, workers: int) -> dict[str, list[Any]]:

@@ -20,6 +20,7 @@ from quantbot.solana.decode import decode_transaction
 from quantbot.solana.normalise import parse_transactions
 from quantbot.steps import DecodedTransaction, Valuation, ValuedTransaction, parse_frame
 from quantbot.synthetic import Expected, FeedSpec, generate_feed, iter_feed, iter_transactions
+from quantbot.tokens import TokenFacts
 from tests.conftest import run_cli
 
 START = 1_750_000_000
@@ -45,6 +46,7 @@ def test_same_spec_gives_the_same_bytes_and_another_seed_does_not(tmp_path: Path
     assert first.read_bytes() != other.read_bytes()
     assert stats.frames == len(first.read_bytes().splitlines())
     assert stats.transactions == 400 and stats.swaps + stats.transfers + stats.failed == 400
+    assert stats.accounts_frames > 0
 
 
 def test_every_transaction_decodes_to_exactly_what_was_generated() -> None:
@@ -115,7 +117,7 @@ def test_every_malformed_line_becomes_a_dead_letter_and_nothing_else_does() -> N
         else:
             good += 1
             (parsed,) = parse_frame(item)
-            assert isinstance(parsed, DecodedTransaction | FeedQuote), parsed
+            assert isinstance(parsed, DecodedTransaction | FeedQuote | TokenFacts), parsed
     assert malformed == pytest.approx(spec.garbage_share * (malformed + good), rel=0.05)
     assert {"not a frame", "transaction", "price"} <= set(kinds) and len(kinds) > 3  # and unknown kinds
 
@@ -129,7 +131,7 @@ def test_trade_sizes_are_heavy_tailed_so_whales_are_rare() -> None:
         if isinstance(item, bytes):
             continue
         for parsed in parse_frame(item):
-            if isinstance(parsed, DeadLetter):
+            if not isinstance(parsed, DecodedTransaction | FeedQuote):  # dead letters and token facts
                 continue
             valued = valuation.apply(parsed, config)
             if not isinstance(valued, ValuedTransaction):
@@ -187,6 +189,29 @@ def test_impossible_specs_are_refused(overrides: dict[str, object]) -> None:
         FeedSpec(**fields)  # type: ignore[arg-type]
 
 
+def test_each_mint_has_its_accounts_frame_before_its_first_swap() -> None:
+    """An `accounts` frame (source `rpc`) per mint, once, before the first swap that moves it; the mints are a mix."""
+    announced: dict[str, TokenFacts] = {}
+    swaps = 0
+    for item, expected in iter_feed(_spec(2_000)):
+        if isinstance(item, Frame) and item.kind == FrameKind.ACCOUNTS:
+            (facts,) = parse_frame(item)
+            assert isinstance(facts, TokenFacts) and item.source == "rpc" and facts.mint not in announced
+            announced[facts.mint] = facts
+        elif expected is not None and expected.kind == "swap":
+            swaps += 1
+            assert expected.input is not None and expected.output is not None
+            assert {expected.input.mint, expected.output.mint} <= set(announced), expected
+    every = list(announced.values())
+    assert swaps > 1_500 and WSOL_MINT in announced
+    assert {f.program for f in every} == {"spl_token", "token_2022"}
+    assert {f.metadata_source for f in every} == {"metaplex", "token_2022", None}
+    assert any(f.transfer_fee_bps for f in every) and any(f.freeze_authority for f in every)
+    assert {f.mutable for f in every} >= {True, False} and {f.mint_authority is None for f in every} == {True, False}
+    assert any(f.metadata.keys() == {"description", "image", "externalUrl"} for f in every)
+    assert any(f.uri and f.uri.startswith("https://") and not f.metadata for f in every)
+
+
 # ------------------------------------------------------------------------------------ feeds that span hours
 
 SPAN_HOURS = 26.0
@@ -239,11 +264,11 @@ def _frames(spec: FeedSpec) -> _Frames:
     for item, expected in iter_feed(spec):
         if isinstance(item, bytes):
             continue
-        if expected is None:
+        if item.kind == FrameKind.PRICE:
             (quote,) = parse_frame(item)
             assert isinstance(quote, FeedQuote)
             frames.quotes.append(quote)
-        else:
+        elif expected is not None:
             (decoded,) = parse_frame(item)  # within the parse step's time bounds: not a dead letter
             assert isinstance(decoded, DecodedTransaction), decoded
             frames.block_times.append(orjson.loads(item.payload)["result"]["blockTime"])

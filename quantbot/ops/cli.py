@@ -506,6 +506,52 @@ def _print_summary(summary: Any, counts: Any, inputs: Sequence[tuple[str, object
         console.print("stopped before the end: the same command with the same --recovery-dir resumes it")
 
 
+def _print_analytics(counts: Any) -> None:
+    """The newest market snapshot, a few token documents, and the strategies from best to worst."""
+    snapshot = counts.latest_snapshot
+    if snapshot is not None:
+        activity = snapshot.get("whaleActivity", {})
+        movers = ", ".join(
+            f"{m.get('symbol') or m.get('tokenAddress', '')[:8]} {m.get('priceChangePercent', 0):+.1f}%"
+            for m in snapshot.get("topMovers", [])[:3]
+        )
+        rows = [
+            ("time", snapshot.get("timestamp")),
+            ("SOL price", f"${snapshot.get('globalMetrics', {}).get('solanaPrice', 0):,.2f}"),
+            ("whales (24 h)", f"{activity.get('largeTransactionCount', 0):,}"),
+            ("whale volume (24 h)", f"${activity.get('largeTransactionVolumeUsd', 0):,.0f}"),
+            ("whale net flow (24 h)", f"${activity.get('netFlowUsd', 0):,.0f}"),
+            ("top movers", movers or "-"),
+        ]
+        console.print(_table("latest market snapshot", ["", "value"], rows))
+    if counts.token_samples:
+        tokens = [
+            (
+                t.get("symbol", ""),
+                t.get("name", ""),
+                t.get("_id", "")[:12] + "...",
+                t.get("contractAnalysis", {}).get("securityScore", ""),
+                ", ".join(t.get("contractAnalysis", {}).get("riskFactors", [])) or "-",
+                len(t.get("exchanges", [])),
+            )
+            for t in counts.token_samples
+        ]
+        console.print(_table("token documents", ["symbol", "name", "mint", "score", "risks", "pools"], tokens))
+    if counts.strategies:
+        ranked = counts.strategies if len(counts.strategies) <= 2 else [counts.strategies[0], counts.strategies[-1]]
+        ranks: list[tuple[object, ...]] = [
+            (
+                s.get("name", s.get("_id")),
+                (all_time := s["performance"].get("allTime", {})).get("tradesTotal", 0),
+                f"{all_time.get('winRate', 0):.0%}",
+                f"{all_time.get('profitPercent', 0):+.2f}%",
+                f"{all_time.get('sharpeRatio', 0):.2f}",
+            )
+            for s in ranked
+        ]
+        console.print(_table("strategies: best and worst", ["strategy", "trades", "won", "profit", "sharpe"], ranks))
+
+
 def _print_store_counts(counts: Any) -> None:
     store_rows = [
         ("postgres", "trading_signals rows", counts.signals),
@@ -515,8 +561,15 @@ def _print_store_counts(counts: Any) -> None:
         ("redis", "signal:* keys (active signals)", counts.signal_keys),
         ("influx", "token_prices points", counts.price_points),
         ("influx", "trading_signals points", counts.signal_points),
+        ("influx", "trading_metrics points", counts.metrics_points),
+        ("mongo", "tokens documents", counts.tokens),
+        ("mongo", "market_snapshots documents", counts.market_snapshots),
     ]
+    if counts.signal_statuses:
+        statuses = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.signal_statuses.items()))
+        store_rows.insert(1, ("postgres", "  of which", statuses))
     console.print(_table("the stores now hold", ["store", "what", "count"], store_rows))
+    _print_analytics(counts)
     whales = [
         (
             w.get("_id", "")[:20] + "...",
@@ -1052,7 +1105,7 @@ def demo(  # noqa: PLR0917 - click passes each option
 
     \b
     1. starts the embedded stores (`stack up`) and creates their schema (`migrate up`);
-    2. creates a demo user and a whale-follower strategy (PostgreSQL + MongoDB);
+    2. creates a demo user and three whale-follower strategies (PostgreSQL + MongoDB);
     3. generates a synthetic mainnet-like feed (`synthetic generate`) of --txs over --hours of feed time
        (ending at today's midnight, UTC) under .quantbot/demo/;
     4. replays it through the dataflow into all four stores, with a progress bar;
@@ -1079,8 +1132,8 @@ def demo(  # noqa: PLR0917 - click passes each option
     _print_reports("1. migrate up", reports)
     if not all(r.ok for r in reports):
         _fail("a store could not be migrated; see the table above", EX_UNAVAILABLE)
-    strategy = ensure_demo_strategy(settings)
-    console.print(f"2. demo strategy [bold]{strategy}[/] (whale_follower, swaps of $100k and more)")
+    ensure_demo_strategy(settings, all_of_them=True)
+    console.print("2. demo strategies: three whale followers (swaps of $50k, $100k and $250k and more)")
     if live:
         _live_demo(settings, seed=seed, duration=duration, tps=tps, faults=faults, http_port=http_port)
         return

@@ -16,6 +16,8 @@ from sinks.clients import mongo_client, postgres_connect, resolve_endpoints
 
 DEMO_USER_ID = "00000000-0000-4000-8000-00000000d3e0"
 DEMO_STRATEGY_ID = "00000000-0000-4000-8000-00000000d3e1"
+MEGA_STRATEGY_ID = "00000000-0000-4000-8000-00000000d3e2"
+SCALPER_STRATEGY_ID = "00000000-0000-4000-8000-00000000d3e3"
 # Not a password hash any login could match: the demo user exists to own the demo strategy only.
 DISABLED_PASSWORD_HASH = "!disabled"  # noqa: S105 - deliberately matches no password
 
@@ -44,33 +46,74 @@ def demo_strategy_document() -> dict[str, Any]:
     }
 
 
-def ensure_demo_strategy(settings: Settings) -> str:
-    """Create the demo user and its whale-follower strategy in PostgreSQL and MongoDB; idempotent."""
+def more_demo_strategy_documents() -> list[dict[str, Any]]:
+    """Two more whale followers with other rules, so that the demo has a best and a worst strategy to show."""
+    base = demo_strategy_document()
+    mega = {
+        **base,
+        "_id": MEGA_STRATEGY_ID,
+        "name": "Mega Whale Momentum",
+        "description": "Follows swaps of $250k and more, wide exits, held a day at most",
+        "parameters": {
+            **base["parameters"],
+            "minTransactionValueUsd": 250_000,
+            "followSizePercentage": 2,
+            "maxPositionSizeUsd": 25_000,
+            "executionDelay": 30,
+            "takeProfitPercent": 25,
+            "stopLossPercent": 12,
+            "timeBasedExit": {"enabled": True, "maxHoldingTimeHours": 24},
+        },
+    }
+    scalper = {
+        **base,
+        "_id": SCALPER_STRATEGY_ID,
+        "name": "Quick Scalper",
+        "description": "Follows swaps of $50k and more, tight exits, held four hours at most",
+        "parameters": {
+            **base["parameters"],
+            "minTransactionValueUsd": 50_000,
+            "followSizePercentage": 10,
+            "maxPositionSizeUsd": 5_000,
+            "executionDelay": 10,
+            "takeProfitPercent": 4,
+            "stopLossPercent": 3,
+            "timeBasedExit": {"enabled": True, "maxHoldingTimeHours": 4},
+        },
+        "filters": {**base["filters"], "minimumLiquidityUsd": 0},
+    }
+    return [mega, scalper]
+
+
+def ensure_demo_strategy(settings: Settings, *, all_of_them: bool = False) -> str:
+    """Create the demo user and its whale-follower strategy (with `all_of_them`, the two others too) in
+    PostgreSQL and MongoDB; idempotent. Returns the first strategy's id."""
     endpoints = resolve_endpoints(settings)
-    document = demo_strategy_document()
+    documents = [demo_strategy_document(), *(more_demo_strategy_documents() if all_of_them else [])]
     with postgres_connect(settings, endpoints.postgres) as conn, conn.transaction():
         conn.execute(
             "INSERT INTO users (user_id, email, password_hash, role) VALUES (%s, %s, %s, 'user')"
             " ON CONFLICT (user_id) DO NOTHING",
             (DEMO_USER_ID, "demo@quantbot.local", DISABLED_PASSWORD_HASH),
         )
-        conn.execute(
-            "INSERT INTO trading_strategies"
-            " (strategy_id, user_id, strategy_name, strategy_type, description, parameters)"
-            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (strategy_id) DO NOTHING",
-            (
-                DEMO_STRATEGY_ID,
-                DEMO_USER_ID,
-                document["name"],
-                document["type"],
-                document["description"],
-                Jsonb({"parameters": document["parameters"], "filters": document["filters"]}),
-            ),
-        )
+        for document in documents:
+            conn.execute(
+                "INSERT INTO trading_strategies"
+                " (strategy_id, user_id, strategy_name, strategy_type, description, parameters)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (strategy_id) DO NOTHING",
+                (
+                    document["_id"],
+                    DEMO_USER_ID,
+                    document["name"],
+                    document["type"],
+                    document["description"],
+                    Jsonb({"parameters": document["parameters"], "filters": document["filters"]}),
+                ),
+            )
     with mongo_client(settings, endpoints.mongo) as client:
-        client[settings.mongo.db][mongo_schema.STRATEGY_CONFIGS.name].replace_one(
-            {"_id": DEMO_STRATEGY_ID}, document, upsert=True
-        )
+        configs = client[settings.mongo.db][mongo_schema.STRATEGY_CONFIGS.name]
+        for document in documents:
+            configs.replace_one({"_id": document["_id"]}, document, upsert=True)
     return DEMO_STRATEGY_ID
 
 

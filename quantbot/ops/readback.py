@@ -12,7 +12,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from sinks.clients import mongo_client, postgres_connect, redis_client, resolve_
 log = logging.getLogger(__name__)
 
 # Every measurement the flow writes; VictoriaMetrics names a series `<measurement>_<field>`.
-FLOW_SERIES = '{__name__=~"token_prices_.*|trading_signals_.*"}'
+FLOW_SERIES = '{__name__=~"token_prices_.*|trading_signals_.*|trading_metrics_.*"}'
 HTTP_TIMEOUT_S = 30
 EXPORT_AHEAD_S = SECONDS_PER_DAY
 """How far past now a read-back looks: points lie up to a second ahead of their block second, and block
@@ -78,14 +78,20 @@ def store_snapshot(settings: Settings) -> dict[str, Any]:
     with postgres_connect(settings, endpoints.postgres) as conn:
         signals = conn.execute(
             "SELECT signal_id::text, strategy_id::text, signal_type, token_address, direction, confidence::text,"
-            " price_target::text, stop_loss::text, take_profit::text, expiration_time, created_at, status,"
-            " metadata::text FROM trading_signals ORDER BY signal_id"
+            " price_target::text, stop_loss::text, take_profit::text, expiration_time, created_at, processed_at,"
+            " status, metadata::text FROM trading_signals ORDER BY signal_id"
         ).fetchall()
         letters = conn.execute(
             "SELECT position, stage, source, reason, raw, received_at FROM dead_letters ORDER BY position, stage"
         ).fetchall()
     with mongo_client(settings, endpoints.mongo) as client:
-        whales = list(client[settings.mongo.db][WHALE_ACTIVITY.name].find({}).sort("_id"))
+        db = client[settings.mongo.db]
+        whales = list(db[WHALE_ACTIVITY.name].find({}).sort("_id"))
+        tokens = list(db[mongo_schema.TOKENS.name].find({}).sort("_id"))
+        snapshots = list(db[mongo_schema.MARKET_SNAPSHOTS.name].find({}).sort("_id"))
+        performance = list(
+            db[mongo_schema.STRATEGY_CONFIGS.name].find({}, {"performance": 1, "lastRunAt": 1}).sort("_id")
+        )
     cache = redis_client(settings, endpoints.redis)
     try:
         keys = sorted(k.decode() for pattern in ("price:*", "signal:*") for k in cache.scan_iter(match=pattern))
@@ -97,6 +103,9 @@ def store_snapshot(settings: Settings) -> dict[str, Any]:
         "postgres.trading_signals": [list(r) for r in signals],
         "postgres.dead_letters": [list(r) for r in letters],
         "mongo.whale_activity": whales,
+        "mongo.tokens": tokens,
+        "mongo.market_snapshots": snapshots,
+        "mongo.strategy_configs.performance": performance,
         "redis": hashes,
         "influx": series,
     }
@@ -138,7 +147,7 @@ def shared_milliseconds(recording: Path, settings: Settings) -> dict[tuple[Serie
     (`sinks.influx.point_offset_ns`): two distinct trades of one series may share a millisecond there,
     and which of the two samples the server keeps depends on how the writes were cut into requests,
     which a crash or a restart changes. The recording is valued with the flow's own steps, in stream
-    order, as the replay values it.
+    order, as the replay values it, the analytics included (a tick's 24 h statistics are its fields too).
 
     Args:
         recording: the recording that was replayed.
@@ -150,10 +159,12 @@ def shared_milliseconds(recording: Path, settings: Settings) -> dict[tuple[Serie
     from flows.runtime import flow_config
     from quantbot.pricing import FeedQuote
     from quantbot.recordings import FrameFormatError, decode_frame, read_lines
-    from quantbot.steps import DecodedTransaction, Valuation, parse_frame, price_ticks
+    from quantbot.steps import DecodedTransaction, PricedQuote, Valuation, ValuedTransaction, parse_frame, price_ticks
+    from quantbot.tokens import TokenFacts
     from sinks.influx import price_point
 
-    valuation, config = Valuation(), flow_config(settings, []).pricing
+    flow = flow_config(settings, [])  # the ticks' statistics do not depend on the strategies
+    valuation, config, analytics = Valuation(), flow.pricing, flow.analytics
     values: dict[tuple[SeriesKey, int], dict[object, float]] = defaultdict(dict)
     for line in read_lines(recording):
         try:
@@ -161,13 +172,16 @@ def shared_milliseconds(recording: Path, settings: Settings) -> dict[tuple[Serie
         except FrameFormatError:
             continue
         for item in parse_frame(frame):
-            if not isinstance(item, DecodedTransaction | FeedQuote):
+            if not isinstance(item, DecodedTransaction | FeedQuote | TokenFacts):
                 continue
-            for tick in price_ticks(valuation.apply(item, config)):
+            valued = [
+                b for b in valuation.book(item, config, analytics) if isinstance(b, ValuedTransaction | PricedQuote)
+            ]
+            for tick in (tick for booked in valued for tick in price_ticks(booked)):
                 point = price_point(tick)
                 identity = (tick.signature, tick.index) if tick.signature else tick.block_time
-                for field, value in point.fields().items():
-                    labels = {"__name__": f"{point.MEASUREMENT}_{field}", **point.tags()}
+                for name, value in point.fields().items():
+                    labels = {"__name__": f"{point.MEASUREMENT}_{name}", **point.tags()}
                     key = (tuple(sorted(labels.items())), point.timestamp_ns // NS_PER_MS)
                     values[key][identity] = float(value)
     return {key: sorted(by_trade.values()) for key, by_trade in values.items() if len(by_trade) > 1}
@@ -234,6 +248,14 @@ class StoreCounts:
     price_points: int | None
     signal_points: int | None
     largest_whales: list[dict[str, Any]]
+    tokens: int = 0
+    market_snapshots: int = 0
+    metrics_points: int | None = None
+    latest_snapshot: dict[str, Any] | None = None
+    token_samples: list[dict[str, Any]] = field(default_factory=list)
+    strategies: list[dict[str, Any]] = field(default_factory=list)
+    """Each strategy's `name` and `performance`, best `allTime.profitPercent` first."""
+    signal_statuses: dict[str, int] = field(default_factory=dict)
 
 
 def store_counts(settings: Settings, largest: int = 5) -> StoreCounts:
@@ -242,8 +264,18 @@ def store_counts(settings: Settings, largest: int = 5) -> StoreCounts:
     with postgres_connect(settings, endpoints.postgres) as conn:
         signals = conn.execute("SELECT count(*) FROM trading_signals").fetchone()
         letters = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+        statuses = dict(conn.execute("SELECT status, count(*) FROM trading_signals GROUP BY status").fetchall())
     with mongo_client(settings, endpoints.mongo) as client:
-        collection = client[settings.mongo.db][mongo_schema.WHALE_ACTIVITY.name]
+        db = client[settings.mongo.db]
+        tokens = db[mongo_schema.TOKENS.name]
+        token_count = tokens.count_documents({})
+        # A few tokens whose facts came from the chain (they have a name), for the summary.
+        token_samples = list(tokens.find({"name": {"$exists": True}}).sort("_id").limit(largest))
+        snapshots = db[mongo_schema.MARKET_SNAPSHOTS.name]
+        snapshot_count = snapshots.count_documents({})
+        latest = next(iter(snapshots.find({}).sort("_id", -1).limit(1)), None)
+        configured = list(db[mongo_schema.STRATEGY_CONFIGS.name].find({}, {"name": 1, "performance": 1}))
+        collection = db[mongo_schema.WHALE_ACTIVITY.name]
         whales = collection.count_documents({})
         top = list(
             collection.find(
@@ -267,4 +299,14 @@ def store_counts(settings: Settings, largest: int = 5) -> StoreCounts:
         price_points=_influx_series_count(settings, endpoints.influx, "token_prices", "price"),
         signal_points=_influx_series_count(settings, endpoints.influx, "trading_signals", "confidence"),
         largest_whales=top,
+        tokens=token_count,
+        market_snapshots=snapshot_count,
+        metrics_points=_influx_series_count(settings, endpoints.influx, "trading_metrics", "pnl_percent"),
+        latest_snapshot=latest,
+        token_samples=token_samples,
+        strategies=sorted(
+            (s for s in configured if "performance" in s),
+            key=lambda s: -float(s["performance"].get("allTime", {}).get("profitPercent", 0.0)),
+        ),
+        signal_statuses={str(k): int(v) for k, v in statuses.items()},
     )

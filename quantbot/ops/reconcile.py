@@ -7,14 +7,13 @@ orphaned is no longer among the active signals the Redis check compares). The ch
 ======================== ======== ================================================== =========================
 check                    store    difference                                         `--fix`
 ======================== ======== ================================================== =========================
-signal_strategy_missing  postgres a pending signal whose strategy has no              status `orphaned`
+signal_strategy_missing  postgres an open signal whose strategy has no               status `orphaned`
                                   `trading_strategies` row or `strategy_configs` doc
-signal_whale_missing     postgres a pending signal whose `metadata.whale_signature`   status `orphaned`
+signal_whale_missing     postgres an open signal whose `metadata.whale_signature`    status `orphaned`
                                   has no `whale_activity` document
-redis_signal_missing     redis    a pending, unexpired signal with a price but no     written by the sink
+redis_signal_missing     redis    an open, unexpired signal with a price but no      written by the sink
                                   `signal:{id}` hash
-redis_signal_stray       redis    a `signal:{id}` hash of no pending, unexpired       deleted
-                                  signal
+redis_signal_stray       redis    a `signal:{id}` hash of no open, unexpired signal  deleted
 redis_signal_differs     redis    a signal's hash whose fields are not those the      rewritten by the sink
                                   sink writes from its row
 influx_signal_missing    influx   a signal without a `trading_signals` point         written by the sink
@@ -22,12 +21,13 @@ influx_signal_unknown    influx   a `trading_signals` series of no signal       
 whale_token_missing      mongo    a whale's token address without a `tokens` doc     minimal token document
 ======================== ======== ================================================== =========================
 
-PostgreSQL is the truth for signals. An orphaned signal is not deleted: its status becomes
+PostgreSQL is the truth for signals. An open signal is `pending` (before its execution delay) or `active`
+(entered, not yet closed: `quantbot.analytics`). An orphaned signal is not deleted: its status becomes
 `orphaned` (the seed's statuses are free text with `pending` as the default; `orphaned` says why the
 signal left the active set, where `expired` would claim its time ran out) and its metadata records
-the reason. The orphan checks look at pending signals only: a signal already settled or marked is
+the reason. The orphan checks look at open signals only: a signal already closed, expired or marked is
 history, and marking it again would change nothing. A later replay does not revive an orphaned
-signal (its row is written `ON CONFLICT DO NOTHING`).
+signal (the sink's upsert leaves an orphaned row as it is).
 
 Rebuilt signals (Redis hashes, Influx points) go through the sinks' own code, `RedisSink` (TTL to the
 signal's expiry) and `InfluxSink` (`sinks.influx.signal_point`), from the row and the values its
@@ -103,6 +103,9 @@ T = TypeVar("T")
 ORPHANED = "orphaned"
 """The status an orphaned signal is given: out of the active set, kept, and saying why."""
 PENDING = "pending"
+ACTIVE = "active"
+OPEN = (PENDING, ACTIVE)
+"""A signal waiting for its execution delay, or entered and not yet closed: the set the Redis cache mirrors."""
 SIGNAL_SERIES = '{__name__="trading_signals_confidence"}'
 """One series per signal: `confidence` is the field every `trading_signals` point carries."""
 SIGNAL_SERIES_OF = '{{__name__=~"trading_signals_.*",signal_id="{}"}}'
@@ -117,7 +120,9 @@ SELECT_SIGNALS = (
     " price_target, stop_loss, take_profit, expiration_time, created_at, metadata FROM trading_signals"
 )
 """A signal's row in the order `signal_from_row` takes it."""
-SELECT_ACTIVE_SIGNALS = f"{SELECT_SIGNALS} WHERE status = '{PENDING}' AND expiration_time > now() AT TIME ZONE 'UTC'"
+SELECT_ACTIVE_SIGNALS = (
+    f"{SELECT_SIGNALS} WHERE status IN ('{PENDING}', '{ACTIVE}') AND expiration_time > now() AT TIME ZONE 'UTC'"
+)
 
 
 class StoreUnavailableError(QuantbotError):
@@ -247,8 +252,8 @@ class _Reconciler:
     def _pending(self) -> list[_PendingSignal]:
         rows = self.conn.execute(
             "SELECT signal_id::text, strategy_id::text, metadata->>'whale_signature' FROM trading_signals"
-            " WHERE status = %s",
-            (PENDING,),
+            " WHERE status = ANY(%s)",
+            (list(OPEN),),
         ).fetchall()
         return [_PendingSignal(*row) for row in rows]
 
@@ -265,8 +270,8 @@ class _Reconciler:
         with self.conn.transaction():
             cursor = self.conn.execute(
                 "UPDATE trading_signals SET status = %s, metadata = coalesce(metadata, '{}'::jsonb) || %s"
-                " WHERE signal_id = ANY(%s::uuid[]) AND status = %s",
-                (ORPHANED, Jsonb({"orphaned": reason}), list(signal_ids), PENDING),
+                " WHERE signal_id = ANY(%s::uuid[]) AND status = ANY(%s)",
+                (ORPHANED, Jsonb({"orphaned": reason}), list(signal_ids), list(OPEN)),
             )
         result.fixed = cursor.rowcount
 
@@ -282,7 +287,7 @@ class _Reconciler:
         result = _result(
             "signal_strategy_missing",
             "postgres",
-            "pending signals whose strategy has no trading_strategies row or strategy_configs document",
+            "open signals whose strategy has no trading_strategies row or strategy_configs document",
             orphans,
             self.limit,
         )
@@ -296,7 +301,7 @@ class _Reconciler:
         result = _result(
             "signal_whale_missing",
             "postgres",
-            "pending signals whose metadata.whale_signature has no whale_activity document",
+            "open signals whose metadata.whale_signature has no whale_activity document",
             orphans,
             self.limit,
         )
@@ -304,7 +309,7 @@ class _Reconciler:
         return result
 
     def _signals(self, *, active_only: bool) -> list[Signal]:
-        """Every signal, or the pending and unexpired ones (the active set the Redis cache mirrors)."""
+        """Every signal, or the open and unexpired ones (the active set the Redis cache mirrors)."""
         query = SELECT_ACTIVE_SIGNALS if active_only else SELECT_SIGNALS
         return [signal_from_row(row) for row in self.conn.execute(query).fetchall()]
 
@@ -340,7 +345,7 @@ class _Reconciler:
         result = _result(
             "redis_signal_missing",
             "redis",
-            "pending, unexpired signals with a price and no signal:{id} hash",
+            "open, unexpired signals with a price and no signal:{id} hash",
             (s.signal_id for s in missing),
             self.limit,
         )
@@ -386,7 +391,7 @@ class _Reconciler:
         result = _result(
             "redis_signal_stray",
             "redis",
-            "signal:{id} hashes of no pending, unexpired signal",
+            "signal:{id} hashes of no open, unexpired signal",
             stray,
             self.limit,
         )

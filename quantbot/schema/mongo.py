@@ -26,6 +26,8 @@ typed as non-empty strings here and checked in code (`quantbot.schema.redis_keys
   so a collection mixing the two cannot be range-queried or sorted by time as one sequence.
 - Fields that are naturally absent on chain or not yet known may be `null`: a renounced mint or freeze
   authority, an unknown wallet's entity, an unpriced token's USD value, a price move not yet observed.
+- A token document needs only its address: the flow stores a token it saw trade before the chain's facts
+  about it arrive; `totalSupply` (a raw amount) requires `decimals` beside it.
 
 `apply(db)` creates missing collections with their validators, `collMod`s existing ones whose
 validator differs, and creates or replaces indexes by name; running it again changes nothing.
@@ -183,9 +185,11 @@ TOKENS = CollectionSpec(
                 "createdAt": _TIMESTAMP,
                 "updatedAt": _TIMESTAMP,
             },
-            # Raw amounts mean nothing without the mint's decimals (DESIGN.md §4).
-            required=["_id", "decimals"],
+            # A token the flow saw trade is stored before its chain facts arrive (`quantbot.tokens`): only its
+            # address is certain. Its raw supply, once there, means nothing without the decimals (DESIGN.md §4).
+            required=["_id"],
         )
+        | {"dependencies": {"totalSupply": ["decimals"]}}
     ),
     indexes=(IndexSpec("ix_tokens_symbol", (("symbol", 1),)),),
 )

@@ -7,6 +7,9 @@ A feed is a recording (`quantbot.recordings` line format, source `synthetic`) of
   plain transfers and failed swaps, built by `quantbot.synthetic.venues` against `quantbot.synthetic.market`;
 - `price` frames: SOL/USD every `FeedSpec.price_interval_s` seconds of feed time, as Pyth's Hermes stream sends it
   (source `pyth`, the SSE event's data: `quantbot.feeds.hermes_message`);
+- `accounts` frames: before the first swap of each mint, the `getMultipleAccounts` answer to
+  `quantbot.tokens.accounts_request(mint)` (source `rpc`): its mint account and Metaplex metadata account,
+  as `quantbot.synthetic.tokens` draws them (the test peer serves the same bytes);
 - malformed lines, `garbage_share` of all lines, interleaved evenly: noise, truncated frame lines, frames
   whose payload is a truncated transaction, an RPC error or no transaction at all, frames of an unknown
   kind, Hermes price updates without a price. Every one of them must end as a dead letter.
@@ -38,6 +41,7 @@ from quantbot.solana.codec import b58encode
 from quantbot.synthetic.chain import TxBuilder
 from quantbot.synthetic.market import WHALE_TREND_USD, Keys, Market
 from quantbot.synthetic.spec import Expected, FeedSpec, FeedStats
+from quantbot.synthetic.tokens import TokenAccounts, quote_accounts, token_accounts
 from quantbot.synthetic.venues import LEGACY_SHARE, PUMPFUN_MAX_USD, PUMPSWAP_MAX_USD, VENUE_NAMES, Outcome, Venues
 from quantbot.units import NS_PER_S
 
@@ -46,12 +50,16 @@ __all__ = [
     "FeedSpec",
     "FeedStats",
     "SyntheticTransaction",
+    "TokenAccounts",
     "generate_feed",
     "iter_feed",
     "iter_transactions",
+    "market_accounts",
 ]
 
 SOURCE = "synthetic"
+ACCOUNTS_SOURCE = "rpc"
+"""The `accounts` frames' source: what the live source records its `getMultipleAccounts` answers as."""
 SIGNATURE_SIZE = 64
 HASH_SIZE = 32
 NS = NS_PER_S
@@ -204,6 +212,36 @@ class _Stream:
         self.blockhash = ("", b"")
         self.next_price_ns = self.start * NS
         self.price_every_ns = int(spec.price_interval_s * NS)
+        self.last: SyntheticTransaction | None = None
+        """The transaction `transaction` built last."""
+        self.announced: set[str] = set()
+        """Mints whose `accounts` frame the feed holds already."""
+        self._accounts: dict[str, TokenAccounts] | None = None
+
+    def accounts(self) -> dict[str, TokenAccounts]:
+        """Every mint's accounts (the market's tokens and the quote mints), by mint; drawn on first use."""
+        if self._accounts is None:
+            seed = self.spec.seed
+            found = {accounts.mint: accounts for accounts in quote_accounts(seed)}
+            found.update((token.mint, token_accounts(seed, token)) for token in self.market.tokens)
+            self._accounts = found
+        return self._accounts
+
+    def accounts_frames(self, received_ns: int) -> Iterator[Frame]:
+        """An `accounts` frame for each mint the last transaction swaps (hops included) for the first time."""
+        built = self.last
+        if built is None or built.expected.kind != "swap":
+            return
+        expected = built.expected
+        mints = [balance.mint for balance in built.builder.token_balances.values()]
+        mints += [leg.mint for leg in (expected.input, expected.output) if leg is not None]
+        known = self.accounts()
+        for mint in dict.fromkeys(mints):
+            if mint in self.announced or mint not in known:
+                continue
+            self.announced.add(mint)
+            payload = known[mint].response(built.slot)
+            yield Frame(received_ns, ACCOUNTS_SOURCE, FrameKind.ACCOUNTS.value, payload)
 
     def size_usd(self) -> float:
         """A trade size in USD (lognormal, clipped)."""
@@ -263,7 +301,7 @@ class _Stream:
 
     def transaction(self, number: int, at_ns: int) -> tuple[Frame, Expected]:
         """The `number`-th transaction, in a block at `at_ns` (Unix nanoseconds), as a feed frame."""
-        built = self.build(number, at_ns)
+        built = self.last = self.build(number, at_ns)
         envelope = built.render(request_id=number + 1)
         received_ns = at_ns + TX_LATENCY_NS
         frame = Frame(received_ns, SOURCE, FrameKind.TRANSACTION.value, orjson.dumps(envelope).decode())
@@ -341,7 +379,7 @@ def iter_feed(spec: FeedSpec, now: float | None = None) -> Iterator[tuple[Frame 
         now: Unix seconds taken as "now" when `spec.start_time` is None (default: the clock).
 
     Yields:
-        `(frame, expected)` for each transaction, `(frame, None)` for each price frame, and
+        `(frame, expected)` for each transaction, `(frame, None)` for each price and accounts frame, and
         `(line, None)` for each malformed line (its bytes, without the newline).
     """
     stream = _Stream(spec, time.time() if now is None else now)
@@ -359,6 +397,12 @@ def iter_feed(spec: FeedSpec, now: float | None = None) -> Iterator[tuple[Frame 
                 while owed >= 1.0:
                     owed -= 1.0
                     yield _malformed(rng, price, price.received_ns), None
+        for accounts in stream.accounts_frames(frame.received_ns):  # a mint's facts before its first swap
+            yield accounts, None
+            owed += garbage_per_line
+            while owed >= 1.0:
+                owed -= 1.0
+                yield _malformed(rng, accounts, accounts.received_ns), None
         yield frame, expected
         owed += garbage_per_line
         while owed >= 1.0:
@@ -383,6 +427,17 @@ def iter_transactions(spec: FeedSpec, now: float | None = None) -> Iterator[Synt
         yield stream.build(number, spec.block_ns(start_ns, number))
 
 
+def market_accounts(spec: FeedSpec, now: float | None = None) -> dict[str, TokenAccounts]:
+    """The accounts of every mint the feed of `spec` trades (its tokens and the quote mints), by mint: the bytes
+    its `accounts` frames answer with (the test peer's chain serves them).
+
+    Args:
+        spec: the feed's shape.
+        now: Unix seconds taken as "now" when `spec.start_time` is None (default: the clock).
+    """
+    return _Stream(spec, time.time() if now is None else now).accounts()
+
+
 def _open(path: Path, name: str) -> tuple[IO[bytes], IO[bytes]]:
     """The file at `path`, and the stream to write through: compressed as the recording `name` says."""
     raw: Any = path.open("wb")
@@ -405,7 +460,7 @@ def generate_feed(spec: FeedSpec, out: Path) -> FeedStats:
     """
     began = time.perf_counter()
     counts = {"swap": 0, "transfer": 0, "failed": 0}
-    prices = garbage = 0
+    prices = accounts = garbage = 0
     first_ns = last_ns = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     temporary = out.with_name(f".{out.name}.{os.getpid()}.tmp")
@@ -423,6 +478,8 @@ def generate_feed(spec: FeedSpec, out: Path) -> FeedStats:
                     counts[expected.kind] += 1
                     first_ns = first_ns or item.received_ns
                     last_ns = item.received_ns
+                elif item.kind == FrameKind.ACCOUNTS:
+                    accounts += 1
                 else:
                     prices += 1
             chunk.append(line)
@@ -442,7 +499,7 @@ def generate_feed(spec: FeedSpec, out: Path) -> FeedStats:
         raise
     transactions = sum(counts.values())
     return FeedStats(
-        frames=transactions + prices + garbage,
+        frames=transactions + prices + accounts + garbage,
         transactions=transactions,
         swaps=counts["swap"],
         transfers=counts["transfer"],
@@ -451,5 +508,6 @@ def generate_feed(spec: FeedSpec, out: Path) -> FeedStats:
         garbage_lines=garbage,
         bytes=out.stat().st_size,
         elapsed_s=time.perf_counter() - began,
+        accounts_frames=accounts,
         span_s=(last_ns - first_ns) / NS,
     )

@@ -140,6 +140,7 @@ class FeedStats:
         garbage_lines: malformed lines.
         bytes: size of the written file (compressed, if it is).
         elapsed_s: generation time.
+        accounts_frames: `accounts` frames (one per mint, before its first swap).
         span_s: feed time from the first transaction to the last.
     """
 
@@ -152,6 +153,7 @@ class FeedStats:
     garbage_lines: int
     bytes: int
     elapsed_s: float
+    accounts_frames: int = 0
     span_s: float = 0.0
 
     def describe(self) -> str:
@@ -162,7 +164,8 @@ class FeedStats:
         return (
             f"{self.transactions:,} transactions ({self.swaps:,} swaps, {self.transfers:,} transfers, "
             f"{self.failed:,} failed) over {span} of feed time, {self.price_frames:,} price frames, "
-            f"{self.garbage_lines:,} malformed lines, {self.bytes / BYTES_PER_MB:,.1f} MB in {self.elapsed_s:.1f} s"
+            f"{self.accounts_frames:,} accounts frames, {self.garbage_lines:,} malformed lines, "
+            f"{self.bytes / BYTES_PER_MB:,.1f} MB in {self.elapsed_s:.1f} s"
         )
 
 

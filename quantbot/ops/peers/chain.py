@@ -7,7 +7,9 @@ ChainSpec(txs, seed, ...) --SimulatedChain--> slots (some skipped) -> blocks -> 
 
 The transactions are the synthetic generator's (`quantbot.synthetic.iter_transactions`: Jupiter routes,
 Pump.fun, PumpSwap, Raydium, Orca, Meteora swaps, transfers, failed swaps), optionally interleaved with
-recorded mainnet `getTransaction` results (`ChainSpec.extra`). The chain places them in time and in
+recorded mainnet `getTransaction` results (`ChainSpec.extra`). The accounts of the generator's mints (each
+mint account and its Metaplex metadata account: `quantbot.synthetic.market_accounts`) exist from the start;
+no other account does. The chain places them in time and in
 slots: the `n`-th transaction arrives `n / tx_per_s` seconds after the chain's start, in the slot of that
 moment (slots last `SLOT_MS`), or, when that slot was skipped by its leader, in the next produced slot.
 
@@ -32,7 +34,16 @@ import orjson
 
 from quantbot.solana.codec import b58encode, b64decode
 from quantbot.solana.normalise import normalise
-from quantbot.synthetic import SLOT_ORIGIN, Expected, FeedSpec, SyntheticTransaction, iter_transactions
+from quantbot.synthetic import (
+    SLOT_ORIGIN,
+    Expected,
+    FeedSpec,
+    SyntheticTransaction,
+    TokenAccounts,
+    iter_transactions,
+    market_accounts,
+)
+from quantbot.tokens import Account
 
 __all__ = [
     "ENCODINGS",
@@ -234,15 +245,16 @@ class SimulatedChain:
         self.first_slot = SLOT_ORIGIN[1] + (self.start_time - SLOT_ORIGIN[0]) * MS_PER_S // SLOT_MS
         total = spec.txs + len(spec.extra)
         extra_at = {(2 * j + 1) * total // (2 * len(spec.extra)): j for j in range(len(spec.extra))}
-        generated = iter_transactions(
-            FeedSpec(
-                txs=spec.txs,
-                seed=spec.seed,
-                failed_share=spec.failed_share,
-                tx_per_s=spec.tx_per_s,
-                start_time=self.start_time,
-            )
+        self._feed = FeedSpec(
+            txs=spec.txs,
+            seed=spec.seed,
+            failed_share=spec.failed_share,
+            tx_per_s=spec.tx_per_s,
+            start_time=self.start_time,
         )
+        self._token_accounts: dict[str, TokenAccounts] | None = None
+        self._accounts: dict[str, Account] | None = None
+        generated = iter_transactions(self._feed)
         skips = random.Random(f"quantbot-chain/skips/{spec.seed}")  # noqa: S311 - a seeded simulation
         skipped: list[bool] = []  # by slot offset from first_slot, drawn in order
         transactions: list[ChainTransaction] = []
@@ -371,6 +383,22 @@ class SimulatedChain:
     def duration_s(self) -> float:
         """Seconds from the chain's start until its last block is complete."""
         return self._blocks[self.last_slot].due_s
+
+    @property
+    def token_accounts(self) -> dict[str, TokenAccounts]:
+        """The accounts of every mint the chain's transactions trade, by mint (drawn on first use: ~0.1 s)."""
+        if self._token_accounts is None:
+            self._token_accounts = market_accounts(self._feed)
+        return self._token_accounts
+
+    def account(self, address: str) -> Account | None:
+        """The account at `address` as (owner program, data, lamports): a mint of the chain's market or its
+        Metaplex metadata account; None for any other address (the chain holds no other account)."""
+        if self._accounts is None:
+            self._accounts = {
+                key: value for accounts in self.token_accounts.values() for key, value in accounts.by_address().items()
+            }
+        return self._accounts.get(address)
 
     def by_signature(self, signature: str) -> ChainTransaction | None:
         """The transaction with `signature`, or None."""

@@ -8,7 +8,8 @@ standard errors); provider behaviour (rate limits, refused batches) follows what
 ```
 SolanaPeer(chain, faults=Faults(...), speed=1.0)
   thread "solana-peer": asyncio loop -> aiohttp server on 127.0.0.1:<port>
-    POST /   getTransaction, getSignaturesForAddress, getBlock, getSlot, getHealth, getVersion (+ batches)
+    POST /   getTransaction, getSignaturesForAddress, getBlock, getSlot, getHealth, getVersion,
+             getAccountInfo, getMultipleAccounts (base64 only) (+ batches)
     GET / ws logsSubscribe/logsUnsubscribe, slotSubscribe/slotUnsubscribe
     timeline task: slot starts -> slotNotification, transactions due -> logsNotification
 ```
@@ -17,6 +18,11 @@ The chain's clock starts at `start()`: a transaction is visible (to every method
 `due_s / speed` seconds have passed; `speed=None` (or infinity) makes the whole chain visible at once (and
 sends no notifications: a websocket feed cannot seek into the past). `Faults` script what providers do
 wrong, and may be changed while the peer runs; every random draw comes from one seeded generator.
+
+Accounts are the chain's (`SimulatedChain.account`: its mints and their Metaplex metadata accounts; null for
+any other address), served in the `base64` encoding only: a request for another encoding (the methods'
+default is `binary`, base58) or a `dataSlice` is answered with an invalid-params error, as a node answers a
+config it does not serve.
 
 It knows nothing of quantbot's sources: it is a protocol peer, not a mock of a client.
 """
@@ -41,6 +47,7 @@ from aiohttp import WSMsgType, web
 
 from quantbot.ops.peers.chain import ENCODINGS, MS_PER_S, SLOT_MS, ChainTransaction, SimulatedChain
 from quantbot.solana.codec import CodecError, b58decode
+from quantbot.tokens import API_VERSION, account_json
 
 __all__ = ["Faults", "PeerCounters", "SolanaPeer"]
 
@@ -74,9 +81,13 @@ SOLANA_CORE_VERSION = "2.2.0"
 """What getVersion reports."""
 FEATURE_SET = 3_294_202_862
 """A feature-set id, as getVersion reports it."""
+MAX_MULTIPLE_ACCOUNTS = 100
+"""getMultipleAccounts' largest number of keys (agave's `MAX_MULTIPLE_ACCOUNTS`)."""
 
 _UI_ENCODINGS = ("binary", "base64", "base58", "json", "jsonParsed")
 """agave's UiTransactionEncoding variants, in its order (for serde's unknown-variant message)."""
+_ACCOUNT_ENCODINGS = ("binary", "base58", "base64", "jsonParsed", "base64+zstd")
+"""agave's UiAccountEncoding variants, in its order; the peer serves `base64`."""
 _TRANSACTION_DETAILS = ("full", "signatures", "none", "accounts")
 _COMMITMENTS = ("processed", "confirmed", "finalized")
 _BELOW_CONFIRMED = "Method does not support commitment below `confirmed`"
@@ -738,6 +749,45 @@ class SolanaPeer:
     def _get_version(self, params: Any) -> bytes:
         return orjson.dumps({"feature-set": FEATURE_SET, "solana-core": SOLANA_CORE_VERSION})
 
+    def _account_config(self, value: Any) -> None:
+        """Check an account method's config: base64, no data slice, a commitment, a reached min context slot."""
+        config = _config(value)
+        encoding = config.get("encoding") or "binary"
+        if encoding not in _ACCOUNT_ENCODINGS:
+            variants = ", ".join(f"`{v}`" for v in _ACCOUNT_ENCODINGS)
+            raise _invalid_params(f"Invalid params: unknown variant `{encoding}`, expected one of {variants}.")
+        if encoding != "base64":
+            raise _invalid_params(f"Invalid params: this node serves account data in `base64`, not `{encoding}`.")
+        if config.get("dataSlice") is not None:
+            raise _invalid_params("Invalid params: this node does not serve `dataSlice`.")
+        _commitment(config)
+        self._min_context_slot(config)
+
+    def _accounts_result(self, value: Any) -> bytes:
+        context = {"apiVersion": API_VERSION, "slot": self.current_slot()}
+        return orjson.dumps({"context": context, "value": value})
+
+    def _account_value(self, address: str) -> dict[str, Any] | None:
+        account = self.chain.account(address)
+        return None if account is None else account_json(*account)
+
+    def _get_account_info(self, params: Any) -> bytes:
+        args = _params(params, 1, "at least 1 parameter")
+        address = _verify_pubkey(args[0])
+        self._account_config(args[1] if len(args) > 1 else None)
+        return self._accounts_result(self._account_value(address))
+
+    def _get_multiple_accounts(self, params: Any) -> bytes:
+        args = _params(params, 1, "at least 1 parameter")
+        keys = args[0]
+        if not isinstance(keys, list):
+            raise _type_error(keys, "a sequence")
+        if len(keys) > MAX_MULTIPLE_ACCOUNTS:
+            raise _invalid_params(f"Too many inputs provided; max {MAX_MULTIPLE_ACCOUNTS}")
+        addresses = [_verify_pubkey(key) for key in keys]
+        self._account_config(args[1] if len(args) > 1 else None)
+        return self._accounts_result([self._account_value(address) for address in addresses])
+
     _methods: ClassVar[dict[str, Callable[[SolanaPeer, Any], bytes]]] = {
         "getTransaction": _get_transaction,
         "getSignaturesForAddress": _get_signatures_for_address,
@@ -745,6 +795,8 @@ class SolanaPeer:
         "getBlock": _get_block,
         "getHealth": _get_health,
         "getVersion": _get_version,
+        "getAccountInfo": _get_account_info,
+        "getMultipleAccounts": _get_multiple_accounts,
     }
 
     # ------------------------------------------------------------------------------------ websocket
