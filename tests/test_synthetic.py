@@ -228,7 +228,7 @@ PRICE_EVERY_S = 60
 """`SPAN_PRICE_EVERY_S`, the price frames' interval of a spanned feed by default."""
 HOLD_S = 12 * HOUR_S
 """A follower that neither takes profit nor stops out within 12 h runs to its time exit (a strategy holding
-half a day: the demo's holds 48 h, longer than the feed)."""
+half a day; the demo's strategies hold 4 h, 24 h and 48 h)."""
 QUOTES = {WSOL_MINT, USDC_MINT, USDT_MINT}
 
 

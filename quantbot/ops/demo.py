@@ -120,8 +120,8 @@ def ensure_demo_strategy(settings: Settings, *, all_of_them: bool = False) -> st
 def demo_feed_spec(*, txs: int, hours: float, seed: int, garbage_share: float, now: float) -> FeedSpec:
     """The demo's feed: `txs` transactions over `hours` of feed time, ending at the midnight (UTC) before `now`.
 
-    Ending there, the feed lies wholly in the past, its latest signals are still active (the demo
-    strategy's live 48 h), and a second demo on the same day writes the very same data, so the stores'
+    Ending there, the feed lies wholly in the past, its latest signals are still active (those of the
+    demo strategy live 48 h), and a second demo on the same day writes the very same data, so the stores'
     counts stay as shown.
 
     Args:
