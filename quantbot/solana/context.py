@@ -445,6 +445,20 @@ def hop_swap(ctx: Context, at: Position, trader: str, venue: str, hop: Hop) -> A
     return activity(ctx, ActivityKind.SWAP, at, trader, venue, given=hop.input, got=hop.output, hops=(hop,))
 
 
+ReservesReader = Callable[[Event], tuple[int, int] | None]
+"""Reads a pool's swap event into the pool's raw reserves after that swap, (input side, output side); None for
+another event, or one whose numbers cannot be a pool's (each program's `reserves_after`)."""
+
+
+def hop_reserves(
+    ctx: Context, mint_in: str, mint_out: str, raw: tuple[int, int] | None
+) -> tuple[TokenAmount, TokenAmount] | None:
+    """`Hop.reserves` of a hop from `mint_in` to `mint_out`, from the raw amounts a `ReservesReader` read."""
+    if raw is None:
+        return None
+    return ctx.amount(mint_in, raw[0]), ctx.amount(mint_out, raw[1])
+
+
 EventHandler = Callable[[Event, Context], Activity | None]
 """Reads one named event of a program into an activity; None when the event's instruction lacks what it
 needs (an account the mints are read from, say)."""

@@ -160,6 +160,13 @@ class Event(NamedTuple):
 UNKNOWN_EMITTER = -2
 
 
+def event_position(event: Event) -> int:
+    """The inner position an event belongs to: its CPI instruction, or the instruction that logged it
+    (-1: the outer instruction). An invocation whose range holds this position emitted the event."""
+    position = event.inner if event.source == "cpi" else event.emitter
+    return -1 if position is None else position
+
+
 class EventRegistry:
     """The programs whose events are decoded, by program id."""
 
