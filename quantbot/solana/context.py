@@ -451,12 +451,13 @@ another event, or one whose numbers cannot be a pool's (each program's `reserves
 
 
 def hop_reserves(
-    ctx: Context, mint_in: str, mint_out: str, raw: tuple[int, int] | None
+    given: TokenAmount, got: TokenAmount, raw: tuple[int, int] | None
 ) -> tuple[TokenAmount, TokenAmount] | None:
-    """`Hop.reserves` of a hop from `mint_in` to `mint_out`, from the raw amounts a `ReservesReader` read."""
+    """`Hop.reserves` of a hop from `given` to `got` (its legs: their mints and decimals), from the raw amounts
+    a `ReservesReader` read."""
     if raw is None:
         return None
-    return ctx.amount(mint_in, raw[0]), ctx.amount(mint_out, raw[1])
+    return TokenAmount(given.mint, raw[0], given.decimals), TokenAmount(got.mint, raw[1], got.decimals)
 
 
 EventHandler = Callable[[Event, Context], Activity | None]

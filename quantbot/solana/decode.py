@@ -170,56 +170,57 @@ def _decode_known(ctx: Context, invoked: set[str]) -> list[Activity]:
 def _events_of(ctx: Context, inv: Invocation, present: frozenset[str]) -> list[Event]:
     """The events a top-level invocation needs, read as lazily as possible (decoding is the slow part).
 
-    A Jupiter or DFlow route needs its own per-hop CPI events, and of its pools' only those of the pools
-    whose events carry their reserves (`catalog.RESERVES_AFTER`), for its hops' `reserves`. Elsewhere every
-    known program's CPI events beneath the invocation count. Logs are read when a program there publishes
-    in logs, or publishes CPI events but left none (an old version).
-    """
-    if inv.program_id in EVENT_AGGREGATORS:
-        tx = ctx.tx
-        own = cpi_events_between(
-            tx,
-            REGISTRY,
-            _ONLY[inv.program_id],
-            inv.outer,
-            first=inv.start + 1,
-            last=inv.end,
-            inner_program_ids=ctx.inner_program_ids[inv.outer],
-        )
-        if own:
-            pools = _RESERVE_PROGRAMS & present
-            if not pools or pools.isdisjoint(ctx.inner_program_ids[inv.outer][inv.start + 1 : inv.end + 1]):
-                return own
-            return merge_events(own, _program_events(ctx, inv, present, pools))
-    if not present:
-        return []
-    return _program_events(ctx, inv, present, present)
-
-
-def _program_events(ctx: Context, inv: Invocation, present: frozenset[str], wanted: frozenset[str]) -> list[Event]:
-    """The events of the `wanted` programs beneath an invocation: CPI events, and log events where needed.
-
-    The transaction's log events are read once, for every program `present` (what the transaction's later
-    invocations may need), and kept on the context.
+    A Jupiter or DFlow route needs its own per-hop CPI events, and of its pools' events only the swaps of
+    pools whose events carry their reserves (for its hops' `reserves`, `_pool_events`). Elsewhere every
+    known program's CPI events beneath the invocation count, and logs are read when a program there
+    publishes in logs, or publishes CPI events but left none (an old version).
     """
     tx = ctx.tx
     outer, first, last = inv.outer, inv.start + 1, inv.end
     pids = ctx.inner_program_ids[outer]
+    if inv.program_id in EVENT_AGGREGATORS:
+        own = cpi_events_between(
+            tx, REGISTRY, _ONLY[inv.program_id], outer, first=first, last=last, inner_program_ids=pids
+        )
+        if own:
+            pools = _RESERVE_PROGRAMS & present
+            if not pools or pools.isdisjoint(pids[first : last + 1]):
+                return own
+            return merge_events(own, _pool_events(ctx, inv, pools))
+    if not present:
+        return []
     twins = None
-    if tx.logs and not wanted.isdisjoint(REGISTRY.dual_programs):
+    if tx.logs and not present.isdisjoint(REGISTRY.dual_programs):
         twins = ctx.log_twins
         if twins is None:
             twins = ctx.log_twins = LogTwins(tx, REGISTRY, ctx.inner_program_ids)
     events = cpi_events_between(
-        tx, REGISTRY, wanted, outer, first=first, last=last, twins=twins, inner_program_ids=pids
+        tx, REGISTRY, present, outer, first=first, last=last, twins=twins, inner_program_ids=pids
     )
-    if tx.logs and _needs_logs(inv, wanted, events, pids):
+    if tx.logs and _needs_logs(inv, present, events, pids):
         if ctx.log_events is None:
             ctx.log_events = log_events(tx, REGISTRY, present, ctx.inner_program_ids)
         logged = [e for e in ctx.log_events if e.outer == outer and inv.covers(event_position(e))]
-        if wanted is not present:
-            logged = [e for e in logged if e.program_id in wanted]
         events = merge_events(events, logged)
+    return events
+
+
+def _pool_events(ctx: Context, inv: Invocation, pools: frozenset[str]) -> list[Event]:
+    """The events of the `pools` programs an aggregator's route called: their CPI events, and for those that
+    publish in logs the first lines of each of their instructions' frames, where they log their swaps (the
+    whole log is not walked: `LogTwins.frame_events`)."""
+    tx = ctx.tx
+    outer, first, last = inv.outer, inv.start + 1, inv.end
+    pids = ctx.inner_program_ids[outer]
+    twins = ctx.log_twins
+    if twins is None and tx.logs:
+        twins = ctx.log_twins = LogTwins(tx, REGISTRY, ctx.inner_program_ids)
+    events = cpi_events_between(tx, REGISTRY, pools, outer, first=first, last=last, twins=twins, inner_program_ids=pids)
+    logged = pools & REGISTRY.log_programs
+    if twins is not None and logged:
+        for index in range(first, last + 1):
+            if pids[index] in logged:
+                events.extend(twins.frame_events(pids[index], outer, index))
     return events
 
 

@@ -157,12 +157,12 @@ def _trade(event: Event, ctx: Context) -> Activity | None:
     sol_leg = ctx.amount(WSOL_MINT, sol)
     token_leg = ctx.amount(mint, tokens)
     if is_buy:
-        reserves = hop_reserves(ctx, WSOL_MINT, mint, reserves_after(event))
+        reserves = hop_reserves(sol_leg, token_leg, reserves_after(event))
         hop = Hop(NAME, PROGRAM_ID, pool, sol_leg, token_leg, impact, reserves)
         given: TokenAmount = ctx.amount(WSOL_MINT, sol + fees)
         got = token_leg
     else:
-        reserves = hop_reserves(ctx, mint, WSOL_MINT, reserves_after(event))
+        reserves = hop_reserves(token_leg, sol_leg, reserves_after(event))
         hop = Hop(NAME, PROGRAM_ID, pool, token_leg, sol_leg, impact, reserves)
         given = token_leg
         got = ctx.amount(WSOL_MINT, max(sol - fees, 0))

@@ -232,12 +232,12 @@ def _trade(event: Event, ctx: Context) -> Activity | None:
     if event.name == "BuyEvent":
         base = ctx.amount(base_mint, f["base_amount_out"])
         quote = ctx.amount(quote_mint, f["user_quote_amount_in"])
-        reserves = None if after is None else hop_reserves(ctx, quote_mint, base_mint, (after[1], after[0]))
+        reserves = None if after is None else hop_reserves(quote, base, (after[1], after[0]))
         hop = Hop(NAME, PROGRAM_ID, f["pool"], quote, base, impact, reserves)
     else:
         base = ctx.amount(base_mint, f["base_amount_in"])
         quote = ctx.amount(quote_mint, f["user_quote_amount_out"])
-        reserves = hop_reserves(ctx, base_mint, quote_mint, after)
+        reserves = hop_reserves(base, quote, after)
         hop = Hop(NAME, PROGRAM_ID, f["pool"], base, quote, impact, reserves)
     trader = ctx.trader(f["user"])
     return hop_swap(ctx, (event.outer, event.inner), trader, NAME, hop)

@@ -225,8 +225,8 @@ def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
         amount_in, amount_out = f["deduct_in"], f["amount_out"]
     mint_in, mint_out = (pc, coin) if f["direction"] == PC_TO_COIN else (coin, pc)
     given: TokenAmount = ctx.amount(mint_in, amount_in)
-    reserves = hop_reserves(ctx, mint_in, mint_out, reserves_after(event))
-    return Hop(NAME, PROGRAM_ID, pool_of(ix), given, ctx.amount(mint_out, amount_out), None, reserves)
+    got = ctx.amount(mint_out, amount_out)
+    return Hop(NAME, PROGRAM_ID, pool_of(ix), given, got, None, hop_reserves(given, got, reserves_after(event)))
 
 
 HANDLERS: dict[str, EventHandler] = {

@@ -116,7 +116,7 @@ def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
     if mint_in is None or mint_out is None:
         return None
     given, got = ctx.amount(mint_in, f["input_amount"]), ctx.amount(mint_out, f["output_amount"])
-    reserves = hop_reserves(ctx, mint_in, mint_out, reserves_after(event))
+    reserves = hop_reserves(given, got, reserves_after(event))
     return Hop(NAME, PROGRAM_ID, f["pool_id"], given, got, None, reserves)
 
 

@@ -130,7 +130,7 @@ def trade_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
     f = event.fields
     mint_in, mint_out = (quote, base) if f["trade_direction"] == DIRECTION_BUY else (base, quote)
     given, got = ctx.amount(mint_in, f["amount_in"]), ctx.amount(mint_out, f["amount_out"])
-    reserves = hop_reserves(ctx, mint_in, mint_out, reserves_after(event))
+    reserves = hop_reserves(given, got, reserves_after(event))
     return Hop(NAME, PROGRAM_ID, f["pool_state"], given, got, None, reserves)
 
 

@@ -9,7 +9,7 @@ those from the trader's transfers.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 from quantbot.models import Activity, ActivityKind, Hop
 from quantbot.solana.borsh import Layout
@@ -49,77 +49,63 @@ def event_hops(inv: Invocation, ctx: Context, program_id: str) -> tuple[list[Hop
             first = event
     if not legs:
         return [], None
-    children = _pool_calls(inv, ctx)
+    calls = _pool_calls(inv, ctx)
+    used = [False] * len(calls)
     hops = []
     for leg in legs:
         amm = leg["amm"]
+        given = ctx.amount(leg["input_mint"], leg["input_amount"])
+        got = ctx.amount(leg["output_mint"], leg["output_amount"])
         pool = None
-        mint_in, mint_out = leg["input_mint"], leg["output_mint"]
         reserves = None
-        for position, child in enumerate(children):
-            if child is not None and child.instruction.program_id == amm:
+        for number, (start, child) in enumerate(calls):
+            if not used[number] and child.program_id == amm:
+                used[number] = True
                 pool_of = POOL_OF.get(amm)
-                pool = pool_of(child.instruction) if pool_of is not None else None
+                pool = pool_of(child) if pool_of is not None else None
                 reader = RESERVES_AFTER.get(amm)
                 if reader is not None:
-                    reserves = hop_reserves(ctx, mint_in, mint_out, _pool_reserves(inv, child, reader))
-                children[position] = None
+                    end = calls[number + 1][0] - 1 if number + 1 < len(calls) else inv.end
+                    reserves = hop_reserves(given, got, _pool_reserves(inv, ctx, start, end, reader))
                 break
-        hops.append(
-            Hop(
-                NAMES.get(amm, amm),
-                amm,
-                pool,
-                ctx.amount(mint_in, leg["input_amount"]),
-                ctx.amount(mint_out, leg["output_amount"]),
-                None,
-                reserves,
-            )
-        )
+        hops.append(Hop(NAMES.get(amm, amm), amm, pool, given, got, None, reserves))
     return hops, first
 
 
-class _PoolCall(NamedTuple):
-    """A pool instruction an aggregator called for a hop, and the inner positions it covers (itself included)."""
-
-    instruction: Instruction
-    start: int
-    end: int
-
-
-def _pool_calls(inv: Invocation, ctx: Context) -> list[_PoolCall | None]:
-    """The instructions of known pools an aggregator invocation called directly, in order (its hops).
+def _pool_calls(inv: Invocation, ctx: Context) -> list[tuple[int, Instruction]]:
+    """The instructions of known pools an aggregator invocation called directly, in order (its hops), with
+    their inner positions.
 
     Calls of other programs (token transfers, unknown AMMs, whose pool no decoder can name) are left out.
-    Each covers the instructions after it that ran deeper (without stack heights: up to the next pool call).
     """
     child_height = (inv.instruction.stack_height or 1) + 1
     inner = ctx.tx.inner[inv.outer]
     heights = ctx.heights(inv.outer)
     pids = ctx.inner_program_ids[inv.outer]
-    starts = [
-        index
+    return [
+        (index, inner[index])
         for index in range(inv.start + 1, inv.end + 1)
         if pids[index] in POOL_OF and (heights[index] is None or heights[index] == child_height)
     ]
-    calls: list[_PoolCall | None] = []
-    for number, start in enumerate(starts):
-        end = starts[number + 1] - 1 if number + 1 < len(starts) else inv.end
-        if heights[start] is not None:
-            for index in range(start + 1, end + 1):
-                height = heights[index]
-                if height is not None and height <= child_height:
-                    end = index - 1
-                    break
-        calls.append(_PoolCall(inner[start], start, end))
-    return calls
 
 
-def _pool_reserves(inv: Invocation, call: _PoolCall, reader: ReservesReader) -> tuple[int, int] | None:
-    """What `reader` reads from the first of the pool program's events beneath its call that it reads."""
-    program_id = call.instruction.program_id
+def _pool_reserves(
+    inv: Invocation, ctx: Context, start: int, end: int, reader: ReservesReader
+) -> tuple[int, int] | None:
+    """What `reader` reads from the first event it reads of the pool call at inner position `start`: an event of
+    the call's program emitted inside it (the instructions after it that ran deeper, up to `end`, the next
+    pool call; without stack heights, all of those)."""
+    heights = ctx.heights(inv.outer)
+    height = heights[start]
+    if height is not None:
+        for index in range(start + 1, end + 1):
+            below = heights[index]
+            if below is not None and below <= height:
+                end = index - 1
+                break
+    program_id = ctx.inner_program_ids[inv.outer][start]
     for event in inv.events:
-        if event.program_id == program_id and call.start <= event_position(event) <= call.end:
+        if event.program_id == program_id and start <= event_position(event) <= end:
             found = reader(event)
             if found is not None:
                 return found
