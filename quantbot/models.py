@@ -106,8 +106,11 @@ class Hop:
     output: TokenAmount
     price_impact_pct: float | None = None
     reserves: tuple[TokenAmount, TokenAmount] | None = None
-    """The pool's reserves after the hop, (input mint's side, output mint's side), where the event carries them
-    (constant-product pools: Pump.fun's curve, PumpSwap, Raydium AMM v4 and CPMM); None elsewhere."""
+    """The pool's reserves after the hop, (input mint's side, output mint's side), where the pool's own event
+    carries them: the two amounts whose product its constant-product curve keeps (Pump.fun and Raydium
+    Launchpad curves: their virtual reserves, which set the price; PumpSwap, Raydium AMM v4 and CPMM), so a
+    constant-product estimate from them is the pool's own. None elsewhere, concentrated-liquidity pools
+    included. Per venue, which field and how: the `reserves_after` of `quantbot/solana/programs/*.py`."""
 
 
 @record

@@ -50,11 +50,12 @@ def test_same_spec_gives_the_same_bytes_and_another_seed_does_not(tmp_path: Path
 
 
 def test_every_transaction_decodes_to_exactly_what_was_generated() -> None:
-    """Each transaction decodes, with the real decoders, to its kind, trader, venue, legs and hop count."""
+    """Each transaction decodes, with the real decoders, to its kind, trader, venue, legs, hops and pool reserves."""
     seen: Counter[tuple[str, str, int]] = Counter()
     encodings: Counter[str] = Counter()
     keys: set[str] = set()
     signatures: set[str] = set()
+    with_reserves: Counter[str] = Counter()
     for item, expected in iter_feed(_spec(3_000)):
         if expected is None:
             continue
@@ -81,6 +82,8 @@ def test_every_transaction_decodes_to_exactly_what_was_generated() -> None:
         assert (activity.trader, activity.venue) == (expected.trader, expected.venue)
         assert (activity.input, activity.output) == (expected.input, expected.output), expected
         assert len(activity.hops) == expected.hop_count
+        assert tuple(hop.reserves for hop in activity.hops) == expected.hop_reserves, expected
+        with_reserves[activity.venue] += any(hop.reserves is not None for hop in activity.hops)
         deltas = activity.trader_deltas
         if activity.input is not None and activity.input.mint == WSOL_MINT:  # SOL paid, and fees, rent and tips
             assert -deltas[WSOL_MINT] >= activity.input.amount
@@ -89,6 +92,8 @@ def test_every_transaction_decodes_to_exactly_what_was_generated() -> None:
     assert {venue for kind, venue, _ in seen if kind == "failed"} >= {"jupiter_v6", "pumpfun", "pumpswap"}
     assert {venue for kind, venue, _ in seen if kind == "transfer"} == {"system", "spl_token"}
     assert {hops for kind, venue, hops in seen if venue == "jupiter_v6" and kind == "swap"} == {1, 2, 3}
+    # Pool reserves come from the venues whose events carry them, and from Jupiter hops through Raydium.
+    assert set(+with_reserves) == {"pumpfun", "pumpswap", "raydium_amm_v4", "jupiter_v6"}
     assert encodings["json"] > encodings["jsonParsed"] > encodings["base64"] > 0 and encodings["vlegacy"] > 0
 
 

@@ -445,6 +445,21 @@ def hop_swap(ctx: Context, at: Position, trader: str, venue: str, hop: Hop) -> A
     return activity(ctx, ActivityKind.SWAP, at, trader, venue, given=hop.input, got=hop.output, hops=(hop,))
 
 
+ReservesReader = Callable[[Event], tuple[int, int] | None]
+"""Reads a pool's swap event into the pool's raw reserves after that swap, (input side, output side); None for
+another event, or one whose numbers cannot be a pool's (each program's `reserves_after`)."""
+
+
+def hop_reserves(
+    given: TokenAmount, got: TokenAmount, raw: tuple[int, int] | None
+) -> tuple[TokenAmount, TokenAmount] | None:
+    """`Hop.reserves` of a hop from `given` to `got` (its legs: their mints and decimals), from the raw amounts
+    a `ReservesReader` read."""
+    if raw is None:
+        return None
+    return TokenAmount(given.mint, raw[0], given.decimals), TokenAmount(got.mint, raw[1], got.decimals)
+
+
 EventHandler = Callable[[Event, Context], Activity | None]
 """Reads one named event of a program into an activity; None when the event's instruction lacks what it
 needs (an account the mints are read from, say)."""

@@ -36,6 +36,7 @@ from quantbot.solana.events import (
     EventRegistry,
     LogTwins,
     cpi_events_between,
+    event_position,
     log_events,
     merge_events,
 )
@@ -125,6 +126,8 @@ EVENT_AGGREGATORS = frozenset({jupiter.PROGRAM_ID, dflow.PROGRAM_ID})
 """Aggregators that publish one event per hop, so their pools' own events are not needed."""
 _ONLY = {program_id: frozenset({program_id}) for program_id in EVENT_AGGREGATORS}
 """Each event aggregator's id as the one-program set `cpi_events_between` takes."""
+_RESERVE_PROGRAMS = frozenset(catalog.RESERVES_AFTER)
+"""Pool programs whose swap events carry the pool's reserves: read beneath an event aggregator's route too."""
 
 
 def _decode(tx: Transaction) -> list[Activity]:
@@ -167,7 +170,8 @@ def _decode_known(ctx: Context, invoked: set[str]) -> list[Activity]:
 def _events_of(ctx: Context, inv: Invocation, present: frozenset[str]) -> list[Event]:
     """The events a top-level invocation needs, read as lazily as possible (decoding is the slow part).
 
-    A Jupiter or DFlow route needs only its own per-hop CPI events, not its pools'. Elsewhere every
+    A Jupiter or DFlow route needs its own per-hop CPI events, and of its pools' events only the swaps of
+    pools whose events carry their reserves (for its hops' `reserves`, `_pool_events`). Elsewhere every
     known program's CPI events beneath the invocation count, and logs are read when a program there
     publishes in logs, or publishes CPI events but left none (an old version).
     """
@@ -179,7 +183,10 @@ def _events_of(ctx: Context, inv: Invocation, present: frozenset[str]) -> list[E
             tx, REGISTRY, _ONLY[inv.program_id], outer, first=first, last=last, inner_program_ids=pids
         )
         if own:
-            return own
+            pools = _RESERVE_PROGRAMS & present
+            if not pools or pools.isdisjoint(pids[first : last + 1]):
+                return own
+            return merge_events(own, _pool_events(ctx, inv, pools))
     if not present:
         return []
     twins = None
@@ -193,8 +200,27 @@ def _events_of(ctx: Context, inv: Invocation, present: frozenset[str]) -> list[E
     if tx.logs and _needs_logs(inv, present, events, pids):
         if ctx.log_events is None:
             ctx.log_events = log_events(tx, REGISTRY, present, ctx.inner_program_ids)
-        logged = [e for e in ctx.log_events if e.outer == outer and inv.covers(_position(e))]
+        logged = [e for e in ctx.log_events if e.outer == outer and inv.covers(event_position(e))]
         events = merge_events(events, logged)
+    return events
+
+
+def _pool_events(ctx: Context, inv: Invocation, pools: frozenset[str]) -> list[Event]:
+    """The events of the `pools` programs an aggregator's route called: their CPI events, and for those that
+    publish in logs the first lines of each of their instructions' frames, where they log their swaps (the
+    whole log is not walked: `LogTwins.frame_events`)."""
+    tx = ctx.tx
+    outer, first, last = inv.outer, inv.start + 1, inv.end
+    pids = ctx.inner_program_ids[outer]
+    twins = ctx.log_twins
+    if twins is None and tx.logs:
+        twins = ctx.log_twins = LogTwins(tx, REGISTRY, ctx.inner_program_ids)
+    events = cpi_events_between(tx, REGISTRY, pools, outer, first=first, last=last, twins=twins, inner_program_ids=pids)
+    logged = pools & REGISTRY.log_programs
+    if twins is not None and logged:
+        for index in range(first, last + 1):
+            if pids[index] in logged:
+                events.extend(twins.frame_events(pids[index], outer, index))
     return events
 
 
@@ -207,12 +233,6 @@ def _needs_logs(inv: Invocation, present: frozenset[str], events: list[Event], p
     if inv.program_id in suspects:
         return True
     return not suspects.isdisjoint(pids[inv.start + 1 : inv.end + 1])
-
-
-def _position(event: Event) -> int:
-    """The inner position an event belongs to: its CPI instruction, or the instruction that logged it."""
-    position = event.inner if event.source == "cpi" else event.emitter
-    return -1 if position is None else position
 
 
 def _run(decoder: Decoder, inv: Invocation, ctx: Context) -> list[Activity]:
@@ -238,7 +258,7 @@ def _decode_beneath(ctx: Context, parent: Invocation, exclude: str | None = None
     out: list[Activity] = []
     for inv in _invocations(ctx, parent.outer, first, last, DEX_PROGRAMS):
         if inv.program_id != exclude:
-            inv.events = [e for e in parent.events if inv.covers(_position(e))]
+            inv.events = [e for e in parent.events if inv.covers(event_position(e))]
             out.extend(_run(DECODERS[inv.program_id], inv, ctx))
     return out
 
@@ -334,6 +354,8 @@ def _hop_json(hop: Hop) -> dict[str, Any]:
     }
     if hop.price_impact_pct is not None:
         out["price_impact_pct"] = hop.price_impact_pct
+    if hop.reserves is not None:
+        out["reserves"] = [_amount_json(hop.reserves[0]), _amount_json(hop.reserves[1])]
     return out
 
 
@@ -342,7 +364,8 @@ def activity_to_json(a: Activity) -> dict[str, Any]:
 
     Returns:
         `{"signature", "slot", "block_time", "kind", "index": {"outer", "inner"}, "trader", "venue",
-        "input", "output", "hops", "trader_deltas"}`, amounts as `{"mint", "amount", "decimals"}`.
+        "input", "output", "hops", "trader_deltas"}`, amounts as `{"mint", "amount", "decimals"}`; a hop
+        has `price_impact_pct` and `reserves` (input side, output side) where known.
     """
     return {
         "signature": a.signature,

@@ -160,6 +160,13 @@ class Event(NamedTuple):
 UNKNOWN_EMITTER = -2
 
 
+def event_position(event: Event) -> int:
+    """The inner position an event belongs to: its CPI instruction, or the instruction that logged it
+    (-1: the outer instruction). An invocation whose range holds this position emitted the event."""
+    position = event.inner if event.source == "cpi" else event.emitter
+    return -1 if position is None else position
+
+
 class EventRegistry:
     """The programs whose events are decoded, by program id."""
 
@@ -293,7 +300,8 @@ _LOG_B58_RATIO = math.log(256) / math.log(58)
 
 
 class LogTwins:
-    """The `Program data:` log copies of dual-publishing programs' CPI events, by instruction.
+    """The `Program data:` log copies of dual-publishing programs' CPI events, by instruction; and the log
+    events one instruction printed first, without walking the whole log (`frame_events`).
 
     Such a program (Pump.fun, PumpSwap) prints `Program data: <event>` and then invokes itself with the
     same event, so the log line right before its k-th `Program <id> invoke [..]` line is the k-th
@@ -347,24 +355,91 @@ class LogTwins:
             count += earlier.count(program_id)
         return count + inner_ids[outer][:inner].count(program_id)
 
-    def _data_line(self, program_id: str, ordinal: int) -> str | None:
-        """The base64 of the lone `Program data:` line right before the program's `ordinal`-th invoke line."""
+    def frame_events(self, program_id: str, outer: int, inner: int) -> list[Event]:
+        """The events in the log lines inner instruction `inner` of `outer` (one of `program_id`'s) printed
+        before it invoked anything or ended: its own `Program data:` lines and the text-log lines its
+        program's parser reads, as `log_events` would find them there.
+
+        A program that logs its swap before moving tokens (Raydium AMM v4's `ray_log`, CPMM's `SwapEvent`)
+        has it there; the lines of the frame after a call it made are not looked at.
+        """
+        text = self._logs_text()
+        position = self._invoke_line(text, program_id, self._ordinal(program_id, outer, inner))
+        if position < 0:
+            return []
+        program = self._registry.by_program[program_id]
+        order = _ORDER_STEP * (inner + 1) + 1
+        events: list[Event] = []
+        start = text.find("\n", position + 1)  # the newline ending the invoke line
+        while start >= 0:
+            end = text.find("\n", start + 1)
+            line = text[start + 1 :] if end < 0 else text[start + 1 : end]
+            if line.startswith(_DATA_LINE):
+                event = _data_event(line[len(_DATA_LINE) :], program, outer, inner, order)
+            elif line.startswith(_LOG_LINE):
+                event = None
+                if program.log_line_parser is not None and line.startswith(program.log_line_prefix, len(_LOG_LINE)):
+                    event = _text_event(line[len(_LOG_LINE) :], program, outer, inner, order)
+            else:
+                break  # a call, the frame's end, or a truncation notice
+            if event is not None:
+                events.append(event)
+            start = end
+        return events
+
+    def _logs_text(self) -> str:
+        """The log as one string, each line after a newline."""
         text = self._text
         if text is None:
-            text = self._text = "\n".join(("", *(self._tx.logs or ())))  # each line after a newline
+            text = self._text = "\n".join(("", *(self._tx.logs or ())))
+        return text
+
+    @staticmethod
+    def _invoke_line(text: str, program_id: str, ordinal: int) -> int:
+        """Where the program's `ordinal`-th `Program <id> invoke [..]` line starts (its newline), or -1."""
         needle = f"\n{_PROGRAM_PREFIX}{program_id}{_INVOKE_MARK}"
         position = -1
         for _ in range(ordinal + 1):
             position = text.find(needle, position + 1)
             if position < 0:
-                return None
+                return -1
+        return position
+
+    def _data_line(self, program_id: str, ordinal: int) -> str | None:
+        """The base64 of the lone `Program data:` line right before the program's `ordinal`-th invoke line,
+        or (older program versions, which emitted the CPI copy first) right after that invocation ended, as
+        the last line of the frame that made it."""
+        text = self._logs_text()
+        position = self._invoke_line(text, program_id, ordinal)
+        if position < 0:
+            return None
         start = text.rfind("\n", 0, position)  # the line before the invoke line starts after it
         if start < 0 or not text.startswith(_DATA_LINE, start + 1):
-            return None
+            return self._data_line_after(text, program_id, position)
         previous = text.rfind("\n", 0, start) if start > 0 else -1
         if previous >= 0 and text.startswith(_DATA_LINE, previous + 1):
             return None  # two data lines in a row: not a lone copy
         return text[start + 1 + len(_DATA_LINE) : position]
+
+    @staticmethod
+    def _data_line_after(text: str, program_id: str, position: int) -> str | None:
+        """The base64 of the data line right after the event invocation whose invoke line starts at `position`:
+        that invocation logs nothing but its end (`consumed`, then `success`), and the line after the data
+        line ends the frame that invoked it (the same program's `consumed` or `success`)."""
+        consumed = f"\n{_PROGRAM_PREFIX}{program_id} consumed "
+        success = f"\n{_PROGRAM_PREFIX}{program_id} success"
+        end = text.find("\n", position + 1)  # the newline ending the invoke line
+        if end >= 0 and text.startswith(consumed, end):
+            end = text.find("\n", end + 1)
+        if end < 0 or not text.startswith(success, end):
+            return None
+        end = text.find("\n", end + 1)  # the newline ending the `success` line
+        if end < 0 or not text.startswith(_DATA_LINE, end + 1):
+            return None
+        data_end = text.find("\n", end + 1)
+        if data_end < 0 or not (text.startswith(consumed, data_end) or text.startswith(success, data_end)):
+            return None
+        return text[end + 1 + len(_DATA_LINE) : data_end]
 
 
 def _cpi_emitter(tx: Transaction, outer: int, index: int, event_ix: Instruction, pids: list[str]) -> int | None:

@@ -285,7 +285,14 @@ class _Stream:
         pump = outcome.venue in (VENUE_NAMES["pumpfun"], VENUE_NAMES["pumpswap"])
         legacy = pump and not tx.loaded and rng.random() < LEGACY_SHARE
         expected = Expected(
-            signature, outcome.kind, outcome.trader, outcome.venue, outcome.input, outcome.output, outcome.hop_count
+            signature,
+            outcome.kind,
+            outcome.trader,
+            outcome.venue,
+            outcome.input,
+            outcome.output,
+            outcome.hop_count,
+            outcome.hop_reserves,
         )
         return SyntheticTransaction(
             tx,

@@ -183,6 +183,9 @@ class Expected:
         input: what the trader gave (a swap's input, a transfer's amount); None for a failed transaction.
         output: what the trader got (a swap's output); None for transfers and failed transactions.
         hop_count: pools the trade went through (a Jupiter route's hops; 1 for a direct swap; 0 otherwise).
+        hop_reserves: per hop, the pool's reserves after it, (input side, output side), as `Hop.reserves` must
+            read them from the venue's event (None where the venue's event carries none); empty for
+            transfers and failed transactions.
     """
 
     signature: str
@@ -192,3 +195,4 @@ class Expected:
     input: TokenAmount | None
     output: TokenAmount | None
     hop_count: int
+    hop_reserves: tuple[tuple[TokenAmount, TokenAmount] | None, ...] = ()

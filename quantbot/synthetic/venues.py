@@ -293,6 +293,8 @@ class Outcome:
     input: TokenAmount | None
     output: TokenAmount | None
     hop_count: int
+    hop_reserves: tuple[tuple[TokenAmount, TokenAmount] | None, ...] = ()
+    """Per hop, the pool's reserves after it as `Hop.reserves` must read them (None: its venue's event has none)."""
 
 
 @dataclass(slots=True)
@@ -309,6 +311,18 @@ class Hop:
     fee: int
     reserve_in: int
     reserve_out: int
+
+
+def _amm_reserves(hop: Hop) -> tuple[TokenAmount, TokenAmount] | None:
+    """An AMM hop's pool reserves after it, (input side, output side), where its venue's event reports them:
+    a Raydium AMM v4 `ray_log` gives the reserves before the swap, which then take the input and give the
+    output (the pool's fee stays in it). Orca's and Meteora DLMM's events carry none."""
+    if hop.pool.venue != "raydium":
+        return None
+    return (
+        TokenAmount(hop.mint_in, hop.reserve_in + hop.amount_in, hop.decimals_in),
+        TokenAmount(hop.mint_out, hop.reserve_out - hop.amount_out, hop.decimals_out),
+    )
 
 
 def _ceil_bps(amount: int, bps: int) -> int:
@@ -782,7 +796,7 @@ class Venues:
         self.end(trade)
         given = TokenAmount(hop.mint_in, hop.amount_in, hop.decimals_in)
         got = TokenAmount(hop.mint_out, hop.amount_out, hop.decimals_out)
-        return trade.tx, Outcome("swap", wallet.address, name, given, got, 1)
+        return trade.tx, Outcome("swap", wallet.address, name, given, got, 1, (_amm_reserves(hop),))
 
     def _fail_at(
         self,
@@ -917,7 +931,8 @@ class Venues:
             self.settle_hop(hop)
         given = TokenAmount(first.mint_in, first.amount_in, first.decimals_in)
         got = TokenAmount(last.mint_out, last.amount_out, last.decimals_out)
-        return tx, Outcome("swap", user, name, given, got, len(hops))
+        reserves = tuple(_amm_reserves(hop) for hop in hops)
+        return tx, Outcome("swap", user, name, given, got, len(hops), reserves)
 
     # ----------------------------------------------------------------------------------- Pump.fun
 
@@ -1059,7 +1074,11 @@ class Venues:
         sol_leg = TokenAmount(WSOL_MINT, sol + fee + creator_fee if is_buy else sol - fee - creator_fee, 9)
         token_leg = TokenAmount(token.mint, tokens, token.decimals)
         given, got = (sol_leg, token_leg) if is_buy else (token_leg, sol_leg)
-        return tx, Outcome("swap", user, name, given, got, 1)
+        # The curve's virtual reserves after the trade, as its `TradeEvent` reports them.
+        sol_side = TokenAmount(WSOL_MINT, curve.virtual_sol, 9)
+        token_side = TokenAmount(token.mint, curve.virtual_tokens, token.decimals)
+        reserves = (sol_side, token_side) if is_buy else (token_side, sol_side)
+        return tx, Outcome("swap", user, name, given, got, 1, (reserves,))
 
     # ----------------------------------------------------------------------------------- PumpSwap
 
@@ -1244,7 +1263,11 @@ class Venues:
         base_leg = TokenAmount(token.mint, base, token.decimals)
         quote_leg = TokenAmount(quote, user_quote, quote_decimals)
         given, got = (quote_leg, base_leg) if is_buy else (base_leg, quote_leg)
-        return tx, Outcome("swap", user, name, given, got, 1)
+        # The pool's reserves after the trade (the event reports those before it).
+        base_side = TokenAmount(token.mint, pool.reserve_a, token.decimals)
+        quote_side = TokenAmount(quote, pool.reserve_b, quote_decimals)
+        reserves = (quote_side, base_side) if is_buy else (base_side, quote_side)
+        return tx, Outcome("swap", user, name, given, got, 1, (reserves,))
 
     # ---------------------------------------------------------------------------------- transfers
 

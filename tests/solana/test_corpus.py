@@ -674,6 +674,10 @@ def test_activity_json_has_the_documented_shape() -> None:
                     "decimals": 6,
                 },
                 "price_impact_pct": doc["hops"][0]["price_impact_pct"],
+                "reserves": [
+                    {"mint": WSOL, "amount": "2889298628714", "decimals": 9},
+                    {"mint": "npB9cxTzwUiGt7jk2dXZa52xZve8SgVD6Et9Bpipump", "amount": "11300874311746", "decimals": 6},
+                ],
             }
         ],
         "trader_deltas": {"npB9cxTzwUiGt7jk2dXZa52xZve8SgVD6Et9Bpipump": "5789780068", WSOL: "-1484009199"},

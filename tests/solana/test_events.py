@@ -9,13 +9,21 @@ import base64
 from typing import Any
 
 import base58
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quantbot.solana.borsh import Layout
 from quantbot.solana.codec import b58decode, b58encode, pubkey_str
 from quantbot.solana.decode import REGISTRY
-from quantbot.solana.events import collect_events, event_discriminator
+from quantbot.solana.events import (
+    EVENT_IX_TAG,
+    LogTwins,
+    collect_events,
+    event_discriminator,
+    log_events,
+    programs_present,
+)
 from quantbot.solana.programs import (
     dflow,
     jupiter,
@@ -32,7 +40,8 @@ from quantbot.solana.programs import (
     raydium_launchpad,
     routes,
 )
-from tests.solana.conftest import cpi_event_data, ix, key, log_data_line, make_tx
+from quantbot.solana.transaction import Transaction
+from tests.solana.conftest import corpus_files, cpi_event_data, ix, key, load, log_data_line, make_tx
 
 INTEGER_BOUNDS = {
     "u8": (0, 2**8 - 1),
@@ -201,3 +210,100 @@ def test_base58_matches_the_reference_implementation(raw: bytes) -> None:
     # Act / Assert
     assert b58decode(text) == raw
     assert b58encode(raw) == text
+
+
+def _dual_event_instructions(tx: Transaction) -> list[tuple[str, int, int, bytes]]:
+    """(program, outer, inner, data) of the CPI-event instructions of programs that also log their events."""
+    return [
+        (ix_.program_id, outer, inner, ix_.data)
+        for outer, instructions in enumerate(tx.inner)
+        for inner, ix_ in enumerate(instructions)
+        if ix_.program_id in REGISTRY.dual_programs and ix_.num_accounts == 1 and ix_.data.startswith(EVENT_IX_TAG)
+    ]
+
+
+@pytest.mark.parametrize(
+    "name", [p.name for p in corpus_files()], ids=lambda n: n[:12] + (".g" if ".geyser." in n else "")
+)
+def test_log_twins_are_found_for_every_dual_published_event_and_equal_it(name: str) -> None:
+    """Each Pump.fun/PumpSwap CPI event of the corpus has its log copy found, logged before the event
+    invocation or (older versions) after it, and the copy is byte for byte the instruction's event."""
+    # Arrange
+    tx = load(name)
+    events = _dual_event_instructions(tx)
+    twins = LogTwins(tx, REGISTRY)
+
+    # Act
+    copies = [
+        twins.payload(program, outer, inner, base58.b58encode(data).decode()) for program, outer, inner, data in events
+    ]
+
+    # Assert
+    assert [EVENT_IX_TAG + copy if copy is not None else None for copy in copies] == [data for *_, data in events]
+
+
+def test_a_data_line_after_the_event_invocation_that_does_not_end_the_frame_is_no_copy() -> None:
+    """A data line after an event invocation counts only as the frame's last line: followed by another
+    invocation it may be another event's copy, and the instruction's own data is read instead."""
+    # Arrange
+    values = {name: 1 for name, _ in pumpfun.TRADE_EVENT.fields[:8]} | {"mint": key(3), "user": key(4)}
+    payload = pumpfun.TRADE_EVENT.encode(values)
+    disc = event_discriminator("TradeEvent")
+    pid = pumpfun.PROGRAM_ID
+    data = cpi_event_data(disc, payload)
+    logs = [
+        f"Program {pid} invoke [1]",
+        f"Program {pid} invoke [2]",
+        f"Program {pid} consumed 2003 of 100000 compute units",
+        f"Program {pid} success",
+        log_data_line(disc, payload),
+        f"Program {pid} invoke [2]",
+        f"Program {pid} success",
+        f"Program {pid} success",
+    ]
+    tx = make_tx([key(1), pid, key(2)], [ix(pid, [key(1)], b"\x01", 1)], {0: [ix(pid, [key(2)], data, 2)]}, logs=logs)
+    ended = make_tx(
+        [key(1), pid, key(2)],
+        [ix(pid, [key(1)], b"\x01", 1)],
+        {0: [ix(pid, [key(2)], data, 2)]},
+        logs=[*logs[:5], f"Program {pid} consumed 30000 of 100000 compute units", f"Program {pid} success"],
+    )
+    b58 = base58.b58encode(data).decode()
+
+    # Act
+    followed = LogTwins(tx, REGISTRY).payload(pid, 0, 0, b58)
+    last = LogTwins(ended, REGISTRY).payload(pid, 0, 0, b58)
+
+    # Assert
+    assert followed is None
+    assert last is not None and EVENT_IX_TAG + last == data
+
+
+@pytest.mark.parametrize(
+    "name", [p.name for p in corpus_files()], ids=lambda n: n[:12] + (".g" if ".geyser." in n else "")
+)
+def test_frame_events_are_the_log_events_an_instruction_printed_first(name: str) -> None:
+    """For every Raydium AMM v4 and CPMM instruction of the corpus, `frame_events` finds exactly the events
+    the whole-log walk attributes to it (both log their swap before calling the token program)."""
+    # Arrange
+    tx = load(name)
+    present = programs_present(tx, REGISTRY)
+    walked = log_events(tx, REGISTRY, present)
+    twins = LogTwins(tx, REGISTRY)
+    programs = {raydium_amm.PROGRAM_ID, raydium_cpmm.PROGRAM_ID}
+    at = [
+        (ix_.program_id, outer, inner)
+        for outer, instructions in enumerate(tx.inner)
+        for inner, ix_ in enumerate(instructions)
+        if ix_.program_id in programs
+    ]
+
+    # Act
+    found = [twins.frame_events(program, outer, inner) for program, outer, inner in at]
+
+    # Assert
+    expected = [
+        [e for e in walked if (e.program_id, e.outer, e.emitter) == (program, outer, inner)]
+        for program, outer, inner in at
+    ]
+    assert found == expected

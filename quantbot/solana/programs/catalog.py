@@ -10,7 +10,7 @@ from collections.abc import Callable
 from types import ModuleType
 
 from quantbot.models import Activity
-from quantbot.solana.context import Context, Invocation
+from quantbot.solana.context import Context, Invocation, ReservesReader
 from quantbot.solana.events import ProgramEvents
 from quantbot.solana.programs import (
     lifinity,
@@ -56,3 +56,7 @@ POOL_OF: dict[str, PoolOf] = {m.PROGRAM_ID: m.pool_of for m in DEX_MODULES}
 """Program id -> the pool account of one of its swap instructions."""
 DEX_DECODERS: dict[str, Decoder] = {m.PROGRAM_ID: m.decode for m in DEX_MODULES}
 DEX_EVENTS: tuple[ProgramEvents, ...] = tuple(m.EVENTS for m in DEX_MODULES if hasattr(m, "EVENTS"))
+RESERVES_AFTER: dict[str, ReservesReader] = {
+    m.PROGRAM_ID: m.reserves_after for m in DEX_MODULES if hasattr(m, "reserves_after")
+}
+"""Program id -> its `reserves_after`: the programs whose swap events carry the pool's reserves."""

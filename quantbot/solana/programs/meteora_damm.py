@@ -4,6 +4,11 @@ Encoding: `EvtSwap`/`EvtSwap2`, `EvtAddLiquidity`, `EvtRemoveLiquidity` and `Evt
 CPI-event instructions (`emit_cpi!`). Events carry the pool and amounts; the mints come from the
 instruction's `token_a_mint`/`token_b_mint` accounts. Layouts: the program's IDL (`cp_amm.json`);
 only the leading fields are read where later versions changed the fee fields that follow.
+
+Reserves: none (`Hop.reserves` is None). The events carry no reserves (only the next square-root price);
+the pool's liquidity lives in a price range (concentrated liquidity, full range by default), and its
+vaults also hold the positions' fees until they are claimed (fees do not compound), so the vault
+balances are not the curve's reserves either.
 """
 
 from __future__ import annotations

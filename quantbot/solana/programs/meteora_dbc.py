@@ -3,6 +3,9 @@
 Encoding: `EvtSwap`/`EvtSwap2` and `EvtInitializePool` as CPI-event instructions (`emit_cpi!`). The
 events carry the pool and amounts; mints come from the swap instruction's `base_mint`/`quote_mint`
 accounts. Layouts: the program's IDL (`dynamic_bonding_curve.json`).
+
+Reserves: none (`Hop.reserves` is None). The curve is a sequence of concentrated-liquidity segments in
+square-root price, not a product of two reserves, and its events report the next square-root price only.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Encoding: `Swap`, `AddLiquidity`, `RemoveLiquidity` and `LbPairCreate` as CPI-ev
 (`emit_cpi!`). Events carry amounts but not mints; those come from the instruction's accounts (every
 swap variant names `token_x_mint`/`token_y_mint` at the same positions; two-sided liquidity
 instructions name both reserves). Layouts: the program's IDL (`lb_clmm.json`).
+
+Reserves: none (`Hop.reserves` is None): a liquidity book prices each bin at its own fixed price, so the
+pair's token balances imply no constant-product price or impact.
 """
 
 from __future__ import annotations

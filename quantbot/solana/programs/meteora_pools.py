@@ -4,6 +4,10 @@ Encoding: `Swap`, `AddLiquidity`, `RemoveLiquidity` and `PoolCreated` as `Progra
 (`emit!`). Events carry amounts only; mints come from the pool's token vaults in the instruction, and
 the side paid in from the protocol fee account, which holds the input token. Layouts: the program's
 IDL (`amm.json`, Mercurial dynamic AMM).
+
+Reserves: none (`Hop.reserves` is None). The pool holds its liquidity as LP shares of Meteora's dynamic
+vaults, whose token accounts (those in its instructions) are shared with other pools and lending, and
+stable pools trade on a stable-swap curve; the events carry no reserves.
 """
 
 from __future__ import annotations

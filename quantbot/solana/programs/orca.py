@@ -5,6 +5,10 @@ logs (`emit!`, since 2025). Events name the whirlpool but not its mints; those a
 token accounts the whirlpool owns (its vaults), ordered as the program orders them (mint A's bytes sort
 below mint B's). Older swaps emit no event: they are read from the token transfers the swap made.
 Layouts: the program's IDL (`whirlpool.json`).
+
+Reserves: none (`Hop.reserves` is None). A whirlpool is concentrated liquidity: its vaults hold every
+position's tokens over all price ranges, which no constant product prices trades with, and `Traded`
+reports square-root prices, not reserves.
 """
 
 from __future__ import annotations

@@ -4,6 +4,14 @@ Encoding: `TradeEvent`, `CreateEvent` and friends, emitted both as CPI-event ins
 `Program data:` logs (the CPI copy is preferred, the log copy counts only when the CPI copy is missing).
 `TradeEvent` grew over time (reserves, then fees and creator, then volume tracking, then `ix_name`);
 older events simply end earlier. Layouts: the program's published IDL (`pump.json`).
+
+Reserves (`Hop.reserves`): the curve's virtual reserves, which `TradeEvent` reports after the trade (the
+program moves the curve, then emits). They are what "liquidity" means here: the curve is x·y=k on exactly
+these two numbers, so they set its price and how far a trade moves it. The real reserves (SOL that can be
+taken out, tokens left to sell) are smaller by the curve's fixed virtual offset (at launch 30 SOL and
+279,900,000 tokens: virtual 30 SOL / 1,073,000,000 tokens against real 0 / 793,100,000, as `CreateEvent`
+reports); no trade can take the offset out of the curve, so liquidity valued from these reserves is the
+depth the curve prices with, not the money in it.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from quantbot.solana.context import (
     account,
     activity,
     event_activities,
+    hop_reserves,
     pool_create_handler,
 )
 from quantbot.solana.events import Event, ProgramEvents, anchor_event, named_event
@@ -118,6 +127,18 @@ def price_impact_pct(sol_after: int, token_after: int, sol_moved: int, token_mov
     return (after / before - 1.0) * PERCENT
 
 
+def reserves_after(event: Event) -> tuple[int, int] | None:
+    """The curve's virtual reserves after a `TradeEvent`'s trade, (input side, output side): SOL first for a
+    buy, tokens first for a sale (see the module docstring for why virtual); None for another event."""
+    if event.name != "TradeEvent":
+        return None
+    f = event.fields
+    sol, tokens = f["virtual_sol_reserves"], f["virtual_token_reserves"]
+    if sol <= 0 or tokens <= 0:
+        return None
+    return (sol, tokens) if f["is_buy"] else (tokens, sol)
+
+
 def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
     """Trades and launches of one Pump.fun invocation."""
     return event_activities(inv, ctx, PROGRAM_ID, HANDLERS)
@@ -136,11 +157,13 @@ def _trade(event: Event, ctx: Context) -> Activity | None:
     sol_leg = ctx.amount(WSOL_MINT, sol)
     token_leg = ctx.amount(mint, tokens)
     if is_buy:
-        hop = Hop(NAME, PROGRAM_ID, pool, sol_leg, token_leg, impact)
+        reserves = hop_reserves(sol_leg, token_leg, reserves_after(event))
+        hop = Hop(NAME, PROGRAM_ID, pool, sol_leg, token_leg, impact, reserves)
         given: TokenAmount = ctx.amount(WSOL_MINT, sol + fees)
         got = token_leg
     else:
-        hop = Hop(NAME, PROGRAM_ID, pool, token_leg, sol_leg, impact)
+        reserves = hop_reserves(token_leg, sol_leg, reserves_after(event))
+        hop = Hop(NAME, PROGRAM_ID, pool, token_leg, sol_leg, impact, reserves)
         given = token_leg
         got = ctx.amount(WSOL_MINT, max(sol - fees, 0))
     trader = ctx.trader(f["user"])

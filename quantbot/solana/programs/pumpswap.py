@@ -5,6 +5,13 @@ CPI-event instructions and as `Program data:` logs (the CPI copy is preferred). 
 user's side as the event reports it: `user_quote_amount_in`/`user_quote_amount_out` include the LP,
 protocol and creator fees. The events carry no mints; they come from the instruction's accounts.
 Layouts: the program's published IDL (`pump_amm.json`); later versions append fields.
+
+Reserves (`Hop.reserves`): `pool_base_token_reserves` and `pool_quote_token_reserves` are the pool's two
+vault balances before the trade (on the recorded corpus they equal the vaults' pre token balances); after
+it, the base vault has given `base_amount_out` (buy) or taken `base_amount_in` (sell), and the quote vault
+has taken `quote_amount_in_with_lp_fee` (buy) or given `quote_amount_out_without_lp_fee` (sell): the LP fee
+stays in the pool, the protocol and creator fees go to their own accounts. Those after-trade numbers equal
+the vaults' post balances when the transaction touches the pool once.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from quantbot.solana.context import (
     account,
     event_activities,
     event_activity,
+    hop_reserves,
     hop_swap,
     lp_activity,
 )
@@ -181,6 +189,30 @@ def price_impact_pct(base_before: int, quote_before: int, base_after: int, quote
     return ((quote_after / base_after) / (quote_before / base_before) - 1.0) * PERCENT
 
 
+def pool_after(event: Event) -> tuple[int, int] | None:
+    """The pool's (base, quote) reserves after a `BuyEvent`'s or `SellEvent`'s trade (None for another event)."""
+    f: dict[str, Any] = event.fields
+    name = event.name
+    if name == "BuyEvent":
+        base = f["pool_base_token_reserves"] - f["base_amount_out"]
+        quote = f["pool_quote_token_reserves"] + f["quote_amount_in_with_lp_fee"]
+    elif name == "SellEvent":
+        base = f["pool_base_token_reserves"] + f["base_amount_in"]
+        quote = f["pool_quote_token_reserves"] - f["quote_amount_out_without_lp_fee"]
+    else:
+        return None
+    return (base, quote) if base > 0 and quote > 0 else None
+
+
+def reserves_after(event: Event) -> tuple[int, int] | None:
+    """The pool's reserves after a trade, (input side, output side): quote first for a buy, base for a sale."""
+    after = pool_after(event)
+    if after is None:
+        return None
+    base, quote = after
+    return (quote, base) if event.name == "BuyEvent" else (base, quote)
+
+
 def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
     """Swaps, liquidity changes and pool creations of one PumpSwap invocation."""
     return event_activities(inv, ctx, PROGRAM_ID, HANDLERS)
@@ -195,26 +227,18 @@ def _trade(event: Event, ctx: Context) -> Activity | None:
         return None
     base_before = f["pool_base_token_reserves"]
     quote_before = f["pool_quote_token_reserves"]
+    after = pool_after(event)
+    impact = None if after is None else price_impact_pct(base_before, quote_before, after[0], after[1])
     if event.name == "BuyEvent":
         base = ctx.amount(base_mint, f["base_amount_out"])
         quote = ctx.amount(quote_mint, f["user_quote_amount_in"])
-        impact = price_impact_pct(
-            base_before,
-            quote_before,
-            base_before - f["base_amount_out"],
-            quote_before + f["quote_amount_in_with_lp_fee"],
-        )
-        hop = Hop(NAME, PROGRAM_ID, f["pool"], quote, base, impact)
+        reserves = None if after is None else hop_reserves(quote, base, (after[1], after[0]))
+        hop = Hop(NAME, PROGRAM_ID, f["pool"], quote, base, impact, reserves)
     else:
         base = ctx.amount(base_mint, f["base_amount_in"])
         quote = ctx.amount(quote_mint, f["user_quote_amount_out"])
-        impact = price_impact_pct(
-            base_before,
-            quote_before,
-            base_before + f["base_amount_in"],
-            quote_before - f["quote_amount_out_without_lp_fee"],
-        )
-        hop = Hop(NAME, PROGRAM_ID, f["pool"], base, quote, impact)
+        reserves = hop_reserves(base, quote, after)
+        hop = Hop(NAME, PROGRAM_ID, f["pool"], base, quote, impact, reserves)
     trader = ctx.trader(f["user"])
     return hop_swap(ctx, (event.outer, event.inner), trader, NAME, hop)
 

@@ -4,6 +4,13 @@ Encoding: `Program log: ray_log: <base64>` in the program's frame (a text log, n
 first byte is the log type (0 init, 1 deposit, 2 withdraw, 3 swap base in, 4 swap base out), then
 fixed little-endian fields, as in the program's `log.rs`. The logs carry no mints: they come from the
 pool's vault accounts in the instruction, whose mints the token balances name.
+
+Reserves (`Hop.reserves`): a swap log's `pool_coin` and `pool_pc` are the reserves the program priced the
+swap with, before it: the vault balances less the protocol's share of fees not yet taken out
+(`need_take_pnl`, the program's `calc_total_without_take_pnl_no_orderbook`), so they are not the vault
+balances (on the corpus they differ by that share in `1ZSq1Aa2i6ES`). A swap does not change that share,
+so after the swap the reserves are those plus the whole input (`amount_in`, or `deduct_in` for a swap base
+out: its fee stays in the pool) and less the output (`out_amount`, or `amount_out`).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from quantbot.solana.context import (
     account,
     event_activities,
     event_activity,
+    hop_reserves,
     lp_activity,
     swap_handler,
 )
@@ -39,8 +47,8 @@ _VAULTS_BY_ACCOUNT_COUNT = {18: (5, 6), 17: (4, 5), 8: (3, 4)}
 # coin_vault, pc_vault, ...; initialize2: ..., amm (4), ..., lp_mint (7), coin_mint (8), pc_mint (9).
 LIQUIDITY_LP_MINT, LIQUIDITY_COIN_VAULT, LIQUIDITY_PC_VAULT = 5, 6, 7
 INIT_COIN_MINT, INIT_PC_MINT = 8, 9
-PC_TO_COIN = 1
-"""`direction` of a swap paying pc for coin (2 is coin for pc)."""
+PC_TO_COIN, COIN_TO_PC = 1, 2
+"""`direction` of a swap paying pc for coin, and coin for pc (the program's `SwapDirection`)."""
 
 LOG_INIT, LOG_DEPOSIT, LOG_WITHDRAW, LOG_SWAP_BASE_IN, LOG_SWAP_BASE_OUT = 0, 1, 2, 3, 4
 RAY_LOGS: dict[int, Layout] = {
@@ -176,6 +184,28 @@ def _init(event: Event, ctx: Context) -> Activity | None:
     return event_activity(ctx, ActivityKind.POOL_CREATE, event, ctx.trader(), NAME, given=given)
 
 
+def reserves_after(event: Event) -> tuple[int, int] | None:
+    """The pool's reserves after a `SwapBaseIn`/`SwapBaseOut` log's swap, (input side, output side), from the
+    reserves it logs before the swap and the swap's amounts (see the module docstring); None otherwise."""
+    f = event.fields
+    name = event.name
+    if name == "SwapBaseIn":
+        amount_in, amount_out = f["amount_in"], f["out_amount"]
+    elif name == "SwapBaseOut":
+        amount_in, amount_out = f["deduct_in"], f["amount_out"]
+    else:
+        return None
+    direction = f["direction"]
+    if direction == PC_TO_COIN:
+        pool_in, pool_out = f["pool_pc"], f["pool_coin"]
+    elif direction == COIN_TO_PC:
+        pool_in, pool_out = f["pool_coin"], f["pool_pc"]
+    else:
+        return None
+    after_in, after_out = pool_in + amount_in, pool_out - amount_out
+    return (after_in, after_out) if after_in > 0 and after_out > 0 else None
+
+
 def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
     """The hop of a `SwapBaseIn`/`SwapBaseOut` log, with mints from the pool's vaults (None when the log
     is not from an AMM instruction's frame)."""
@@ -195,7 +225,8 @@ def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
         amount_in, amount_out = f["deduct_in"], f["amount_out"]
     mint_in, mint_out = (pc, coin) if f["direction"] == PC_TO_COIN else (coin, pc)
     given: TokenAmount = ctx.amount(mint_in, amount_in)
-    return Hop(NAME, PROGRAM_ID, pool_of(ix), given, ctx.amount(mint_out, amount_out))
+    got = ctx.amount(mint_out, amount_out)
+    return Hop(NAME, PROGRAM_ID, pool_of(ix), given, got, None, hop_reserves(given, got, reserves_after(event)))
 
 
 HANDLERS: dict[str, EventHandler] = {

@@ -4,6 +4,9 @@ Encoding: `SwapEvent`, `IncreaseLiquidityEvent`, `DecreaseLiquidityEvent` and `P
 `Program data:` logs (`emit!`). The swap event names the user's token accounts but not the mints; those
 come from the pool vaults in the instruction (`swap` and `swap_v2` share the vault positions). Layouts:
 the program's IDL (`amm_v3.json`).
+
+Reserves: none (`Hop.reserves` is None): concentrated liquidity, as for Orca's whirlpools; its `SwapEvent`
+reports the square-root price and the active liquidity, not two reserves of a constant product.
 """
 
 from __future__ import annotations

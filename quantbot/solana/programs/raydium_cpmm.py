@@ -3,6 +3,16 @@
 Encoding: `SwapEvent` and `LpChangeEvent` as `Program data:` logs (`emit!`). Newer `SwapEvent`s append
 the mints and fees; older ones take the mints from the swap instruction's accounts. Layouts: the
 program's IDL (`raydium_cp_swap.json`).
+
+Reserves (`Hop.reserves`): `input_vault_before` and `output_vault_before` are the reserves the program
+priced the swap with, before it: the vault balances less the protocol, fund and creator fees owed but not
+yet collected (the program's `vault_amount_without_fee`), so they are not the vault balances (on the corpus
+they differ by those fees in `8QTg427xrHug`). After the swap the input side has taken `input_amount` (less
+the creator fee where it is charged on the input: `creator_fee_on_input`) and the output side has given
+`output_amount` (plus the creator fee where it is charged on the output). The protocol and fund shares of
+the trade fee also become owed fees, at rates set by the pool's config and reported by no event: the input
+side after the swap still counts them, so it exceeds what the next swap sees by those shares of this swap's
+trade fee (itself at most a few percent of the input).
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from quantbot.solana.context import (
     account,
     event_activities,
     event_activity,
+    hop_reserves,
     swap_handler,
 )
 from quantbot.solana.events import Event, ProgramEvents, anchor_event
@@ -84,6 +95,19 @@ def decode(inv: Invocation, ctx: Context) -> list[Activity] | None:
     return event_activities(inv, ctx, PROGRAM_ID, HANDLERS)
 
 
+def reserves_after(event: Event) -> tuple[int, int] | None:
+    """The pool's reserves after a `SwapEvent`'s swap, (input side, output side), from the reserves it reports
+    before the swap and the swap's amounts (see the module docstring); None for another event."""
+    if event.name != "SwapEvent":
+        return None
+    f = event.fields
+    creator_fee = f.get("creator_fee", 0)  # absent from events before the creator fee existed
+    on_input = f.get("creator_fee_on_input", False)
+    after_in = f["input_vault_before"] + f["input_amount"] - (creator_fee if on_input else 0)
+    after_out = f["output_vault_before"] - f["output_amount"] - (0 if on_input else creator_fee)
+    return (after_in, after_out) if after_in > 0 and after_out > 0 else None
+
+
 def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
     """The hop of a `SwapEvent`, with mints from the event or the instruction."""
     f = event.fields
@@ -91,9 +115,9 @@ def swap_hop(event: Event, ix: Instruction | None, ctx: Context) -> Hop | None:
     mint_out = f.get("output_mint") or account(ix, SWAP_OUTPUT_MINT)
     if mint_in is None or mint_out is None:
         return None
-    return Hop(
-        NAME, PROGRAM_ID, f["pool_id"], ctx.amount(mint_in, f["input_amount"]), ctx.amount(mint_out, f["output_amount"])
-    )
+    given, got = ctx.amount(mint_in, f["input_amount"]), ctx.amount(mint_out, f["output_amount"])
+    reserves = hop_reserves(given, got, reserves_after(event))
+    return Hop(NAME, PROGRAM_ID, f["pool_id"], given, got, None, reserves)
 
 
 def _liquidity(event: Event, ctx: Context) -> Activity | None:
