@@ -469,11 +469,19 @@ class AnalyticsSettings(_Section):
     mover_min_volume_usd: float = Field(10_000.0, ge=0, description="24 h volume a token needs to be a top mover")
     token_refresh_s: int = Field(86_400, gt=0, description="feed seconds after which a token's facts are asked again")
     performance_window_days: int = Field(30, gt=0, description="the strategy document's performance.last30Days")
+    token_document_every_s: int = Field(
+        3_600, gt=0, description="traded tokens' documents are rewritten at boundaries that are multiples of this"
+    )
 
     @model_validator(mode="after")
-    def _window_in_buckets(self) -> AnalyticsSettings:
+    def _whole_intervals(self) -> AnalyticsSettings:
         if self.window_s % self.bucket_s:
             raise ValueError(f"window_s ({self.window_s}) must be a multiple of bucket_s ({self.bucket_s})")
+        if self.token_document_every_s % self.snapshot_interval_s:
+            raise ValueError(
+                f"token_document_every_s ({self.token_document_every_s}) must be a multiple of "
+                f"snapshot_interval_s ({self.snapshot_interval_s})"
+            )
         return self
 
 

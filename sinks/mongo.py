@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,8 +78,19 @@ def replacement(whale: WhaleTransaction) -> pymongo.ReplaceOne[dict[str, Any]]:
     return pymongo.ReplaceOne({"_id": document["_id"]}, document, upsert=True)
 
 
-def write_of(item: Documented) -> tuple[str, object, Request]:
-    """(collection, document id, request) of one item.
+@dataclass(frozen=True, slots=True)
+class MongoWrite:
+    """One item's write: its collection, document id and request; `whole` when it sets everything the document's
+    earlier writes of its kind set (a replacement; a strategy's performance), so that those may be skipped."""
+
+    collection: str
+    key: object
+    request: Request
+    whole: bool
+
+
+def write_of(item: Documented) -> MongoWrite:
+    """The write of one item.
 
     A whale follow-up sets its fields in place and appends related signatures once each (`$addToSet`), and
     never creates a document (a whale its collection refused stays refused); a strategy's performance is set
@@ -88,12 +100,13 @@ def write_of(item: Documented) -> tuple[str, object, Request]:
         ValueError: the document or update cannot be encoded as BSON.
     """
     if isinstance(item, WhaleTransaction):
-        return WHALE_ACTIVITY.name, item.document["_id"], replacement(item)
+        return MongoWrite(WHALE_ACTIVITY.name, item.document["_id"], replacement(item), whole=True)
     if isinstance(item, TokenDocument | MarketSnapshot):
         document = item.document
         _encodable(document)
         collection = TOKENS.name if isinstance(item, TokenDocument) else MARKET_SNAPSHOTS.name
-        return collection, document["_id"], pymongo.ReplaceOne({"_id": document["_id"]}, document, upsert=True)
+        replaced = pymongo.ReplaceOne({"_id": document["_id"]}, document, upsert=True)
+        return MongoWrite(collection, document["_id"], replaced, whole=True)
     if isinstance(item, WhaleUpdate):
         update: dict[str, Any] = {}
         if item.fields:
@@ -101,13 +114,23 @@ def write_of(item: Documented) -> tuple[str, object, Request]:
         if item.related:
             update["$addToSet"] = {"relatedTransactions": {"$each": list(item.related)}}
         _encodable(update)
-        return WHALE_ACTIVITY.name, item.signature, pymongo.UpdateOne({"_id": item.signature}, update)
+        return MongoWrite(
+            WHALE_ACTIVITY.name, item.signature, pymongo.UpdateOne({"_id": item.signature}, update), False
+        )
     performance = {"performance": item.performance, "lastRunAt": datetime.fromtimestamp(item.at, tz=UTC)}
     _encodable(performance)
-    return STRATEGY_CONFIGS.name, item.strategy_id, pymongo.UpdateOne({"_id": item.strategy_id}, {"$set": performance})
+    request = pymongo.UpdateOne({"_id": item.strategy_id}, {"$set": performance})
+    return MongoWrite(STRATEGY_CONFIGS.name, item.strategy_id, request, whole=True)
 
 
-def waves(writes: list[tuple[int, tuple[str, object, Request]]]) -> list[dict[str, list[tuple[int, Request]]]]:
+def latest_only(writes: list[tuple[int, MongoWrite]]) -> list[tuple[int, MongoWrite]]:
+    """The writes without those a later whole write of the same document supersedes (a token's document
+    rewritten at the next boundary, a strategy's performance): the document ends the same, in fewer writes."""
+    last = {(w.collection, w.key): index for index, w in writes if w.whole}
+    return [(index, w) for index, w in writes if not w.whole or last[(w.collection, w.key)] == index]
+
+
+def waves(writes: list[tuple[int, MongoWrite]]) -> list[dict[str, list[tuple[int, Request]]]]:
     """The writes split, in order, into waves in which no document is written twice, by collection.
 
     An unordered bulk write may apply its requests in any order; two writes of one document (a whale and
@@ -116,12 +139,12 @@ def waves(writes: list[tuple[int, tuple[str, object, Request]]]) -> list[dict[st
     """
     out: list[dict[str, list[tuple[int, Request]]]] = []
     touched: set[tuple[str, object]] = set()
-    for index, (collection, key, request) in writes:
-        if not out or (collection, key) in touched:
+    for index, write in writes:
+        if not out or (write.collection, write.key) in touched:
             out.append({})
             touched = set()
-        touched.add((collection, key))
-        out[-1].setdefault(collection, []).append((index, request))
+        touched.add((write.collection, write.key))
+        out[-1].setdefault(write.collection, []).append((index, write.request))
     return out
 
 
@@ -208,7 +231,7 @@ class _MongoPartition(StatelessSinkPartition[Documented]):
     @metrics.observe_batches(STORE)
     def write_batch(self, items: list[Documented]) -> None:
         converted, letters = convert_each(items, write_of, STORE)
-        for wave in waves(list(enumerate(write for _, write in converted))):
+        for wave in waves(latest_only(list(enumerate(write for _, write in converted)))):
             for collection, requests in wave.items():
                 refusals = self._bulk(collection, requests)
                 letters += [refused(converted[index][0], STORE, _reason(error)) for index, error in refusals]

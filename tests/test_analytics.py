@@ -8,7 +8,7 @@ import random
 import statistics
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -203,7 +203,13 @@ def snapshots(outputs: Iterable[Output]) -> list[dict[str, object]]:
     return [o.document for o in outputs if isinstance(o, MarketSnapshot)]
 
 
-HOUR_WINDOW = AnalyticsConfig(window_s=SECONDS_PER_HOUR, bucket_s=300)
+def _config(**settings: Any) -> AnalyticsConfig:
+    """The analytics' settings, token documents rewritten at every snapshot boundary (unless said otherwise)."""
+    interval = settings.get("snapshot_interval_s", AnalyticsConfig().snapshot_interval_s)
+    return AnalyticsConfig(**{"token_document_every_s": interval, **settings})
+
+
+HOUR_WINDOW = _config(window_s=SECONDS_PER_HOUR, bucket_s=300)
 """A one-hour window of twelve 5-minute buckets: small enough to reckon by hand."""
 
 
@@ -263,7 +269,7 @@ def test_quotes_price_sol_through_the_same_window() -> None:
 
 def test_liquidity_market_cap_and_exchanges_from_reserves_and_facts() -> None:
     """Reserves valued at current prices give liquidity and a $1,000 impact; facts give market cap and the document."""
-    run = Runner(AnalyticsConfig())
+    run = Runner(_config())
     # The pool after the trade holds 500,000 A at $0.30 and 1,000 SOL at $150: $150k a side.
     run.feed(swap("s1", T0 + 10, TOKEN_A, 0.3, 600.0, pool=POOL, reserves=(500_000, 1_000)))
     before_facts = run.last_stats(TOKEN_A).stats
@@ -294,7 +300,7 @@ def test_liquidity_market_cap_and_exchanges_from_reserves_and_facts() -> None:
 
 def test_changed_exchanges_are_documented_at_the_boundary_for_tokens_with_facts() -> None:
     """At a snapshot boundary, the tokens traded since their last document (and with facts) get a new one."""
-    run = Runner(AnalyticsConfig())
+    run = Runner(_config())
     run.feed(swap("s1", T0 + 10, TOKEN_A, 0.3, 600.0, pool=POOL), facts(TOKEN_A))
     run.feed(swap("s2", T0 + 20, TOKEN_A, 0.3, 400.0, pool=POOL))
     run.feed(swap("s3", T0 + 30, TOKEN_B, 2.0, 100.0, pool="PoolB"))  # no facts: no document
@@ -311,9 +317,23 @@ def test_changed_exchanges_are_documented_at_the_boundary_for_tokens_with_facts(
     assert of_type(quiet_boundary, TokenDocument) == []
 
 
+def test_token_documents_wait_for_the_boundaries_of_their_own_interval() -> None:
+    """Traded tokens' documents are rewritten only at boundaries that are multiples of `token_document_every_s`."""
+    run = Runner(AnalyticsConfig(snapshot_interval_s=300, token_document_every_s=SECONDS_PER_HOUR))
+    first_hour = (T0 // SECONDS_PER_HOUR + 1) * SECONDS_PER_HOUR
+    run.feed(swap("s1", first_hour - 900, TOKEN_A, 0.3, 600.0, pool=POOL), facts(TOKEN_A))
+    written = []
+    for n, second in enumerate(range(first_hour - 600, first_hour + 301, 300)):
+        # The trade just past a boundary moves the clock over it: the boundary's outputs come with it.
+        out = run.feed(swap(f"t{n}", second + 1, TOKEN_A, 0.3, 100.0, pool=POOL))
+        written.append(len(of_type(out, TokenDocument)))
+    # Boundaries first_hour - 600, - 300 (none), first_hour (one: traded since), first_hour + 300 (none).
+    assert written == [0, 0, 1, 0]
+
+
 def test_token_requests_are_made_once_per_refresh_and_not_with_fresh_facts() -> None:
     """A traded mint without facts is asked for once per `token_refresh_s`; facts stop the asking until they age."""
-    config = AnalyticsConfig(token_refresh_s=SECONDS_PER_HOUR)
+    config = _config(token_refresh_s=SECONDS_PER_HOUR)
     run = Runner(config)
 
     first = run.feed(swap("s1", T0 + 10, TOKEN_A, 1.0, 100.0))
@@ -333,7 +353,7 @@ def test_token_requests_are_made_once_per_refresh_and_not_with_fresh_facts() -> 
 
 def test_facts_before_any_trade_are_documented_at_the_first_boundary_and_not_asked_for() -> None:
     """Facts with no feed time yet: no document dated 1970, one at the first boundary; the mint is not asked for."""
-    run = Runner(AnalyticsConfig())
+    run = Runner(_config())
 
     early = run.feed(facts(TOKEN_A))
     first_trade = run.feed(swap("s1", T0 + 10, TOKEN_A, 1.0, 100.0, pool=POOL))
@@ -354,7 +374,7 @@ def test_facts_before_any_trade_are_documented_at_the_first_boundary_and_not_ask
 
 def test_snapshots_fall_on_boundaries_of_feed_time() -> None:
     """A snapshot per boundary the clock passes, before the item that passed it; a gap yields the first one only."""
-    run = Runner(AnalyticsConfig(snapshot_interval_s=300))
+    run = Runner(_config(snapshot_interval_s=300))
 
     assert run.feed(quote_tick(WSOL_MINT, 150.0, T0 + 17), quote_tick(WSOL_MINT, 151.0, T0 + 250)) == []
     assert run.feed(quote_tick(WSOL_MINT, 152.0, T0 + 300)) == []  # at the boundary: not past it yet
@@ -372,7 +392,7 @@ def test_snapshots_fall_on_boundaries_of_feed_time() -> None:
 
 def test_snapshot_content_movers_whales_dex_volume_and_reserves() -> None:
     """Top movers by |change| above the volume floor, whale count/volume/net flow, volume per DEX, known reserves."""
-    config = AnalyticsConfig(window_s=SECONDS_PER_HOUR, bucket_s=300, top_movers=2, mover_min_volume_usd=1_000.0)
+    config = _config(window_s=SECONDS_PER_HOUR, bucket_s=300, top_movers=2, mover_min_volume_usd=1_000.0)
     run = Runner(config)
     run.feed(
         swap("a1", T0 + 10, TOKEN_A, 1.0, 600.0),
@@ -415,7 +435,7 @@ def test_snapshot_content_movers_whales_dex_volume_and_reserves() -> None:
 
 def test_follow_up_sets_the_move_three_hours_later_from_the_price_then() -> None:
     """The follow-up fires before the item that passes whale time + 3 h, with the price at that moment."""
-    run = Runner(AnalyticsConfig(snapshot_interval_s=SECONDS_PER_DAY))
+    run = Runner(_config(snapshot_interval_s=SECONDS_PER_DAY))
     run.feed(swap("whale", T0 + 10, TOKEN_A, 2.0, 60_000.0))
     run.feed(swap("later", T0 + 5_000, TOKEN_A, 2.2, 100.0))
     assert run.feed(swap("at-due", T0 + 10_810, TOKEN_A, 2.5, 100.0)) == []
@@ -429,7 +449,7 @@ def test_follow_up_sets_the_move_three_hours_later_from_the_price_then() -> None
 
 def test_follow_up_without_a_price_then_sets_nothing() -> None:
     """A followed token forgotten by the time of its follow-up gets no move (none is invented)."""
-    run = Runner(AnalyticsConfig(max_tokens=2))
+    run = Runner(_config(max_tokens=2))
     run.feed(swap("whale", T0 + 10, TOKEN_A, 2.0, 60_000.0))
     run.feed(swap("b", T0 + 20, TOKEN_B, 1.0, 100.0), swap("c", T0 + 30, TOKEN_C, 1.0, 100.0))
 
@@ -441,7 +461,7 @@ def test_follow_up_without_a_price_then_sets_nothing() -> None:
 
 def test_related_transactions_and_historical_influence() -> None:
     """A wallet's whales list each other within the window; its influence comes from its completed follow-ups."""
-    config = AnalyticsConfig(related_window_s=6 * SECONDS_PER_HOUR, influence_full_move_pct=10.0)
+    config = _config(related_window_s=6 * SECONDS_PER_HOUR, influence_full_move_pct=10.0)
     run = Runner(config)
     first = run.feed(swap("w1", T0 + 10, TOKEN_A, 1.0, 60_000.0))
     run.feed(swap("w-other", T0 + 20, TOKEN_B, 1.0, 60_000.0, trader=OTHER_WALLET))
@@ -464,7 +484,7 @@ def test_related_transactions_and_historical_influence() -> None:
 
 def test_outputs_of_one_trade_come_in_order() -> None:
     """Due timers, then exits its prices cause, its whale, the related updates, its signals, then token requests."""
-    config = AnalyticsConfig(strategies=(strategy(),), follow_up_s=100, snapshot_interval_s=SECONDS_PER_HOUR)
+    config = _config(strategies=(strategy(),), follow_up_s=100, snapshot_interval_s=SECONDS_PER_HOUR)
     run = Runner(config)
     run.feed(swap("w1", T0 + 10, TOKEN_A, 1.0, 60_000.0))  # signal entered at T0+70, follow-up due T0+110
     entered = run.feed(swap("tick", T0 + 100, TOKEN_A, 1.0, 100.0))
@@ -494,7 +514,7 @@ def test_outputs_of_one_trade_come_in_order() -> None:
 
 def test_a_transaction_seen_twice_is_not_its_own_relative_nor_followed_twice() -> None:
     """A repeated whale (at-least-once delivery) lists no relation to itself and keeps one follow-up and one signal."""
-    run = Runner(AnalyticsConfig(strategies=(strategy(),), snapshot_interval_s=SECONDS_PER_DAY))
+    run = Runner(_config(strategies=(strategy(),), snapshot_interval_s=SECONDS_PER_DAY))
     run.feed(swap("w1", T0 + 10, TOKEN_A, 1.0, 60_000.0))
 
     again = run.feed(swap("w1", T0 + 10, TOKEN_A, 1.0, 60_000.0))
@@ -511,7 +531,7 @@ def test_a_transaction_seen_twice_is_not_its_own_relative_nor_followed_twice() -
 
 def test_signal_is_entered_after_its_delay_then_takes_profit() -> None:
     """Pending until the delay, active at the price then, closed at the first price at or above take profit."""
-    run = Runner(AnalyticsConfig(strategies=(strategy(),), snapshot_interval_s=SECONDS_PER_DAY))
+    run = Runner(_config(strategies=(strategy(),), snapshot_interval_s=SECONDS_PER_DAY))
     [signal] = signals(run.feed(swap("w", T0 + 10, TOKEN_A, 1.0, 60_000.0)))
     run.feed(swap("t1", T0 + 50, TOKEN_A, 1.02, 100.0))
 
@@ -533,7 +553,7 @@ def test_signal_is_entered_after_its_delay_then_takes_profit() -> None:
 
 def test_sell_signal_stops_out_when_the_price_rises() -> None:
     """A sell signal's stop loss is above its price: a rise to it closes the signal at a loss."""
-    run = Runner(AnalyticsConfig(strategies=(strategy(),), snapshot_interval_s=SECONDS_PER_DAY))
+    run = Runner(_config(strategies=(strategy(),), snapshot_interval_s=SECONDS_PER_DAY))
     [signal] = signals(run.feed(swap("w", T0 + 10, TOKEN_A, 1.0, 60_000.0, buy=False)))
     run.feed(swap("t1", T0 + 100, TOKEN_A, 1.0, 100.0))
 
@@ -547,7 +567,7 @@ def test_sell_signal_stops_out_when_the_price_rises() -> None:
 
 def test_signal_closes_at_its_time_exit_at_the_price_then() -> None:
     """With neither level reached, the signal closes at `expires_at`, stamped then, at the price then."""
-    run = Runner(AnalyticsConfig(strategies=(strategy(),), snapshot_interval_s=SECONDS_PER_DAY))
+    run = Runner(_config(strategies=(strategy(),), snapshot_interval_s=SECONDS_PER_DAY))
     [signal] = signals(run.feed(swap("w", T0 + 10, TOKEN_A, 1.0, 60_000.0)))
     run.feed(swap("t1", T0 + 100, TOKEN_A, 1.0, 100.0), swap("t2", T0 + 3_000, TOKEN_A, 1.04, 100.0))
 
@@ -568,7 +588,7 @@ def test_signal_closes_at_its_time_exit_at_the_price_then() -> None:
 def test_signal_expires_without_time_to_hold() -> None:
     """A strategy without a time exit and no default holding time: the signal expires at its entry time."""
     follower = strategy(timeBasedExit={"enabled": False}, default_holding_s=0)
-    run = Runner(AnalyticsConfig(strategies=(follower,), snapshot_interval_s=SECONDS_PER_DAY))
+    run = Runner(_config(strategies=(follower,), snapshot_interval_s=SECONDS_PER_DAY))
     run.feed(swap("w", T0 + 10, TOKEN_A, 1.0, 60_000.0))
 
     [expired] = updates(run.feed(swap("t1", T0 + 100, TOKEN_A, 1.0, 100.0)))
@@ -583,7 +603,7 @@ def test_signal_expires_without_time_to_hold() -> None:
 
 def test_signal_expires_without_a_price_at_entry() -> None:
     """A token forgotten (no price) when the delay has passed: the signal expires, never entered."""
-    run = Runner(AnalyticsConfig(strategies=(strategy(),), max_tokens=2, snapshot_interval_s=SECONDS_PER_DAY))
+    run = Runner(_config(strategies=(strategy(),), max_tokens=2, snapshot_interval_s=SECONDS_PER_DAY))
     run.feed(swap("w", T0 + 10, TOKEN_A, 1.0, 60_000.0))
     run.feed(swap("b", T0 + 20, TOKEN_B, 1.0, 100.0))
 
@@ -597,7 +617,7 @@ def test_moves_after_one_hour_and_one_day_carry_the_whole_picture() -> None:
     follower = strategy(
         takeProfitPercent=None, stopLossPercent=None, timeBasedExit={"enabled": True, "maxHoldingTimeHours": 48}
     )
-    run = Runner(AnalyticsConfig(strategies=(follower,), snapshot_interval_s=SECONDS_PER_DAY))
+    run = Runner(_config(strategies=(follower,), snapshot_interval_s=SECONDS_PER_DAY))
     run.feed(swap("w", T0 + 10, TOKEN_A, 1.0, 60_000.0), swap("t1", T0 + 1_000, TOKEN_A, 1.3, 100.0))
 
     hour = updates(run.feed(swap("t2", T0 + 3_611, TOKEN_A, 0.5, 100.0)))
@@ -615,7 +635,7 @@ def test_moves_after_one_hour_and_one_day_carry_the_whole_picture() -> None:
 
 def test_strategy_metrics_and_performance_by_hand() -> None:
     """Three closed trades (+20 %, -10 %, +25 %) and one open position, reckoned by hand at the boundary."""
-    config = AnalyticsConfig(strategies=(strategy(),), snapshot_interval_s=SECONDS_PER_HOUR)
+    config = _config(strategies=(strategy(),), snapshot_interval_s=SECONDS_PER_HOUR)
     run = Runner(config)
     run.feed(
         swap("wa", T0 + 10, TOKEN_A, 1.0, 60_000.0),  # $600 position (1 %)
@@ -711,7 +731,7 @@ def settled(kind: str) -> float:
 
 def test_pending_beyond_the_bound_settles_the_oldest_first() -> None:
     """Beyond `max_pending` the oldest waiting follow-up or signal is settled early and counted; pending, it expires."""
-    run = Runner(AnalyticsConfig(strategies=(strategy(),), max_pending=3, snapshot_interval_s=SECONDS_PER_DAY))
+    run = Runner(_config(strategies=(strategy(),), max_pending=3, snapshot_interval_s=SECONDS_PER_DAY))
     follow_ups_before, signals_before = settled("follow_up"), settled("signal")
     run.feed(swap("w1", T0 + 10, TOKEN_A, 1.0, 60_000.0))
     run.feed(swap("w2", T0 + 20, TOKEN_B, 1.0, 60_000.0))
@@ -728,7 +748,7 @@ def test_pending_beyond_the_bound_settles_the_oldest_first() -> None:
 
 def test_tokens_wallets_and_pools_stay_within_their_bounds() -> None:
     """The least recently seen token, wallet and pool are forgotten beyond `max_tokens`, `max_wallets`, `max_pools`."""
-    run = Runner(AnalyticsConfig(max_tokens=3, max_wallets=2, max_pools=2))
+    run = Runner(_config(max_tokens=3, max_wallets=2, max_pools=2))
     for number, (token, trader) in enumerate(
         [(TOKEN_A, WALLET), (TOKEN_B, OTHER_WALLET), (TOKEN_C, "Wallet3"), (TOKEN_D, "Wallet4")]
     ):
@@ -786,7 +806,7 @@ def scripted_stream(count: int, seed: int) -> list[Item]:
     return items
 
 
-STREAM_CONFIG = AnalyticsConfig(
+STREAM_CONFIG = _config(
     strategies=(strategy(), strategy(takeProfitPercent=30, stopLossPercent=20, executionDelay=0)),
     mover_min_volume_usd=1_000.0,
 )

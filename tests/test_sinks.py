@@ -15,6 +15,7 @@ import redis
 from influxdb_client.client.influxdb_client import InfluxDBClient
 from pymongo.database import Database
 
+from quantbot.analytics import SignalUpdate, TokenDocument, WhaleUpdate
 from quantbot.backoff import Backoff
 from quantbot.models import WSOL_MINT, Activity, ActivityKind, DeadLetter, InstructionIndex, PriceTick, TokenAmount
 from quantbot.ops import stack
@@ -147,6 +148,85 @@ def test_mongo_sink_upserts_whale_documents_by_signature(mongo_url: str, mongo_d
     assert docs[0]["_id"] == whale.document["_id"]
     assert docs[0]["walletProfile"]["whaleCategory"] == "whale"
     assert docs[0]["timestamp"].replace(tzinfo=UTC) == datetime.fromtimestamp(1_750_000_000, tz=UTC)
+
+
+def test_mongo_sink_applies_a_whales_follow_ups_after_it_and_keeps_the_latest_whole_writes(
+    mongo_url: str, mongo_db: Database[dict[str, Any]]
+) -> None:
+    """A whale and its follow-ups in one batch apply in stream order; of a token's documents the last is stored."""
+    mongo_schema.apply(mongo_db)
+    whale, _ = whale_and_signal(1_750_000_000)
+    signature = str(whale.document["_id"])
+    token = {"_id": BONK, "exchanges": [], "createdAt": datetime.fromtimestamp(1_750_000_000, tz=UTC)}
+    partition = MongoSink(lambda: pymongo.MongoClient(mongo_url), mongo_db.name, FAST_RETRY).build("mongo", 0, 1)
+
+    partition.write_batch(
+        [
+            WhaleUpdate(signature, {"significance.priceMoveAfter3h": -1.0}),  # before its whale: nothing to update
+            whale,
+            TokenDocument(BONK, {**token, "updatedAt": datetime.fromtimestamp(1_750_000_300, tz=UTC)}),
+            WhaleUpdate(signature, {"significance.priceMoveAfter3h": 4.2}, related=("other",)),
+            WhaleUpdate(signature, related=("other", "third")),
+            TokenDocument(BONK, {**token, "updatedAt": datetime.fromtimestamp(1_750_003_600, tz=UTC)}),
+        ]
+    )
+
+    stored = mongo_db.whale_activity.find_one({"_id": signature})
+    assert stored is not None
+    assert stored["significance"]["priceMoveAfter3h"] == 4.2
+    assert stored["relatedTransactions"] == ["other", "third"]
+    assert stored["walletProfile"] == whale.document["walletProfile"]
+    (document,) = mongo_db.tokens.find({})
+    assert document["updatedAt"].replace(tzinfo=UTC) == datetime.fromtimestamp(1_750_003_600, tz=UTC)
+
+
+def test_signal_lifecycle_rows_and_cache_follow_the_stream(pg_url: str, redis_url: str) -> None:
+    """A signal, its activation and its close in one batch: the row ends closed with its outcome, the hash is gone."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        pg_schema.migrate_up(conn)
+        conn.execute(
+            "INSERT INTO users (user_id, email, password_hash) VALUES (%s, 'x@y.z', '!') ON CONFLICT DO NOTHING",
+            (USER_ID,),
+        )
+        conn.execute(
+            "INSERT INTO trading_strategies (strategy_id, user_id, strategy_name, strategy_type, parameters)"
+            " VALUES (%s, %s, 's', 'whale_follower', '{}') ON CONFLICT DO NOTHING",
+            (STRATEGY_ID, USER_ID),
+        )
+    now = int(time.time())
+    _, signal = whale_and_signal(now)
+    active = SignalUpdate(signal, "active", now + 60, entry_price=1.0)
+    closed = SignalUpdate(
+        signal,
+        "closed",
+        now + 600,
+        entry_price=1.0,
+        exit_price=1.2,
+        exit_reason="take_profit",
+        pnl_percent=20.0,
+        success=True,
+    )
+    PostgresSink(lambda: psycopg.connect(pg_url), FAST_RETRY).build("postgres", 0, 1).write_batch(
+        [signal, active, closed]
+    )
+    cache = RedisSink(lambda: redis.Redis.from_url(redis_url), FAST_RETRY).build("redis", 0, 1)
+    cache.write_batch([signal])
+    assert redis.Redis.from_url(redis_url).exists(f"signal:{signal.signal_id}") == 1
+    cache.write_batch([active, closed])
+
+    with psycopg.connect(pg_url) as conn:
+        status, processed, metadata = conn.execute(
+            "SELECT status, processed_at, metadata FROM trading_signals WHERE signal_id = %s", (signal.signal_id,)
+        ).fetchone() or (None, None, None)
+    assert status == "closed" and processed == datetime.fromtimestamp(now + 600, tz=UTC).replace(tzinfo=None)
+    assert metadata["outcome"] == {
+        "entry_price": 1.0,
+        "exit_price": 1.2,
+        "exit_reason": "take_profit",
+        "pnl_percent": 20.0,
+        "success": True,
+    }
+    assert redis.Redis.from_url(redis_url).exists(f"signal:{signal.signal_id}") == 0
 
 
 def test_influx_sink_points_are_identical_on_replay(influx: InfluxEndpoint) -> None:

@@ -45,6 +45,11 @@ class AnalyticsConfig:
     """`performance.last30Days`."""
     max_pools: int = 50_000
     """Pools (their latest reserves and 24 h volume) kept at most; the least recently traded is forgotten first."""
+    token_document_every_s: int = 3_600
+    """A traded token's document (its exchanges' liquidity and 24 h volume) is rewritten at the snapshot boundaries
+    that are multiples of this, not at every one: an hour-old pool figure is fresh enough for a reference
+    document, and a busy market changes hundreds of documents every five minutes. A multiple of
+    `snapshot_interval_s`. (A token's document is written at once when its facts arrive.)"""
 
     def __post_init__(self) -> None:
         positive = {
@@ -57,6 +62,7 @@ class AnalyticsConfig:
             "max_pending": self.max_pending,
             "performance_window_days": self.performance_window_days,
             "max_pools": self.max_pools,
+            "token_document_every_s": self.token_document_every_s,
         }
         for name, value in positive.items():
             if value <= 0:
@@ -64,6 +70,11 @@ class AnalyticsConfig:
         if self.window_s % self.bucket_s:
             raise ValueError(
                 f"analytics `window_s` ({self.window_s}) must be a multiple of `bucket_s` ({self.bucket_s})"
+            )
+        if self.token_document_every_s % self.snapshot_interval_s:
+            raise ValueError(
+                f"analytics `token_document_every_s` ({self.token_document_every_s}) must be a multiple of "
+                f"`snapshot_interval_s` ({self.snapshot_interval_s})"
             )
         if self.influence_full_move_pct <= 0:
             raise ValueError(

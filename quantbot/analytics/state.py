@@ -28,11 +28,12 @@ again only after `token_refresh_s` of feed time).
 - `market_cap_usd`: price x supply / 10^decimals once the mint's facts are known. None for SOL, whose wrapped
   mint's supply is only what is wrapped.
 
-**Token documents** (`tokens`): emitted when a token's facts arrive, and at each snapshot boundary for the
-tokens whose exchanges (pools traded) changed since; only for tokens whose facts are known, as the schema
-requires `decimals` (facts arriving later bring the exchanges with them). `exchanges`: one entry per known pool
-of the token (at most `MAX_POOLS_PER_TOKEN`, the most recently traded), `name` (DEX program), `address`,
-`volume24h`, and with reserves `liquidityUsd` and `priceImpact1000usd`; largest volume first.
+**Token documents** (`tokens`): emitted when a token's facts arrive, and at each snapshot boundary that is a
+multiple of `token_document_every_s` (hourly) for the tokens whose exchanges (pools traded) changed since; only for
+tokens whose facts are known, as the schema requires `decimals` (facts arriving later bring the exchanges with
+them). `exchanges`: one entry per known pool of the token (at most `MAX_POOLS_PER_TOKEN`, the most recently
+traded), `name` (DEX program), `address`, `volume24h`, and with reserves `liquidityUsd` and `priceImpact1000usd`;
+largest volume first.
 
 **Whale follow-ups, signal lifecycles, strategy figures, the market snapshot**: `quantbot.analytics.wallets`,
 `.lifecycle`, `.strategies`, `.market`.
@@ -723,9 +724,10 @@ class Analytics:
             )
         )
 
-        changed = [mint for mint in self.changed if mint in self.facts]
-        self.changed.clear()
-        out.extend(TokenDocument(mint, self._token_document(mint, at, config)) for mint in changed)
+        if at % config.token_document_every_s == 0:
+            changed = [mint for mint in self.changed if mint in self.facts]
+            self.changed.clear()
+            out.extend(TokenDocument(mint, self._token_document(mint, at, config)) for mint in changed)
 
         for strategy in config.strategies:
             book = self._book(strategy.strategy_id)
