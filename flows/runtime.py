@@ -219,6 +219,7 @@ def flow_config(settings: Settings, strategies: list[WhaleFollower]) -> FlowConf
             token_refresh_s=analytics.token_refresh_s,
             performance_window_days=analytics.performance_window_days,
             token_document_every_s=analytics.token_document_every_s,
+            repeats_max=analytics.repeats_max,
         ),
         parse=ParseConfig(max_ahead_s=settings.parse.max_ahead_s, max_decimals=settings.parse.max_decimals),
         feeds=FeedMap(pyth_mints=dict(settings.feeds.pyth_ids)),

@@ -472,6 +472,9 @@ class AnalyticsSettings(_Section):
     token_document_every_s: int = Field(
         3_600, gt=0, description="traded tokens' documents are rewritten at boundaries that are multiples of this"
     )
+    repeats_max: int = Field(
+        10_000, ge=1, description="transactions remembered so that a repeat (a duplicated line) is not counted twice"
+    )
 
     @model_validator(mode="after")
     def _whole_intervals(self) -> AnalyticsSettings:

@@ -1,14 +1,18 @@
 """Kill -9 a replay at random moments, restart it until it finishes, compare with an uninterrupted run.
 
     .venv/bin/python scripts/crash_replay.py --txs 50000 --kills 5 --seed 1
+    .venv/bin/python scripts/crash_replay.py --txs 20000 --hours 26 --speed 20000 --kills 3 --paced
     .venv/bin/python scripts/crash_replay.py --txs 20000 --speed 2 --outage postgres --outage-s 10
 
-It starts its own stores under a temporary directory (PostgreSQL, Valkey, SecantusDB and two
-VictoriaMetrics, one per run), generates a synthetic recording (or takes --recording), replays it once
-without interruption into one set of databases, and once into another set while SIGKILLing the
-`quantbot replay --recovery-dir` process --kills times at random moments. Then it reads back
-everything the flow wrote to each store and prints a table of counts and digests. Exit status 0 when
-every store is identical, 1 when one differs (with the first difference).
+It starts its own stores under a temporary directory (PostgreSQL, Valkey, SecantusDB and one
+VictoriaMetrics per run), generates a synthetic recording (or takes --recording), replays it once
+without interruption and as fast as possible into one set of databases (the reference), and once into
+another set at --speed while SIGKILLing the `quantbot replay --recovery-dir` process --kills times at
+random moments. With --paced, a third run replays it at --speed without interruption. The demo's three
+strategies follow the whales, so signals open, close and are counted in each strategy's figures. Then it
+reads back everything the flow wrote to each store (whale follow-ups, token documents, market snapshots,
+signal lifecycles, strategy metrics included) and prints a table of counts and digests. Exit status 0
+when every run's stores are identical to the reference's, 1 when one differs (with the first difference).
 
 VictoriaMetrics keeps milliseconds, and a price point lies at its trade's hash-derived nanosecond (see
 `sinks.influx.point_offset_ns`): two distinct trades of one series may share a millisecond there, and
@@ -39,6 +43,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 import psycopg
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +56,7 @@ from quantbot.ops.readback import counts, first_difference, settle_shared, share
 from quantbot.settings import Settings, load_settings
 from quantbot.stack_state import RunningServer
 from quantbot.synthetic import FeedSpec, generate_feed
-from quantbot.units import SECONDS_PER_DAY, SECONDS_PER_HOUR
+from quantbot.units import NS_PER_S, SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 # Snapshots every half second: a kill loses at most that much work, and each restart, which takes a
 # couple of seconds to import and resume, still gets past a snapshot before the next kill.
@@ -76,14 +81,18 @@ class Stores:
             stack.stop(server)
 
 
-def start_stores(work: Path) -> Stores:
+SHARED_SERVERS = 3
+"""PostgreSQL, Valkey and SecantusDB hold a database per run; VictoriaMetrics, which has none, is one per run."""
+
+
+def start_stores(work: Path, runs: list[str]) -> Stores:
     """PostgreSQL, Valkey, SecantusDB, and one VictoriaMetrics per run."""
     servers = [
         stack.start_postgres(work / "postgres" / "data", stack.free_port(), work / "postgres.log"),
         stack.start_valkey(work / "redis" / "data", stack.free_port(), work / "redis.log"),
         stack.start_mongo(work / "mongo" / "data", stack.free_port(), work / "mongo.log"),
     ]
-    for run in ("reference", "crashed"):
+    for run in runs:
         servers.append(
             stack.start_victoria_metrics(work / f"influx-{run}" / "data", stack.free_port(), work / f"influx-{run}.log")
         )
@@ -91,8 +100,10 @@ def start_stores(work: Path) -> Stores:
 
 
 def run_environment(stores: Stores, run: str, redis_db: int) -> dict[str, str]:
-    """The environment of one run's `quantbot` processes: its own database in each store."""
-    postgres, valkey, mongo, vm_reference, vm_crashed = stores.servers
+    """The environment of one run's `quantbot` processes: its own database in each store (Redis: number
+    `redis_db`, which is also the run's place among the VictoriaMetrics servers)."""
+    postgres, valkey, mongo = stores.servers[:SHARED_SERVERS]
+    influx = stores.servers[SHARED_SERVERS + redis_db]
     with psycopg.connect(postgres.url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{run}"')
     return {
@@ -102,7 +113,7 @@ def run_environment(stores: Stores, run: str, redis_db: int) -> dict[str, str]:
         "QUANTBOT_REDIS_URL": valkey.url.rsplit("/", 1)[0] + f"/{redis_db}",
         "QUANTBOT_MONGO_URL": mongo.url,
         "QUANTBOT_MONGO_DB": run,
-        "QUANTBOT_INFLUX_URL": (vm_reference if run == "reference" else vm_crashed).url,
+        "QUANTBOT_INFLUX_URL": influx.url,
         "QUANTBOT_PIPELINE_SNAPSHOT_INTERVAL_S": SNAPSHOT_INTERVAL_S,
         "QUANTBOT_REDIS_PRICE_TTL_S": PRICE_TTL_S,
         "QUANTBOT_LOGGING_LEVEL": "WARNING",
@@ -197,6 +208,20 @@ def run_with_outage(  # noqa: PLR0917 - a script-local helper called once
         raise SystemExit(f"replay failed with status {status} after the outage; see {log}")
 
 
+def _paced_s(recording: Path, speed: float) -> float:
+    """How long a replay of `recording` at `speed` takes: its frames' receive-time span over the speed."""
+    first = last = None
+    with recording.open("rb") as lines:
+        for line in lines:
+            try:
+                received_ns = orjson.loads(line)["received_ns"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                continue  # a malformed line of the recording: it has no time
+            first = received_ns if first is None else first
+            last = received_ns
+    return 0.0 if first is None or last is None else (last - first) / NS_PER_S / speed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--txs", type=int, default=50_000, help="transactions in the generated recording")
@@ -220,12 +245,18 @@ def main() -> int:
         help="instead of killing the replay, stop this store mid-replay and restart it --outage-s later",
     )
     parser.add_argument("--outage-s", type=float, default=10.0, help="how long the store stays down")
+    parser.add_argument(
+        "--paced", action="store_true", help="also replay at --speed without interruption, and compare that too"
+    )
     args = parser.parse_args()
+    if args.paced and args.speed is None:
+        parser.error("--paced needs --speed")
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="quantbot-crash-"))
     work.mkdir(parents=True, exist_ok=True)
     rng = random.Random(args.seed)
-    stores = start_stores(work)
+    runs = ["reference", *(["paced"] if args.paced else []), "crashed"]
+    stores = start_stores(work, runs)
     try:
         recording = args.recording
         if recording is None:
@@ -239,16 +270,21 @@ def main() -> int:
             print(f"recording {recording}: {stats.describe()}", flush=True)
         results = {}
         reference_s = 0.0
-        for run, redis_db in (("reference", 0), ("crashed", 1)):
+        for redis_db, run in enumerate(runs):
             env = run_environment(stores, run, redis_db)
             settings = settings_of(env)
             operations.migrate_up(settings)
-            ensure_demo_strategy(settings)
+            ensure_demo_strategy(settings, all_of_them=True)
             started = time.monotonic()
             if run == "reference":
-                run_to_end(replay_command(recording, None, args.speed), env, work / f"{run}.log")
+                run_to_end(replay_command(recording, None, None), env, work / f"{run}.log")
                 reference_s = time.monotonic() - started
-                print(f"reference: uninterrupted replay in {reference_s:.1f} s", flush=True)
+                print(f"reference: uninterrupted replay as fast as possible in {reference_s:.1f} s", flush=True)
+            elif run == "paced":
+                run_to_end(replay_command(recording, None, args.speed), env, work / f"{run}.log")
+                print(
+                    f"paced: uninterrupted replay at {args.speed:g}x in {time.monotonic() - started:.1f} s", flush=True
+                )
             elif args.outage:
                 run_with_outage(
                     replay_command(recording, work / "recovery", args.speed),
@@ -268,7 +304,8 @@ def main() -> int:
                     env,
                     work / f"{run}.log",
                     args.kills,
-                    reference_s,
+                    # The killed run's length uninterrupted: the reference's, or the recording's span at --speed.
+                    max(reference_s, 0.0 if args.speed is None else _paced_s(recording, args.speed)),
                     rng,
                     signal.Signals[f"SIG{args.signal}"],
                 )
@@ -281,15 +318,18 @@ def main() -> int:
         for run, snapshot in results.items():
             settled = settle_shared(snapshot["influx"], shared)
             print(f"{run}: {settled} influx samples where distinct trades share a VictoriaMetrics millisecond")
-        reference, crashed = (counts(results[r]) for r in ("reference", "crashed"))
-        print(f"{'store':28} {'reference':>12} {'crashed':>12}  identical")
-        for name in reference:
-            same = first_difference(results["reference"][name], results["crashed"][name]) is None
-            print(f"{name:28} {reference[name]:>12} {crashed[name]:>12}  {'yes' if same else 'NO'}")
-        difference = first_difference(results["reference"], results["crashed"])
-        if difference:
-            print(f"DIFFERENT: first difference at {difference}")
-            return 1
+        tallies = {run: counts(results[run]) for run in runs}
+        others = runs[1:]
+        print(f"{'store':36} " + " ".join(f"{run:>12}" for run in runs) + "  identical")
+        for name in tallies["reference"]:
+            same = all(first_difference(results["reference"][name], results[run][name]) is None for run in others)
+            figures = " ".join(f"{tallies[run][name]:>12}" for run in runs)
+            print(f"{name:36} {figures}  {'yes' if same else 'NO'}")
+        for run in others:
+            difference = first_difference(results["reference"], results[run])
+            if difference:
+                print(f"DIFFERENT: {run} first differs at {difference}")
+                return 1
         print("IDENTICAL: every store holds exactly what the uninterrupted run wrote")
         return 0
     finally:

@@ -216,6 +216,21 @@ HOUR_WINDOW = _config(window_s=SECONDS_PER_HOUR, bucket_s=300)
 # ---- the window
 
 
+def test_a_repeated_transaction_counts_once_and_sets_nothing_off() -> None:
+    """A transaction seen again (a duplicated line) adds no volume, no whale and no tick: the first one stands."""
+    run = Runner(_config())
+    first = run.feed(swap("whale", T0, TOKEN_A, 1.0, 300_000.0), facts(TOKEN_A))
+    ticks_before = len(run.ticks)
+    again = run.feed(swap("whale", T0, TOKEN_A, 1.0, 300_000.0))
+    ticks_after = len(run.ticks)
+    run.feed(swap("small", T0 + 1, TOKEN_A, 1.0, 10.0))
+
+    assert of_type(first, WhaleTransaction) and again == []
+    assert ticks_after == ticks_before  # the repeat's activities came back without their ticks
+    stats = run.last_stats(TOKEN_A).stats
+    assert stats is not None and stats.volume_24h_usd == pytest.approx(300_010.0)
+
+
 def test_window_statistics_by_hand() -> None:
     """High, low, volume and the change from the price before the window, bucket by bucket, as reckoned by hand."""
     run = Runner(HOUR_WINDOW)
@@ -513,16 +528,15 @@ def test_outputs_of_one_trade_come_in_order() -> None:
 
 
 def test_a_transaction_seen_twice_is_not_its_own_relative_nor_followed_twice() -> None:
-    """A repeated whale (at-least-once delivery) lists no relation to itself and keeps one follow-up and one signal."""
+    """A repeated whale (at-least-once delivery) is not observed again: no relation to itself, one follow-up and one
+    signal (the first time's stand in the stores)."""
     run = Runner(_config(strategies=(strategy(),), snapshot_interval_s=SECONDS_PER_DAY))
-    run.feed(swap("w1", T0 + 10, TOKEN_A, 1.0, 60_000.0))
+    [whale] = of_type(run.feed(swap("w1", T0 + 10, TOKEN_A, 1.0, 60_000.0)), WhaleTransaction)
 
     again = run.feed(swap("w1", T0 + 10, TOKEN_A, 1.0, 60_000.0))
 
-    [whale] = of_type(again, WhaleTransaction)
     assert whale.document["relatedTransactions"] == []
-    assert of_type(again, WhaleUpdate) == []
-    assert len(signals(again)) == 1  # re-emitted: its stores write it by id
+    assert again == []
     assert (len(run.analytics.follow_ups), len(run.analytics.signals)) == (1, 1)
 
 

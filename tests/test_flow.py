@@ -98,13 +98,21 @@ def store_state(settings: Settings) -> dict[str, Any]:
     """Everything the flow wrote, as comparable plain data."""
     assert settings.postgres.url and settings.mongo.url and settings.redis.url
     with psycopg.connect(settings.postgres.url) as conn:
+        # A signal's outcome (its lifecycle: `quantbot.analytics`) depends on how far the stream's time went,
+        # not on the signal: left out, as its status is.
         signals = conn.execute(
-            "SELECT signal_id::text, token_address, direction, confidence::text, created_at, metadata::text"
-            " FROM trading_signals ORDER BY signal_id"
+            "SELECT signal_id::text, token_address, direction, confidence::text, created_at,"
+            " (metadata - 'outcome')::text FROM trading_signals ORDER BY signal_id"
         ).fetchall()
         letters = conn.execute("SELECT position, stage, reason, raw FROM dead_letters ORDER BY position").fetchall()
     with pymongo.MongoClient(settings.mongo.url) as client:
-        whales = list(client[settings.mongo.db].whale_activity.find({}).sort("_id"))
+        # Likewise a whale's follow-ups: its move 3 h later, the wallet's other whales and their moves.
+        follow_ups = {
+            "significance.priceMoveAfter3h": 0,
+            "relatedTransactions": 0,
+            "walletProfile.historicalInfluence": 0,
+        }
+        whales = list(client[settings.mongo.db].whale_activity.find({}, follow_ups).sort("_id"))
     client_r = redis.Redis.from_url(settings.redis.url, decode_responses=True)
     prices = {key: client_r.hgetall(key) for key in sorted(client_r.scan_iter(match="price:*"))}
     return {"signals": signals, "dead_letters": letters, "whales": whales, "prices": prices}

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import redis
 
+from quantbot.models import FrameKind
 from quantbot.ops import readback
 from quantbot.ops import schema as operations
 from quantbot.ops.demo import ensure_demo_strategy
@@ -90,7 +91,8 @@ def recorded(directory: Path) -> list[str]:
         try:
             for line in read_lines(path):
                 frame = decode_frame(line.data, f"{path.name}@{line.offset}")
-                signatures.extend(tx.signature for tx in parse_transactions(frame.payload))
+                if frame.kind == FrameKind.TRANSACTION:  # not the token facts the flow asked for
+                    signatures.extend(tx.signature for tx in parse_transactions(frame.payload))
         except RecordingReadError:
             continue
     return signatures

@@ -45,6 +45,9 @@ class AnalyticsConfig:
     """`performance.last30Days`."""
     max_pools: int = 50_000
     """Pools (their latest reserves and 24 h volume) kept at most; the least recently traded is forgotten first."""
+    repeats_max: int = 10_000
+    """Transactions remembered to recognise a repeat (a duplicated line, a transaction delivered twice): repeats
+    come close together, and 10^4 is a minute and a half of mainnet's ~110 DEX transactions a second."""
     token_document_every_s: int = 3_600
     """A traded token's document (its exchanges' liquidity and 24 h volume) is rewritten at the snapshot boundaries
     that are multiples of this, not at every one: an hour-old pool figure is fresh enough for a reference
@@ -63,6 +66,7 @@ class AnalyticsConfig:
             "performance_window_days": self.performance_window_days,
             "max_pools": self.max_pools,
             "token_document_every_s": self.token_document_every_s,
+            "repeats_max": self.repeats_max,
         }
         for name, value in positive.items():
             if value <= 0:
