@@ -7,9 +7,10 @@ itself and the configuration; fields the data cannot support are absent, never i
   `[labels.<wallet>] name = "...", type = "exchange"`); an unlabelled wallet has `type = "unknown"`
   and no `knownEntity`. `.whaleCategory` is the size tier. `.historicalInfluence` needs a wallet's
   history of price moves after its trades: `quantbot.analytics` adds it once such a history exists.
-- `market.priceImpact`: percent, from the pool's own before/after reserves where the event carries
-  them (Pump.fun, PumpSwap); absent otherwise. `market.route`: the programs of the hops, when the
-  trade went through an aggregator.
+- `market.priceImpact`: percent, the largest move of a pool's price among the trade's hops, from the event's
+  own figure (Pump.fun, PumpSwap) or from the pool's reserves the event carries (`Hop.reserves`: Raydium
+  AMM v4, CPMM, Launchpad, and those two); absent otherwise (concentrated-liquidity pools). `market.route`:
+  the programs of the hops, when the trade went through an aggregator.
 - `significance.relativeSize`: the value over the lowest tier's threshold: below 2x `large`, below 10x
   `very_large`, else `extreme`. `.marketImpact`: from the price impact (below `impact_medium_pct`
   `low`, below `impact_high_pct` `medium`, else `high`); absent with the impact. `.signalStrength`
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from quantbot.models import Activity, TokenAmount, ValuedActivity, WhaleTransaction
+from quantbot.models import Activity, Hop, TokenAmount, ValuedActivity, WhaleTransaction
 from quantbot.pricing import KNOWN_SYMBOLS, ui_amount
 
 # Size scores reach their maximum at this multiple of the lowest tier's threshold.
@@ -91,8 +92,24 @@ def tier_of(usd: float, config: WhaleConfig) -> str | None:
     return found
 
 
+def hop_impact(hop: Hop) -> float | None:
+    """How far the hop moved its pool's price, in percent: the event's own figure (Pump.fun, PumpSwap), else from
+    the pool's reserves after the hop (`Hop.reserves`: constant-product pools) and the hop's amounts, which give
+    the reserves before it; None where neither is known."""
+    if hop.price_impact_pct is not None:
+        return abs(hop.price_impact_pct)
+    if hop.reserves is None:
+        return None
+    after_in, after_out = hop.reserves[0].amount, hop.reserves[1].amount
+    before_in, before_out = after_in - hop.input.amount, after_out + hop.output.amount
+    if before_in <= 0 or after_in <= 0 or after_out <= 0:
+        return None  # reserves that cannot have priced this hop: no impact claimed
+    spot_before, spot_after = before_out / before_in, after_out / after_in
+    return abs(1.0 - spot_after / spot_before) * 100.0
+
+
 def _max_impact(activity: Activity) -> float | None:
-    impacts = [abs(h.price_impact_pct) for h in activity.hops if h.price_impact_pct is not None]
+    impacts = [impact for h in activity.hops if (impact := hop_impact(h)) is not None]
     return max(impacts) if impacts else None
 
 

@@ -315,3 +315,25 @@ def test_labels_file_names_known_wallets(tmp_path: Path) -> None:
     path.write_text("[labels.Somebody]\ntype = 3\n")
     with pytest.raises(ValueError, match="Somebody"):
         load_labels(path)
+
+
+def test_a_hops_impact_comes_from_its_pools_reserves_where_the_event_has_no_figure() -> None:
+    """Reserves 1,100/900 after swapping 100 in for 100 out: the pool's price fell from 1.0 to 0.818, 18.18 %."""
+    from quantbot.models import Hop
+    from quantbot.whales import hop_impact
+
+    def hop(impact: float | None, reserves: tuple[int, int] | None) -> Hop:
+        return Hop(
+            "raydium_amm_v4",
+            "675kPX9MHTjS2zt1qfr1NYHuzeLXfQM9H24wFSUt1Mp8",
+            "pool",
+            TokenAmount("in", 100, 6),
+            TokenAmount("out", 100, 6),
+            impact,
+            None if reserves is None else (TokenAmount("in", reserves[0], 6), TokenAmount("out", reserves[1], 6)),
+        )
+
+    assert hop_impact(hop(None, (1_100, 900))) == pytest.approx(100 * (1 - (900 / 1_100)))
+    assert hop_impact(hop(-2.5, (1_100, 900))) == 2.5  # the event's own figure first
+    assert hop_impact(hop(None, None)) is None
+    assert hop_impact(hop(None, (50, 900))) is None  # fewer reserves than the hop put in: not this pool's

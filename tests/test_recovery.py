@@ -12,9 +12,10 @@ from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow  # kills and restarts replays in child processes
 
-# Paced so that the replay lasts several seconds and the kills land in the middle of it: 6,000
-# transactions recorded at 400/s, replayed 4x faster, take about 4 s after a second of start-up.
-TXS, SPEED, KILLS = "6000", "4", "3"
+# 6,000 transactions over 26 h of feed time, so that 24 h windows slide, whales are followed up 3 h later and
+# signals open and close; paced at 20,000x, a replay lasts about 5 s after a second of start-up, so the kills
+# land in the middle of it.
+TXS, HOURS, SPEED, KILLS = "6000", "26", "20000", "3"
 CRASH_SCRIPT_TIMEOUT_S = 600
 """Two replays of a few thousand transactions, stores started and compared: about a minute; ten is a hang."""
 
@@ -34,15 +35,17 @@ def crash_replay(*args: str) -> str:
     return output
 
 
-def test_kill_9_at_random_moments_leaves_identical_stores() -> None:
-    """scripts/crash_replay.py kills the replay mid-stream, resumes it, and finds every store identical."""
-    output = crash_replay("--txs", TXS, "--kills", KILLS, "--speed", SPEED, "--seed", "3")
+def test_full_speed_paced_and_killed_replays_leave_identical_stores() -> None:
+    """scripts/crash_replay.py replays a 26 h feed as fast as possible, paced, and paced while killed three times:
+    every store is identical, follow-ups, token documents, snapshots, lifecycles and strategy figures included."""
+    output = crash_replay("--txs", TXS, "--hours", HOURS, "--kills", KILLS, "--speed", SPEED, "--seed", "3", "--paced")
 
     kills = re.findall(r"kill -9 #(\d+)", output)
     assert kills, f"the replay finished before any kill, so nothing was tested:\n{output}"
     assert "IDENTICAL" in output
-    assert re.search(r"postgres\.dead_letters\s+(\d+)\s+\1\s+yes", output), output
-    assert re.search(r"mongo\.whale_activity\s+([1-9]\d*)\s+\1\s+yes", output), output
+    assert re.search(r"postgres\.dead_letters\s+(\d+)\s+\1\s+\1\s+yes", output), output
+    for part in ("mongo.whale_activity", "mongo.tokens", "mongo.market_snapshots", "postgres.trading_signals"):
+        assert re.search(rf"{re.escape(part)}\s+([1-9]\d*)\s+\1\s+\1\s+yes", output), (part, output)
 
 
 @pytest.mark.soak  # 50 s each: `./dev test -m soak` runs them (the README's test command leaves them out)
