@@ -315,7 +315,7 @@ def test_run_killed_with_sigkill_and_restarted_loses_nothing(  # noqa: PLR0917
 
 
 def deduplicate(directory: Path, out: Path) -> None:
-    """The recordings' frames, each transaction's first only, as one recording."""
+    """The recordings' frames, each transaction's first only (the token facts asked for, all), as one recording."""
     seen: set[str] = set()
     out.parent.mkdir(parents=True)
     with out.open("wb") as file:
@@ -323,12 +323,22 @@ def deduplicate(directory: Path, out: Path) -> None:
             try:
                 for line in read_lines(path):
                     frame = decode_frame(line.data, path.name)
+                    if frame.kind != FrameKind.TRANSACTION:
+                        file.write(line.data.rstrip(b"\n") + b"\n")
+                        continue
                     (tx,) = parse_transactions(frame.payload)
                     if tx.signature not in seen:
                         seen.add(tx.signature)
                         file.write(line.data.rstrip(b"\n") + b"\n")
             except RecordingReadError:
                 continue
+
+
+STAT_FIELDS = frozenset(
+    f"token_prices_{name}" for name in ("market_cap", "liquidity", "price_change_24h", "high_24h", "low_24h")
+)
+"""A price point's statistics depend on what the flow knew when it wrote it (a token's facts, asked for again
+after a restart, come back at another moment of a live stream): which of them a point carries is no identity."""
 
 
 def keys(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -338,7 +348,9 @@ def keys(snapshot: dict[str, Any]) -> dict[str, Any]:
         "whales": sorted(document["_id"] for document in snapshot["mongo.whale_activity"]),
         "redis": sorted(snapshot["redis"]),
         "influx": sorted(
-            (sorted(series["metric"].items()), [t for t, _ in series["samples"]]) for series in snapshot["influx"]
+            (sorted(series["metric"].items()), [t for t, _ in series["samples"]])
+            for series in snapshot["influx"]
+            if series["metric"]["__name__"] not in STAT_FIELDS
         ),
     }
 
