@@ -12,9 +12,9 @@ traded). The figures, all over per-trade returns with no annualisation:
   closing order (starting at 1, each trade multiplying it by `1 + return`, floored at 0: a trade losing more
   than its stake wipes the curve out); 0 before any loss;
 - `sharpe_ratio`: the mean return over the returns' sample standard deviation; undefined (absent from the
-  point and the document) with fewer than two trades or no spread;
+  point and the document) with fewer than `MIN_RATIO_TRADES` trades or no spread;
 - `sortino_ratio`: the mean return over the downside deviation `sqrt(mean(min(return, 0)^2))`; undefined
-  with fewer than two trades or no losing trade.
+  with fewer than `MIN_RATIO_TRADES` trades or no losing trade.
 
 `performance` (the strategy document's) per window: `tradesTotal`, `winRate` (wins / trades, 0 before any
 trade), `profitPercent` (as `pnl_percent`), `sharpeRatio` (absent when undefined). `allTime` is every trade the
@@ -30,6 +30,9 @@ from collections import OrderedDict
 from quantbot.analytics.slotted import Slotted
 from quantbot.units import SECONDS_PER_DAY
 
+MIN_RATIO_TRADES = 3
+"""Trades a Sharpe or Sortino ratio needs: over two nearly equal returns the deviation is close to 0 and
+the ratio a meaningless thousand (two stop-losses of -12.09 % and -12.11 % give -1,000)."""
 RATIO_DIGITS = 4
 PERCENT_DIGITS = 4
 USD_DIGITS = 2
@@ -90,15 +93,15 @@ class Returns(Slotted):
 
     @property
     def sharpe(self) -> float | None:
-        """Mean return over the sample standard deviation; None with fewer than two trades or no spread."""
-        if self.trades < 2 or self.m2 <= 0:
+        """Mean return over the sample standard deviation; None with fewer than `MIN_RATIO_TRADES` or no spread."""
+        if self.trades < MIN_RATIO_TRADES or self.m2 <= 0:
             return None
         return self.mean / math.sqrt(self.m2 / (self.trades - 1))
 
     @property
     def sortino(self) -> float | None:
-        """Mean return over the downside deviation; None with fewer than two trades or no losing one."""
-        if self.trades < 2 or self.downside <= 0:
+        """Mean return over the downside deviation; None with fewer than `MIN_RATIO_TRADES` or no losing one."""
+        if self.trades < MIN_RATIO_TRADES or self.downside <= 0:
             return None
         return self.mean / math.sqrt(self.downside / self.trades)
 
