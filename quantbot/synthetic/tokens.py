@@ -89,6 +89,9 @@ NAME_STEMS = (
 NAME_ENDINGS = ("coin", "inu", "dog", " AI", "swap", "fi", "verse", "", " Token", " Cash")
 SYMBOL_LETTERS = (3, 5)
 """A symbol is three to five letters of the name, uppercased."""
+TAKEN_SYMBOLS = frozenset({"SOL", "USDC", "USDT", "BONK", "WIF", "JUP", "PEPE", "DOGE", "SHIB"})
+"""Real tokens' symbols: a synthetic memecoin drawn as one gets an `X` after it, so that no summary shows a
+"SOL" that is not SOL."""
 HOST = "quantbot.test"
 """RFC 2606's reserved `.test` domain: links of synthetic tokens lead nowhere real."""
 ARWEAVE_ID_BYTES = 32
@@ -137,7 +140,8 @@ def _name(rng: random.Random) -> tuple[str, str]:
     """A token's name and symbol."""
     name = rng.choice(NAME_STEMS) + rng.choice(NAME_ENDINGS)
     letters = [c for c in name.upper() if c.isalpha()]
-    return name, "".join(letters[: rng.randint(*SYMBOL_LETTERS)])
+    symbol = "".join(letters[: rng.randint(*SYMBOL_LETTERS)])
+    return name, symbol + "X" if symbol in TAKEN_SYMBOLS else symbol
 
 
 def _uri(rng: random.Random, name: str, symbol: str, limit: int | None) -> str:
