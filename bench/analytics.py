@@ -13,9 +13,10 @@ pass them, so the percentiles show them and the mean carries their share.
 The stream is run `--passes` times (a fresh state each time, the very same calls) and each call counts
 with its fastest time: on a shared machine a call preempted once is not the analytics' cost.
 
-The decoders fill `Hop.reserves` for constant-product pools only as they are taught to; until then this
-script gives every hop with a pool reserves of a plausible depth (`--no-reserves`: leave them as decoded),
-so that the pools' liquidity path is measured. DESIGN §7: the flow values ~2,000+ trades/s per core; the
+The decoders fill `Hop.reserves` for constant-product pools only (Pump.fun, PumpSwap, Raydium AMM v4, CPMM,
+Launchpad); this script gives every other hop with a pool reserves of a plausible depth (`--no-reserves`: leave
+them as decoded), so that the pools' liquidity path is measured on every trade, a worst case.
+DESIGN §7: the flow values ~2,000+ trades/s per core; the
 analytics should cost a few µs of that per typical trade.
 """
 
