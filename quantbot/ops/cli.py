@@ -545,7 +545,7 @@ def _print_analytics(counts: Any) -> None:
                 (all_time := s["performance"].get("allTime", {})).get("tradesTotal", 0),
                 f"{all_time.get('winRate', 0):.0%}",
                 f"{all_time.get('profitPercent', 0):+.2f}%",
-                f"{all_time.get('sharpeRatio', 0):.2f}",
+                f"{all_time['sharpeRatio']:.2f}" if "sharpeRatio" in all_time else "-",  # undefined: too few trades
             )
             for s in ranked
         ]
