@@ -360,18 +360,18 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
 
     def take_threadsafe(self, signature: str) -> bool:
         """`_take` from another thread (the flow's): handed to the loop; False when the loop is not running."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return False
-        loop.call_soon_threadsafe(self._take, signature)
-        return True
+        return self._in_loop(self._take, signature)
 
     def request_token_threadsafe(self, mint: str) -> bool:
         """`_ask_token` from another thread (the flow's); False when the loop is not running."""
+        return self._in_loop(self._ask_token, mint)
+
+    def _in_loop(self, call: Callable[[str], object], value: str) -> bool:
+        """Hand `call(value)` to the partition's loop from another thread; False when the loop is not running."""
         loop = self._loop
         if loop is None or loop.is_closed():
             return False
-        loop.call_soon_threadsafe(self._ask_token, mint)
+        loop.call_soon_threadsafe(call, value)
         return True
 
     async def _main(self) -> None:

@@ -88,22 +88,23 @@ def reserve_values(pool: Pool, price_of: PriceOf, decimals_of: DecimalsOf) -> tu
     if reserves is None:
         return None
     units_first, units_second = pool.units
-    first = second = None
-    price = price_of(reserves[0].mint)
-    if price is not None:
-        if units_first is None:
-            units_first = _units(reserves[0], decimals_of)
-        if units_first is not None:
-            first = units_first * price
-    price = price_of(reserves[1].mint)
-    if price is not None:
-        if units_second is None:
-            units_second = _units(reserves[1], decimals_of)
-        if units_second is not None:
-            second = units_second * price
+    first = _side_usd(reserves[0], units_first, price_of, decimals_of)
+    second = _side_usd(reserves[1], units_second, price_of, decimals_of)
     if first is None:
         return None if second is None else (second, second)
     return first, first if second is None else second
+
+
+def _side_usd(
+    reserve: TokenAmount, units: float | None, price_of: PriceOf, decimals_of: DecimalsOf | None
+) -> float | None:
+    """One side of a pool in USD: its units (`units` when known, else from the reserve) at its token's price."""
+    price = price_of(reserve.mint)
+    if price is None:
+        return None
+    if units is None:
+        units = _units(reserve, decimals_of)
+    return None if units is None else units * price
 
 
 def liquidity_usd(pool: Pool, price_of: PriceOf, decimals_of: DecimalsOf) -> float | None:
