@@ -18,8 +18,8 @@ from influxdb_client.rest import ApiException
 
 from quantbot import metrics
 from quantbot.analytics import SignalUpdate, StrategyMetrics
-from quantbot.models import PriceTick, Signal
-from quantbot.schema.influx import TokenPrice, TradingMetrics, TradingSignalEvent
+from quantbot.models import PriceTick, Signal, TickStats
+from quantbot.schema.influx import TokenPrice, TradingMetrics, TradingSignalEvent, token_price_line
 from quantbot.units import NS_PER_S, NS_PER_US
 from sinks.dead_letters import DeadLetterStore, DeadLetterWriter, convert_each, deliver, find_refused, refused
 from sinks.retry import Retry
@@ -37,6 +37,8 @@ by the halving that finds the offender), points the bucket will not keep, e.g. b
 STORE = "influx"
 UNKNOWN_USER = "00000000-0000-0000-0000-000000000000"
 """The `user_id` tag of a strategy whose document names no `userId` (the tag is required): the nil UUID."""
+NO_STATS = TickStats()
+"""The statistics of a tick the analytics has not seen: none known."""
 
 Pointed = PriceTick | Signal | SignalUpdate | StrategyMetrics
 """What the sink writes."""
@@ -171,7 +173,22 @@ def is_refusal(exc: BaseException) -> bool:
 def line_of(item: Pointed) -> str:
     """The item's point as one line of line protocol."""
     if isinstance(item, PriceTick):
-        return price_point(item).to_line_protocol()
+        stats = item.stats
+        if stats is None:
+            stats = NO_STATS
+        return token_price_line(
+            point_time_ns(item),
+            item.token,
+            item.symbol,
+            item.source,
+            price=item.price_usd,
+            volume=item.volume_usd,
+            market_cap=stats.market_cap_usd,
+            liquidity=stats.liquidity_usd,
+            price_change_24h=stats.change_24h_pct,
+            high_24h=stats.high_24h,
+            low_24h=stats.low_24h,
+        )
     if isinstance(item, StrategyMetrics):
         return metrics_point(item).to_line_protocol()
     return signal_point(item).to_line_protocol()

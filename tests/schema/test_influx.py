@@ -30,6 +30,7 @@ from quantbot.schema.influx import (
     TradingSignalEvent,
     ensure_bucket,
     to_nanoseconds,
+    token_price_line,
 )
 from tests.conftest import InfluxEndpoint
 from tests.schema import document
@@ -223,6 +224,51 @@ def test_invalid_points_are_refused(what: str, change: dict[str, Any]) -> None:
 
     with pytest.raises(InvalidPointError):
         TokenPrice(**values)
+
+
+TOKEN_PRICE_FIELDS = ("price", "volume", "market_cap", "liquidity", "price_change_24h", "high_24h", "low_24h")
+TOKEN_PRICE_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("every field", dict(zip(TOKEN_PRICE_FIELDS, (1.5, 2.0, 3e20, 4.25, -5.5, 1e-9, 0.1), strict=True))),
+    ("price only, no symbol", {"price": 123456789.0, "symbol": None}),
+    ("whole and tiny floats", {"price": 1.0, "volume": 0.0, "low_24h": 5e-324, "high_24h": 1e16}),
+    ("escaped tags", {"price": 2.5, "token_address": "a b", "symbol": "x,y=z\tq", "source": "dex one"}),
+    ("an int for a float", {"price": 3, "volume": 7250000}),
+    ("a numpy-free subclass of float", {"price": type("Sub", (float,), {})(2.5)}),
+    ("negative time", {"price": 1.5, "time_ns": -1_500_000_001}),
+    ("nanosecond offset", {"price": 1.5, "time_ns": 1_773_500_966_535_897_123}),
+]
+
+
+@pytest.mark.parametrize(("what", "values"), TOKEN_PRICE_CASES, ids=[w for w, _ in TOKEN_PRICE_CASES])
+def test_token_price_line_is_the_points_line(what: str, values: dict[str, Any]) -> None:
+    """The flow's fast `token_prices` line is byte for byte `TokenPrice(...).to_line_protocol()` and the client's."""
+    given: dict[str, Any] = {"token_address": "So1ana", "symbol": "SOL", "source": "raydium", "time_ns": 10**18 + 7}
+    given.update(values)
+    fields: dict[str, Any] = {name: given.get(name) for name in TOKEN_PRICE_FIELDS}
+    time_ns = given["time_ns"]
+    point = TokenPrice(
+        time=datetime.fromtimestamp(0, tz=UTC) + timedelta(microseconds=time_ns // 1000),
+        nanosecond=time_ns % 1000,
+        token_address=given["token_address"],
+        symbol=given["symbol"],
+        source=given["source"],
+        **fields,
+    )
+
+    line = token_price_line(time_ns, given["token_address"], given["symbol"], given["source"], **fields)
+
+    assert line == point.to_line_protocol() == _reference_line(point)
+
+
+@pytest.mark.parametrize(("what", "change"), BAD_POINTS[1:], ids=[w for w, _ in BAD_POINTS[1:]])
+def test_token_price_line_refuses_what_the_point_refuses(what: str, change: dict[str, Any]) -> None:
+    """A value `TokenPrice` refuses is refused by the fast line too, with the same error."""
+    values: dict[str, Any] = {"token_address": "a", "symbol": "S", "source": "x", "price": 1.0}
+    values.update(change)
+    fields: dict[str, Any] = {name: values.get(name) for name in TOKEN_PRICE_FIELDS}
+
+    with pytest.raises(InvalidPointError):
+        token_price_line(10**18, values["token_address"], values["symbol"], values["source"], **fields)
 
 
 SYSTEM_TAGS = {"service": "s", "instance": "i", "region": "r"}
