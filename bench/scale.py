@@ -21,15 +21,16 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import resource
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import psycopg
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +41,7 @@ from quantbot.ops import schema as operations  # noqa: E402
 from quantbot.ops import stack  # noqa: E402
 from quantbot.ops.demo import ensure_demo_strategy  # noqa: E402
 from quantbot.settings import load_settings  # noqa: E402
+from quantbot.stack_state import read_state  # noqa: E402
 from quantbot.synthetic import FeedSpec, generate_feed  # noqa: E402
 from quantbot.units import SECONDS_PER_DAY  # noqa: E402
 from sinks.clients import resolve_endpoints  # noqa: E402
@@ -81,19 +83,50 @@ def _environment(base: dict[str, str], postgres_admin: str, redis_url: str, run:
     return env
 
 
-def measure(recording: Path, env: dict[str, str], topology: str, logs: Path) -> tuple[float, float, float]:
-    """(slowest process's replay elapsed s, wall s, CPU s of the quantbot processes) of one replay as `topology`."""
+@dataclass(frozen=True)
+class Measured:
+    """One topology's run."""
+
+    elapsed_s: float
+    """The slowest process's replay elapsed time (the engine's run)."""
+    wall_s: float
+    """From starting the processes to the last one's exit, interpreter start-up included."""
+    process_cpu_s: tuple[float, ...]
+    """CPU seconds (user + system) of each quantbot process."""
+    stores_cpu_s: float
+    """CPU seconds of the four embedded stores' processes over the same wall time."""
+
+
+def _stores_cpu_s(stack_dir: Path) -> float:
+    """CPU seconds used so far by the embedded stores' processes and their children (PostgreSQL's backends)."""
+    total = 0.0
+    for server in read_state(stack_dir).values():
+        try:
+            leader = psutil.Process(server.pid)
+            for process in (leader, *leader.children(recursive=True)):
+                times = process.cpu_times()
+                total += times.user + times.system
+        except psutil.NoSuchProcess:  # a backend that ended between listing and reading: its time is lost
+            continue
+    return total
+
+
+def measure(recording: Path, env: dict[str, str], topology: str, logs: Path, stack_dir: Path) -> Measured:
+    """One replay of `recording` as `topology`, its processes' and the stores' CPU time beside it."""
     processes, workers = (int(n) for n in topology.split("x"))
-    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stores_before = _stores_cpu_s(stack_dir)
     started = time.monotonic()
     children = []
     for i, command in enumerate(_commands(recording, processes, workers)):
         with (logs / f"{topology}-{i}.log").open("wb") as out:
             children.append(subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=out))
-    statuses = [child.wait(timeout=RUN_DEADLINE_S) for child in children]
+    statuses, cpu = [], []
+    for child in children:
+        _, status, usage = os.wait4(child.pid, 0)
+        statuses.append(os.waitstatus_to_exitcode(status))
+        cpu.append(usage.ru_utime + usage.ru_stime)
     wall = time.monotonic() - started
-    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    stores = _stores_cpu_s(stack_dir) - stores_before
     if any(statuses):
         raise SystemExit(f"{topology}: exit statuses {statuses}; see {logs}")
     elapsed = []
@@ -102,7 +135,7 @@ def measure(recording: Path, env: dict[str, str], topology: str, logs: Path) -> 
         if found is None:
             raise SystemExit(f"{topology}: process {i} printed no elapsed time; see {logs}")
         elapsed.append(float(found.group(1)))
-    return max(elapsed), wall, cpu
+    return Measured(max(elapsed), wall, tuple(cpu), stores)
 
 
 def main() -> int:
@@ -125,13 +158,16 @@ def main() -> int:
         baseline: float | None = None
         for run, topology in enumerate(args.topologies):
             env = _environment(base, endpoints.postgres, endpoints.redis, run)
-            elapsed, wall, cpu = measure(recording, env, topology, logs)
-            rate = args.txs / elapsed
+            run_of = measure(recording, env, topology, logs, work / "stack")
+            rate = args.txs / run_of.elapsed_s
             baseline = baseline or rate
+            per_process = " + ".join(f"{cpu:.1f}" for cpu in run_of.process_cpu_s)
             print(
-                f"scale: {topology}: replay {elapsed:5.1f} s = {rate:7,.0f} tx/s ({rate / baseline:.2f}×),"
-                f" wall {wall:5.1f} s = {args.txs / wall:7,.0f} tx/s; quantbot CPU {cpu:5.1f} s"
-                f" ({cpu / wall:.0%} of the wall time, of {os.cpu_count()} CPUs)",
+                f"scale: {topology}: replay {run_of.elapsed_s:5.1f} s = {rate:7,.0f} tx/s ({rate / baseline:.2f}×),"
+                f" wall {run_of.wall_s:5.1f} s = {args.txs / run_of.wall_s:7,.0f} tx/s;"
+                f" CPU s: quantbot {per_process}, stores {run_of.stores_cpu_s:.1f}"
+                f" ({(sum(run_of.process_cpu_s) + run_of.stores_cpu_s) / run_of.wall_s:.0%} of the wall time,"
+                f" of {os.cpu_count()} CPUs)",
                 flush=True,
             )
     finally:

@@ -51,6 +51,7 @@ from quantbot.models import (
     PriceTick,
     TokenAmount,
     ValuedActivity,
+    record,
 )
 from quantbot.units import SECONDS_PER_DAY
 
@@ -95,7 +96,7 @@ class PriceFormatError(ValueError):
     """A price-feed frame is not a price quote."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FeedQuote:
     """One price of a price-feed message: a token (SOL for `SOL/USD`) at a USD price at a time.
 

@@ -39,7 +39,7 @@ from quantbot.feeds import (
     parse_hermes,
     parse_jupiter,
 )
-from quantbot.models import Activity, DeadLetter, Frame, FrameKind, PriceTick, ValuedActivity
+from quantbot.models import Activity, DeadLetter, Frame, FrameKind, PriceTick, ValuedActivity, record
 from quantbot.pricing import (
     FeedQuote,
     LearnedPrices,
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DecodedTransaction:
     """A transaction's recognised activities (possibly none), with the frame it came from."""
 
@@ -71,7 +71,7 @@ class DecodedTransaction:
     """The frame's receive time: the large-trade check's clock."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ValuedTransaction:
     """A transaction's activities valued in USD, in instruction order, and the feed disagreements its trades showed."""
 
@@ -80,7 +80,7 @@ class ValuedTransaction:
     disagreements: tuple[PriceDisagreement, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PricedQuote:
     """A feed quote taken by the valuation: the price tick it writes, and its disagreement with the chain, if any."""
 
@@ -220,7 +220,7 @@ class Valuation:
             self.analytics = Analytics()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Sequenced(Generic[T]):
     """An item of a source that numbers what it emits: `seq` is its place in the stream, 0 on, no gaps.
 
