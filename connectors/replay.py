@@ -93,13 +93,26 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
     other (nothing marks it finished): a resume from the same recovery directory rebuilds the partition
     from that position and reads on, as `tests/test_shutdown.py` pins.
 
-    Parallelism: one partition reads every file in turn. Replaying one stream in one order is what
-    makes a replay deterministic (prices are learned in order), so a crashed replay can be compared
-    with an uninterrupted one. With `numbered`, each item is emitted as `Sequenced(seq, item)`, the
-    count being part of the snapshot (a resume numbers on exactly): the flow may then parse items on
-    every worker of a cluster and put them back in order before valuing them (`flows/graph.py`). A
-    numbered replay refuses a mid-stream snapshot of a version that did not count (its prices were
-    kept by another step, which the in-order flow does not read).
+    Parallelism: the recordings are one stream, every file in turn, line order within each; replaying
+    one stream in one order is what makes a replay deterministic (prices are learned in order), so a
+    crashed replay can be compared with an uninterrupted one. With `numbered`, each item is emitted as
+    `Sequenced(seq, item)`, `seq` its place in that stream, the count being part of the snapshot (a
+    resume numbers on exactly): the flow may then parse items on every worker of a cluster and put them
+    back in order before valuing them (`flows/graph.py`). A numbered replay refuses a mid-stream snapshot
+    of a version that did not count (its prices were kept by another step, which the in-order flow does
+    not read).
+
+    With `readers` R > 1 (numbered only), the stream is read by R partitions, `replay-<k>-of-<R>`, one per
+    worker when R is the cluster's worker count (Bytewax spreads partitions evenly over the workers that
+    list them): each reads every line but decodes and emits only the items whose `seq` is `k` modulo R, so
+    each worker parses its share where it reads it and no frame crosses workers or processes; only the
+    parse results travel, to the one valuing worker. Reading a line is a small part of its cost (the
+    recording's bytes are read R times, decoded once). How far one reader gets ahead of another, whose
+    items then wait to be valued in order, is bounded by Bytewax's own backpressure: a partition starts a
+    new epoch (`pipeline.snapshot_interval_s`) only when every output has finished the previous one. Each
+    reader's snapshot is its own position; a resume with another R reads the stream again from the start
+    under the new partitions, and the in-order valuation ignores what it already valued (the stores are the
+    same, the reading is redone).
 
     Args:
         files: the recordings, in replay order (see `quantbot.recordings.find_recordings`).
@@ -108,6 +121,7 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
         batch_size: frames per batch at most.
         activity: where the replay notes its progress; a new one named `replay` when not given.
         numbered: emit `Sequenced(seq, item)` rather than bare items.
+        readers: partitions reading the stream, each emitting every R-th item (numbered only).
     """
 
     def __init__(
@@ -118,15 +132,19 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
         activity: SourceActivity | None = None,
         *,
         numbered: bool = False,
+        readers: int = 1,
     ) -> None:
         if not files:
             raise ValueError("a replay needs at least one recording")
+        if readers < 1 or (readers > 1 and not numbered):
+            raise ValueError(f"a replay has one reader, or several when it numbers what it emits; got {readers}")
         if speed is not None and speed <= 0:
             raise ValueError(f"replay speed must be positive, got {speed}")
         self.files = list(files)
         self.speed = speed
         self.batch_size = batch_size
         self.numbered = numbered
+        self.readers = readers
         self.refusal: ResumeRefusedError | None = None
         self.damaged: list[DeadLetter] = []
         self._stopping = threading.Event()
@@ -142,8 +160,19 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
         return self._stopping.is_set()
 
     def list_parts(self) -> list[str]:
-        """One partition: see the class docstring."""
-        return [PARTITION]
+        """`replay`, or one partition per reader: see the class docstring."""
+        if self.readers == 1:
+            return [PARTITION]
+        return [f"{PARTITION}-{lane}-of-{self.readers}" for lane in range(self.readers)]
+
+    def _lane(self, for_part: str) -> int:
+        """Which reader `for_part` is (0 for the single reader)."""
+        if self.readers == 1 and for_part == PARTITION:
+            return 0
+        lane, _, readers = for_part.removeprefix(f"{PARTITION}-").partition("-of-")
+        if not (lane.isdigit() and readers.isdigit() and int(readers) == self.readers and int(lane) < self.readers):
+            raise ValueError(f"`{for_part}` is not a partition of a replay read by {self.readers}")
+        return int(lane)
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: ReplayPosition | None
@@ -160,7 +189,15 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
             self.refusal = exc
             return RefusedPartition[ReplayItem | Sequenced[ReplayItem], ReplayPosition](resume_state)
         partition = _ReplayPartition(
-            self.files, plan, self.speed, self.batch_size, self.damaged, stopping=self._stopping, activity=self.activity
+            self.files,
+            plan,
+            self.speed,
+            self.batch_size,
+            self.damaged,
+            stopping=self._stopping,
+            activity=self.activity,
+            lane=self._lane(for_part),
+            lanes=self.readers,
         )
         if self.numbered:
             return _NumberedPartition(partition)
@@ -230,8 +267,11 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
         *,
         stopping: threading.Event,
         activity: SourceActivity | None = None,
+        lane: int = 0,
+        lanes: int = 1,
     ) -> None:
         self._files = files
+        self._lane, self._lanes = lane, lanes
         self._stopping = stopping
         self._activity = activity
         if activity is not None:
@@ -269,9 +309,7 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
                     yield path, line
             except RecordingReadError as exc:
                 log.warning("recording=%s offset=%d unreadable: %s", path, exc.offset, exc.problem)
-                letter = _damaged(path, exc)
-                self._damaged.append(letter)
-                yield path, letter
+                yield path, _damaged(path, exc)
             # A file read to its end: the position moves to the next file's start.
             if i + 1 < len(self._files):
                 self._replayed = (*self._replayed, (path.name, fingerprint))
@@ -289,12 +327,20 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
 
     def next_batch(self) -> list[Frame | DeadLetter]:
         """Up to `batch_size` frames (and dead letters), fewer when the next frame is not due yet."""
-        batch: list[Frame | DeadLetter] = []
+        return [item for _, item in self.next_numbered()]
+
+    def next_numbered(self) -> list[tuple[int, Frame | DeadLetter]]:
+        """`next_batch`'s items with their sequence numbers: this reader's lane of the stream (every line, alone)."""
+        batch: list[tuple[int, Frame | DeadLetter]] = []
         self._awake = None
         if self._stopping.is_set():
             log.info("replay stopped file=%s offset=%d", self._file, self._offset)
             raise StopIteration
-        while len(batch) < self._batch_size:
+        lane, lanes = self._lane, self._lanes
+        # Another reader's lines are skipped undecoded; a batch's worth of lines read ends the call either way.
+        for _ in range(self._batch_size * lanes):
+            if len(batch) >= self._batch_size:
+                break
             if self._pending is None:
                 try:
                     self._pending = next(self._lines)
@@ -305,25 +351,32 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
                         self._activity.finished()
                     raise
             path, line = self._pending
-            if isinstance(line, DeadLetter):
-                batch.append(line)
+            seq = self._seq
+            if seq % lanes != lane:
+                if isinstance(line, RecordedLine):
+                    self._offset = line.next_offset
+                self._seq = seq + 1
                 self._pending = None
                 continue
-            position = f"{path.name}@{line.offset}"
             item: Frame | DeadLetter
-            try:
-                item = decode_frame(line.data, position)
-            except FrameFormatError as exc:
-                item = dead_letter_for_line(line.data, position, str(exc))
-            if isinstance(item, Frame):
-                wait = self._due(item)
-                if wait > 0:
-                    self._awake = datetime.now(UTC) + timedelta(seconds=min(wait, STOP_CHECK_S))
-                    break
-            batch.append(item)
-            self._offset = line.next_offset
+            if isinstance(line, DeadLetter):
+                item = line
+                self._damaged.append(line)
+            else:
+                position = f"{path.name}@{line.offset}"
+                try:
+                    item = decode_frame(line.data, position)
+                except FrameFormatError as exc:
+                    item = dead_letter_for_line(line.data, position, str(exc))
+                if isinstance(item, Frame):
+                    wait = self._due(item)
+                    if wait > 0:
+                        self._awake = datetime.now(UTC) + timedelta(seconds=min(wait, STOP_CHECK_S))
+                        break
+                self._offset = line.next_offset
+            batch.append((seq, item))
+            self._seq = seq + 1
             self._pending = None
-        self._seq += len(batch)
         if batch and self._activity is not None:
             self._activity.progressed()
         return batch
@@ -338,7 +391,7 @@ class _ReplayPartition(StatefulSourcePartition[Frame | DeadLetter, ReplayPositio
 
     @property
     def seq(self) -> int:
-        """How many items were emitted (this run and before the snapshot it resumed)."""
+        """How many items of the stream were read, by every reader (this run and before the snapshot it resumed)."""
         return self._seq
 
 
@@ -350,9 +403,7 @@ class _NumberedPartition(StatefulSourcePartition[ReplayItem | Sequenced[ReplayIt
 
     def next_batch(self) -> list[ReplayItem | Sequenced[ReplayItem]]:
         """The inner partition's batch, each item wrapped with its sequence number."""
-        first = self._inner.seq
-        batch = self._inner.next_batch()
-        return [Sequenced(first + i, item) for i, item in enumerate(batch)]
+        return [Sequenced(seq, item) for seq, item in self._inner.next_numbered()]
 
     def next_awake(self) -> datetime | None:
         """As the inner partition: when the next frame is due."""

@@ -9,8 +9,9 @@ Two ways through the valuation, one flag (`in_order`):
 
 - arrival order (live and backfill sources: several partitions, no global order): each item is parsed
   where its partition runs and valued, under one key, in the order it reaches the valuation;
-- stream order (a replay's numbered source, `Sequenced` items): items are spread over every worker of
-  the cluster to be parsed (the CPU-bound part), then put back in sequence order under one key and
+- stream order (a replay's numbered source, `Sequenced` items): items are parsed (the CPU-bound part)
+  where the source emits them, which is on every worker of the cluster when it has a reader per worker
+  (`connectors.replay.ReplaySource`'s `readers`), then put back in sequence order under one key and
   valued (`quantbot.steps.InOrderValuation`), so the stores are the same for any number of workers and
   processes. Price ticks are written to Redis by the valuation's worker, in stream order (the newest
   price wins by block time, ties by the last write); Influx's price points are spread again for the sinks.
@@ -299,7 +300,7 @@ def build_flow(
 
     With `in_order`, the one `source` must number what it emits (`Sequenced` items, 0 on, no gaps: see
     `connectors.replay.ReplaySource(numbered=True)`) and the flow values in that order on any number of
-    workers (see the module docstring).
+    workers (see the module docstring); items are parsed on the worker whose partition emitted them.
 
     Step ids: the first source's input is `frames`; another's is `feed_<name>` (its `name` attribute, as the
     price feeds have: `feed_pyth`), else `feed_<n>` (its position, 1 on). A feed enabled after a snapshot was
@@ -324,8 +325,7 @@ def build_flow(
         if record is not None:
             frames = op.filter_map("recorded", items, lambda n: n.item if isinstance(n.item, Frame) else None)
             op.output("record", frames, record)
-        spread = op.redistribute("spread_frames", items)
-        numbered = op.map("parse_numbered", spread, partial(_parse_numbered, config=config.parse, feeds=config.feeds))
+        numbered = op.map("parse_numbered", items, partial(_parse_numbered, config=config.parse, feeds=config.feeds))
         # Sequenced(seq=1234, item=[DecodedTransaction(...), DeadLetter(stage="decode"), ...]), on any worker
         parsed = op.flat_map("parse", numbered, lambda n: n.item)
         keyed_numbered = op.key_on("one_book", op.map("valuable", numbered, _valuable), lambda _n: ONE_BOOK)
@@ -382,7 +382,7 @@ def build_flow(
     store_ticks = ticks
     if in_order:
         # Price points are keyed, idempotent writes: spread over the workers so the sinks' work spreads too.
-        store_ticks = op.flat_map("spread_ticks", op.redistribute("spread_valued", valued), price_ticks)
+        store_ticks = op.redistribute("spread_ticks", ticks)
     # WhaleTransaction(tier="whale", document={"_id": "5Q8E...", ...}) | Signal(signal_id="0c1d...", ...)
     # | SignalUpdate(status="closed", exit_reason="take_profit", ...) | MarketSnapshot(document={...}) | ...
     op.inspect("count_outputs", outputs, lambda _step, item: _count_output(item))

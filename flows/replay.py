@@ -84,9 +84,10 @@ def replay(
         speed: `None` as fast as possible, else the recorded pace times `speed`.
         console: where to draw a progress bar; `None` draws none.
         activity: where the replay source notes its progress, for readiness checks.
-        cluster: this process's workers and place in a cluster. The recording is read by one worker and
-            its frames are parsed on every worker, then valued in recorded order: the stores are the same
-            for any cluster. The summary counts what this process did.
+        cluster: this process's workers and place in a cluster. Every worker reads the recordings and
+            parses its share of their frames (one reader per worker: `ReplaySource`'s `readers`); one values
+            them in recorded order: the stores are the same for any cluster. The summary counts what this
+            process did.
 
     SIGTERM and SIGINT stop the replay cleanly: reading stops, the sinks finish what was read, a last
     snapshot is taken, and the summary says `stopped`; the same call with the same `recovery_dir` goes on
@@ -98,7 +99,12 @@ def replay(
     files = find_recordings(paths)
     strategies = active_strategies(settings)
     source = ReplaySource(
-        files, speed=speed, batch_size=settings.pipeline.replay_batch_size, activity=activity, numbered=True
+        files,
+        speed=speed,
+        batch_size=settings.pipeline.replay_batch_size,
+        activity=activity,
+        numbered=True,
+        readers=cluster.total_workers,
     )
     flow = build_flow(source, store_sinks(settings), flow_config(settings, strategies), name="replay", in_order=True)
     before = counter_values()

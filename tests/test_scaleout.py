@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import os
 import pickle
 import random
@@ -224,6 +225,83 @@ def test_a_snapshot_of_a_version_that_did_not_number_is_refused(tmp_path: Path) 
     ReplaySource([feed]).build_part("frames", "replay", old)  # the unnumbered replay still takes it
 
 
+def _lanes(source: ReplaySource, stop_after: int | None = None) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """Each partition's numbered items (up to `stop_after` each, batch by batch), and its snapshot then."""
+    items: dict[str, list[Any]] = {}
+    positions: dict[str, Any] = {}
+    for name in source.list_parts():
+        partition = source.build_part("frames", name, None)
+        got: list[Any] = []
+        with contextlib.suppress(StopIteration):
+            while stop_after is None or len(got) < stop_after:
+                got.extend(partition.next_batch())
+        items[name], positions[name] = got, partition.snapshot()
+    return items, positions
+
+
+def _mixed_recordings(tmp_path: Path) -> list[Path]:
+    """Two recordings, the first a gzip one damaged midway (its dead letter takes a number too)."""
+    first, second = tmp_path / "frames-1.jsonl", tmp_path / "frames-2.jsonl"
+    generate_feed(FeedSpec(txs=300, seed=5, start_time=T0, garbage_share=0.05), first)
+    generate_feed(FeedSpec(txs=200, seed=6, start_time=T0 + 600), second)
+    damaged = first.with_name("frames-1.jsonl.gz")
+    data = gzip.compress(first.read_bytes())
+    damaged.write_bytes(data[: len(data) * 2 // 3])  # cut short: a recorder killed mid-write
+    first.unlink()
+    return [damaged, second]
+
+
+def test_readers_share_the_stream_each_number_once(tmp_path: Path) -> None:
+    """Three readers emit, between them, every item of the one-reader stream under its number, each once."""
+    files = _mixed_recordings(tmp_path)
+    single = ReplaySource(files, batch_size=64, numbered=True)
+    (alone,) = _lanes(single)[0].values()
+    three = ReplaySource(files, batch_size=64, numbered=True, readers=3)
+
+    lanes, _ = _lanes(three)
+
+    assert list(lanes) == ["replay-0-of-3", "replay-1-of-3", "replay-2-of-3"]
+    for lane, items in enumerate(lanes.values()):
+        assert items, "every reader has a share"
+        assert all(item.seq % 3 == lane for item in items)
+    merged = sorted((item for items in lanes.values() for item in items), key=lambda item: item.seq)
+    assert merged == alone
+    assert [item.seq for item in merged] == list(range(len(alone)))
+    assert any(isinstance(item.item, DeadLetter) and item.item.stage == "recording" for item in merged)
+    assert len(three.damaged) == len(single.damaged) == 1, "the damaged recording is reported once"
+
+
+def test_each_reader_resumes_from_its_own_snapshot(tmp_path: Path) -> None:
+    """Readers stopped at different points and resumed from their snapshots emit, together, the stream once."""
+    files = _mixed_recordings(tmp_path)
+    (alone,) = _lanes(ReplaySource(files, batch_size=64, numbered=True))[0].values()
+    source = ReplaySource(files, batch_size=16, numbered=True, readers=2)
+    first = source.build_part("frames", "replay-0-of-2", None)
+    second = source.build_part("frames", "replay-1-of-2", None)
+    before = first.next_batch() + second.next_batch() + second.next_batch() + second.next_batch()
+    snapshots = {"replay-0-of-2": first.snapshot(), "replay-1-of-2": second.snapshot()}
+
+    resumed = ReplaySource(files, batch_size=16, numbered=True, readers=2)
+    after: list[Any] = []
+    for name, position in snapshots.items():
+        partition = resumed.build_part("frames", name, position)
+        with contextlib.suppress(StopIteration):
+            while True:
+                after.extend(partition.next_batch())
+
+    assert sorted(before + after, key=lambda item: item.seq) == alone
+
+
+def test_a_partition_of_another_reader_count_is_refused(tmp_path: Path) -> None:
+    """A partition name that is not one of this replay's readers is an error naming it, not a silent lane."""
+    feed = tmp_path / "feed.jsonl"
+    generate_feed(FeedSpec(txs=20, seed=5, start_time=T0), feed)
+    with pytest.raises(ValueError, match="replay-1-of-3"):
+        ReplaySource([feed], numbered=True, readers=2).build_part("frames", "replay-1-of-3", None)
+    with pytest.raises(ValueError, match="numbers what it emits"):
+        ReplaySource([feed], readers=2)
+
+
 @pytest.mark.slow
 def test_the_recovery_directory_is_initialised_once_by_processes_starting_together(tmp_path: Path) -> None:
     """Three processes initialising one recovery directory at once leave it initialised once, all of them resuming."""
@@ -260,7 +338,8 @@ def _outputs(feed: Path, workers: int) -> dict[str, list[Any]]:
     """What each sink of the in-order graph receives replaying `feed` on `workers` workers of one process."""
     out: dict[str, list[Any]] = {"influx": [], "redis": [], "mongo": [], "postgres": []}
     sinks = FlowSinks(*(TestingSink(out[name]) for name in ("influx", "redis", "mongo", "postgres")))
-    flow = build_flow(ReplaySource([feed], batch_size=32, numbered=True), sinks, _config(), in_order=True)
+    source = ReplaySource([feed], batch_size=32, numbered=True, readers=workers)
+    flow = build_flow(source, sinks, _config(), in_order=True)
     if workers == 1:
         run_main(flow)
     else:

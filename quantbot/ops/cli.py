@@ -624,9 +624,9 @@ def replay(  # noqa: PLR0917 - click passes each option
 
     \b
     Scale-out: --workers N parses on N threads; --process-id I --addresses "h:p;h:p" makes this process
-    I of a cluster (start every process with the same arguments but its id). One worker reads the
-    recordings, every worker parses, one values in recorded order: the stores are the same as with one
-    worker. Each process prints the counts of what it did.
+    I of a cluster (start every process with the same arguments but its id). Every worker reads the
+    recordings and parses its share of the frames, one values them in recorded order: the stores are the
+    same as with one worker. Each process prints the counts of what it did.
     """
     from flows.replay import replay as run_replay
     from quantbot.ops.readback import store_counts
