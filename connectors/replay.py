@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -110,9 +110,11 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
     recording's bytes are read R times, decoded once). How far one reader gets ahead of another, whose
     items then wait to be valued in order, is bounded by Bytewax's own backpressure: a partition starts a
     new epoch (`pipeline.snapshot_interval_s`) only when every output has finished the previous one. Each
-    reader's snapshot is its own position; a resume with another R reads the stream again from the start
+    reader's snapshot is its own position. A resume with another R reads the stream again from the start
     under the new partitions, and the in-order valuation ignores what it already valued (the stores are the
-    same, the reading is redone).
+    same, the reading is redone); the former readers' partitions, named in `recovered`, are still listed
+    (Bytewax routes every snapshot to its partition's worker) but retired: they emit nothing and keep their
+    snapshot.
 
     Args:
         files: the recordings, in replay order (see `quantbot.recordings.find_recordings`).
@@ -122,6 +124,8 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
         activity: where the replay notes its progress; a new one named `replay` when not given.
         numbered: emit `Sequenced(seq, item)` rather than bare items.
         readers: partitions reading the stream, each emitting every R-th item (numbered only).
+        recovered: the partitions the recovery store holds snapshots of (`flows.runtime.recovered_keys`):
+            those of another reader count are listed, retired.
     """
 
     def __init__(
@@ -133,6 +137,7 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
         *,
         numbered: bool = False,
         readers: int = 1,
+        recovered: Collection[str] = (),
     ) -> None:
         if not files:
             raise ValueError("a replay needs at least one recording")
@@ -145,6 +150,8 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
         self.batch_size = batch_size
         self.numbered = numbered
         self.readers = readers
+        lanes = self._lanes()
+        self.retired = sorted(name for name in recovered if name not in lanes and _is_replay_part(name))
         self.refusal: ResumeRefusedError | None = None
         self.damaged: list[DeadLetter] = []
         self._stopping = threading.Event()
@@ -160,7 +167,10 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
         return self._stopping.is_set()
 
     def list_parts(self) -> list[str]:
-        """`replay`, or one partition per reader: see the class docstring."""
+        """`replay`, or one partition per reader, and the retired ones: see the class docstring."""
+        return [*self._lanes(), *self.retired]
+
+    def _lanes(self) -> list[str]:
         if self.readers == 1:
             return [PARTITION]
         return [f"{PARTITION}-{lane}-of-{self.readers}" for lane in range(self.readers)]
@@ -178,6 +188,9 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
         self, step_id: str, for_part: str, resume_state: ReplayPosition | None
     ) -> StatefulSourcePartition[ReplayItem | Sequenced[ReplayItem], ReplayPosition | None]:
         """Open the replay where the last snapshot left it, or refuse to (see the class docstring)."""
+        if for_part in self.retired:
+            log.info("replay partition=%s retired: read by %d readers now", for_part, self.readers)
+            return RefusedPartition[ReplayItem | Sequenced[ReplayItem], ReplayPosition](resume_state)
         try:
             if self.numbered and _uncounted(resume_state):
                 _refuse(
@@ -202,6 +215,14 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
         if self.numbered:
             return _NumberedPartition(partition)
         return cast(StatefulSourcePartition[ReplayItem | Sequenced[ReplayItem], ReplayPosition | None], partition)
+
+
+def _is_replay_part(name: str) -> bool:
+    """Whether `name` is a replay partition's: `replay` or `replay-<k>-of-<R>`."""
+    if name == PARTITION:
+        return True
+    lane, of, readers = name.removeprefix(f"{PARTITION}-").partition("-of-")
+    return name.startswith(f"{PARTITION}-") and bool(of) and lane.isdigit() and readers.isdigit()
 
 
 def _uncounted(resume: ReplayPosition | None) -> bool:

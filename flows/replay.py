@@ -11,14 +11,25 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.replay import ReplaySource
-from flows.graph import build_flow
-from flows.runtime import active_strategies, counter_values, counts_since, flow_config, refuse_resume, run, store_sinks
+from flows.graph import FIRST_INPUT, build_flow
+from flows.runtime import (
+    active_strategies,
+    counter_values,
+    counts_since,
+    flow_config,
+    recovered_keys,
+    refuse_resume,
+    run,
+    store_sinks,
+)
 from quantbot import metrics
 from quantbot.cluster import SINGLE, ClusterSpec
 from quantbot.health import SourceActivity
 from quantbot.recordings import RecordingReadError, find_recordings, read_lines
 from quantbot.settings import Settings
 
+REPLAY_FLOW = "replay"
+"""The replay's flow id: its recovery snapshots' step ids start with it."""
 PROGRESS_REFRESH_S = 0.25
 
 
@@ -105,8 +116,9 @@ def replay(
         activity=activity,
         numbered=True,
         readers=cluster.total_workers,
+        recovered=recovered_keys(recovery_dir, f"{REPLAY_FLOW}.{FIRST_INPUT}"),
     )
-    flow = build_flow(source, store_sinks(settings), flow_config(settings, strategies), name="replay", in_order=True)
+    flow = build_flow(source, store_sinks(settings), flow_config(settings, strategies), name=REPLAY_FLOW, in_order=True)
     before = counter_values()
     start = time.monotonic()
     done = threading.Event()

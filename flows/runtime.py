@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -250,6 +251,32 @@ def recovery_config(directory: Path | None) -> RecoveryConfig | None:
         else:
             log.info("recovery_dir=%s resuming", directory)
     return RecoveryConfig(directory)
+
+
+def recovered_keys(directory: Path | None, step_id: str) -> frozenset[str]:
+    """The state keys whose latest snapshot in `directory` is a state (not a deletion), for step `step_id`.
+
+    Read from Bytewax 0.21's recovery partitions (SQLite files `part-*.sqlite3`, table `snaps`): what a
+    source needs to list partitions it no longer reads (`connectors.replay.ReplaySource`'s `recovered`),
+    since Bytewax routes every snapshot to the worker of its partition and stops on one nobody lists.
+    An uninitialised directory, or none, holds nothing.
+    """
+    if directory is None:
+        return frozenset()
+    keys: set[str] = set()
+    for part in sorted(directory.glob("part-*.sqlite3")):
+        with contextlib.closing(sqlite3.connect(f"file:{part}?mode=ro", uri=True)) as db:
+            try:
+                rows = db.execute(
+                    "SELECT state_key FROM snaps AS s WHERE step_id = ? AND ser_change IS NOT NULL"
+                    " AND snap_epoch = (SELECT max(snap_epoch) FROM snaps"
+                    " WHERE step_id = s.step_id AND state_key = s.state_key)",
+                    (step_id,),
+                ).fetchall()
+            except sqlite3.OperationalError:  # its tables are not created yet
+                continue
+        keys.update(str(key) for (key,) in rows)
+    return frozenset(keys)
 
 
 class FlowLock:

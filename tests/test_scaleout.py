@@ -537,7 +537,9 @@ def test_two_workers_and_two_processes_of_two_store_what_one_worker_does(  # noq
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("resumed_as", ["2x2", "1x1"])
 def test_a_cluster_killed_mid_replay_and_restarted_stores_what_one_worker_does(  # noqa: PLR0917 - fixtures
+    resumed_as: str,
     recording: Path,
     tmp_path: Path,
     pg_url: str,
@@ -547,7 +549,12 @@ def test_a_cluster_killed_mid_replay_and_restarted_stores_what_one_worker_does( 
     reference_influx: str,
     run_influx: str,
 ) -> None:
-    """kill -9 of both processes of a 2×2 replay, then both restarted on the same recovery dir: the stores of 1×1."""
+    """kill -9 of both processes of a 2×2 replay, then restarted on the same recovery dir: the stores of 1×1.
+
+    Restarted as the same cluster, each reader resumes from its own snapshot; restarted as one process of
+    one worker, the four readers' partitions are retired and the one reader reads again from the start,
+    the valuation skipping what it had valued.
+    """
     reference = _one_worker_reference(
         recording,
         tmp_path,
@@ -578,7 +585,9 @@ def test_a_cluster_killed_mid_replay_and_restarted_stores_what_one_worker_does( 
         for child in children:
             child.wait(timeout=RUN_TIMEOUT_S)
     assert any(recovery.glob("part-*.sqlite3"))
-    _run_all(_cluster(recording, "--recovery-dir", str(recovery)), env, tmp_path / "logs-resumed")
+    resumed = ("--recovery-dir", str(recovery))
+    commands = _cluster(recording, *resumed) if resumed_as == "2x2" else [_replay(recording, *resumed)]
+    _run_all(commands, env, tmp_path / "logs-resumed")
     _compare(reference, _snapshot(settings, recording))
 
 
