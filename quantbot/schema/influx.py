@@ -290,6 +290,8 @@ def _token_price_point(
     time_ns: int, token_address: str, symbol: str | None, source: str, fields: tuple[tuple[str, Any], ...]
 ) -> TokenPrice:
     """The `TokenPrice` of `token_price_line`'s values: what converts or refuses those the fast path does not take."""
+    if not -_INT64 <= time_ns < _INT64:  # beyond a datetime too, past the year 9999
+        raise InvalidPointError(f"timestamp {time_ns:,} ns is outside line protocol's 1677-2262 range")
     time = _EPOCH + timedelta(microseconds=time_ns // NS_PER_US)
     values: dict[str, Any] = dict(fields)
     return TokenPrice(

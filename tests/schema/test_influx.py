@@ -235,6 +235,7 @@ TOKEN_PRICE_CASES: list[tuple[str, dict[str, Any]]] = [
     ("an int for a float", {"price": 3, "volume": 7250000}),
     ("a numpy-free subclass of float", {"price": type("Sub", (float,), {})(2.5)}),
     ("negative time", {"price": 1.5, "time_ns": -1_500_000_001}),
+    ("the last nanosecond of 2262", {"price": 1.5, "time_ns": 2**63 - 1}),
     ("nanosecond offset", {"price": 1.5, "time_ns": 1_773_500_966_535_897_123}),
 ]
 
