@@ -14,6 +14,7 @@ from typing import NoReturn, cast
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from connectors.refused import RefusedPartition
+from quantbot.cluster import SINGLE, ClusterSpec
 from quantbot.errors import ResumeRefusedError
 from quantbot.health import SourceActivity
 from quantbot.models import DeadLetter, Frame
@@ -102,11 +103,13 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
     of a version that did not count (its prices were kept by another step, which the in-order flow does
     not read).
 
-    With `readers` R > 1 (numbered only), the stream is read by R partitions, `replay-<k>-of-<R>`, one per
-    worker when R is the cluster's worker count (Bytewax spreads partitions evenly over the workers that
-    list them): each reads every line but decodes and emits only the items whose `seq` is `k` modulo R, so
-    each worker parses its share where it reads it and no frame crosses workers or processes; only the
-    parse results travel, to the one valuing worker. Reading a line is a small part of its cost (the
+    With `readers` R > 1 (numbered only), the stream is read by R partitions, `replay-<k>-of-<R>`: each
+    reads every line but decodes and emits only the items whose `seq` is `k` modulo R, so each worker
+    parses its share where it reads it and no frame crosses workers or processes; only the parse results
+    travel, to the one valuing worker. Bytewax spreads partitions evenly over the workers that list them;
+    with `idle_worker`, the worker of that index in `cluster` (the valuing one) lists none, so that R, one
+    fewer than the cluster's workers, gives every other worker one reader and leaves the valuing worker,
+    the flow's one serial step, to its valuing. Reading a line is a small part of its cost (the
     recording's bytes are read R times, decoded once). How far one reader gets ahead of another, whose
     items then wait to be valued in order, is bounded by Bytewax's own backpressure: a partition starts a
     new epoch (`pipeline.snapshot_interval_s`) only when every output has finished the previous one. Each
@@ -126,6 +129,8 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
         readers: partitions reading the stream, each emitting every R-th item (numbered only).
         recovered: the partitions the recovery store holds snapshots of (`flows.runtime.recovered_keys`):
             those of another reader count are listed, retired.
+        idle_worker: the index of a worker of `cluster` that lists no reader (None: every worker lists them all).
+        cluster: where the flow runs, to know which worker lists the partitions (`ClusterSpec.current_worker`).
     """
 
     def __init__(
@@ -138,6 +143,8 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
         numbered: bool = False,
         readers: int = 1,
         recovered: Collection[str] = (),
+        idle_worker: int | None = None,
+        cluster: ClusterSpec = SINGLE,
     ) -> None:
         if not files:
             raise ValueError("a replay needs at least one recording")
@@ -150,6 +157,8 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
         self.batch_size = batch_size
         self.numbered = numbered
         self.readers = readers
+        self.idle_worker = idle_worker
+        self.cluster = cluster
         lanes = self._lanes()
         self.retired = sorted(name for name in recovered if name not in lanes and _is_replay_part(name))
         self.refusal: ResumeRefusedError | None = None
@@ -167,7 +176,12 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
         return self._stopping.is_set()
 
     def list_parts(self) -> list[str]:
-        """`replay`, or one partition per reader, and the retired ones: see the class docstring."""
+        """`replay`, or one partition per reader, and the retired ones: see the class docstring.
+
+        Called by Bytewax on each worker's own thread, which is how the idle worker knows itself.
+        """
+        if self.idle_worker is not None and self.cluster.current_worker() == self.idle_worker:
+            return list(self.retired)
         return [*self._lanes(), *self.retired]
 
     def _lanes(self) -> list[str]:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from connectors.replay import ReplaySource
-from flows.graph import FIRST_INPUT, build_flow
+from flows.graph import FIRST_INPUT, ONE_BOOK, build_flow
 from flows.runtime import (
     active_strategies,
     counter_values,
@@ -95,10 +95,10 @@ def replay(
         speed: `None` as fast as possible, else the recorded pace times `speed`.
         console: where to draw a progress bar; `None` draws none.
         activity: where the replay source notes its progress, for readiness checks.
-        cluster: this process's workers and place in a cluster. Every worker reads the recordings and
-            parses its share of their frames (one reader per worker: `ReplaySource`'s `readers`); one values
-            them in recorded order: the stores are the same for any cluster. The summary counts what this
-            process did.
+        cluster: this process's workers and place in a cluster. One worker values the parsed frames in
+            recorded order; each of the others reads the recordings and parses its share of their frames
+            (`ReplaySource`'s `readers` and `idle_worker`); alone, the one worker does both. The stores are
+            the same for any cluster. The summary counts what this process did.
 
     SIGTERM and SIGINT stop the replay cleanly: reading stops, the sinks finish what was read, a last
     snapshot is taken, and the summary says `stopped`; the same call with the same `recovery_dir` goes on
@@ -115,8 +115,10 @@ def replay(
         batch_size=settings.pipeline.replay_batch_size,
         activity=activity,
         numbered=True,
-        readers=cluster.total_workers,
+        readers=max(cluster.total_workers - 1, 1),
         recovered=recovered_keys(recovery_dir, f"{REPLAY_FLOW}.{FIRST_INPUT}"),
+        idle_worker=cluster.worker_of_key(ONE_BOOK) if cluster.total_workers > 1 else None,
+        cluster=cluster,
     )
     flow = build_flow(source, store_sinks(settings), flow_config(settings, strategies), name=REPLAY_FLOW, in_order=True)
     before = counter_values()

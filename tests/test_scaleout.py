@@ -23,9 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bytewax.operators as op
 import psycopg
 import pytest
-from bytewax.testing import TestingSink, cluster_main, run_main
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from connectors.replay import ReplayPosition, ReplaySource
 from flows.graph import FlowConfig, FlowSinks, build_flow
@@ -181,6 +183,23 @@ def test_addresses_are_read_in_order() -> None:
     cluster = ClusterSpec(2, 1, ("a:1", "b:2"))
     assert (cluster.processes, cluster.total_workers) == (2, 4)
     assert cluster.describe() == "process 1 of 2, 2 workers each"
+
+
+@pytest.mark.parametrize("workers", [2, 3, 4, 5])
+def test_the_cluster_knows_where_bytewax_keeps_a_key_and_which_worker_runs(workers: int) -> None:
+    """`worker_of_key` and `current_worker` agree with the engine: a keyed step's state runs where predicted."""
+    keys = ["book", "watch", "a", "a key longer than two words", ""]
+    cluster = ClusterSpec(workers)
+    seen: list[tuple[str, int | None]] = []
+    flow = Dataflow("where")
+    keyed = op.input("in", flow, TestingSource([(key, 1) for key in keys]))
+    located = op.stateful_map("locate", keyed, lambda state, _value: (state, cluster.current_worker()))
+    op.output("out", located, TestingSink(seen))
+
+    cluster_main(flow, [], 0, worker_count_per_proc=workers)
+
+    assert dict(seen) == {key: cluster.worker_of_key(key) for key in keys}
+    assert len({cluster.worker_of_key(key) for key in (*keys, "b", "c", "d")}) > 1, "keys spread"
 
 
 def test_a_numbered_replay_numbers_on_across_a_resume(tmp_path: Path) -> None:
