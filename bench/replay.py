@@ -101,7 +101,7 @@ class _TimedPartition(_ReplayPartition):
 class _TimedSource(ReplaySource):
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _ReplayPartition:
         plan = resume_plan(self.files, resume_state)
-        return _TimedPartition(self.files, plan, self.speed, self.batch_size, self.damaged)
+        return _TimedPartition(self.files, plan, self.speed, self.batch_size, self.damaged, stopping=self._stopping)
 
 
 def time_price_writes(sinks: graph.FlowSinks, written: dict[str, float], clock: Callable[[], float]) -> None:
