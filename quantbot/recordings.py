@@ -271,7 +271,7 @@ def read_lines(path: Path, start_offset: int = 0) -> Iterator[RecordedLine]:
         try:
             for line in stream:
                 next_offset = offset + len(line)
-                if line.strip():
+                if not line.isspace():  # a blank line is skipped; `isspace` stops at the first other byte, uncopied
                     yield RecordedLine(offset, next_offset, line)
                 offset = next_offset
         except READ_ERRORS as exc:
