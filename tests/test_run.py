@@ -4,8 +4,10 @@ clean stop on SIGTERM, a recording that replays to the same stores, and a kill -
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -314,24 +316,118 @@ def test_run_killed_with_sigkill_and_restarted_loses_nothing(  # noqa: PLR0917
     assert keys(killed) == keys(readback.store_snapshot(replay_settings))
 
 
-def deduplicate(directory: Path, out: Path) -> None:
-    """The recordings' frames, each transaction's first only (the token facts asked for, all), as one recording."""
+def test_run_as_two_processes_of_two_workers_records_and_stores_each_transaction_once(  # noqa: PLR0917
+    chain: SimulatedChain,
+    pg_url: str,
+    reference_pg_url: str,
+    redis_url: str,
+    mongo_url: str,
+    run_influx: str,
+    reference_influx: str,
+    tmp_path: Path,
+) -> None:
+    """`quantbot run` as a cluster of two processes with two workers each, two program groups: the groups'
+    partitions run on different workers, every DEX transaction is recorded (twice only where both groups'
+    gap backfills list it) and stored once, the two processes stop on SIGTERM with status 0, and a replay of
+    what they recorded stores the same keys."""
+    suffix = str(time.monotonic_ns())
+    env = flow_environment(pg_url, redis_url, mongo_url, f"cluster_{suffix}", run_influx)
+    settings = prepared(env)
+    records, recovery = tmp_path / "recordings", tmp_path / "recovery"
+    programs = sorted(PROGRAMS)
+    groups = json.dumps([programs[::2], programs[1::2]])
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(2))
+    logs = [tmp_path / f"process-{i}.log" for i in range(2)]
+    with SolanaPeer(chain, faults=Faults(drop_every_s=3.0, seed=8)) as peer:
+        cluster_env = {**env, **node_environment(peer), "QUANTBOT_SOLANA_PROGRAM_GROUPS": groups}
+        processes = [
+            start(
+                [
+                    "run",
+                    "--record",
+                    str(records),
+                    "--recovery-dir",
+                    str(recovery),
+                    "--no-view",
+                    "--workers",
+                    "2",
+                    "--process-id",
+                    str(i),
+                    "--addresses",
+                    addresses,
+                ],
+                cluster_env,
+                log,
+            )
+            for i, log in enumerate(logs)
+        ]
+        try:
+            expected = window(chain, live_from(peer, logs[0]))
+            wait_for(lambda: set(recorded(records)) >= expected, "every DEX transaction", CAUGHT_UP_S, logs[0])
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            statuses = [process.wait(STOP_S) for process in processes]
+    assert statuses == [0, 0], "\n".join(log.read_text()[-2000:] for log in logs)
+    signatures = recorded(records)
+    # Only a transaction of both groups' programs may be recorded twice: listed by both partitions' gap
+    # backfills after a drop (a backfill's list carries no logs to say which group owns it); stored once.
+    twice = {signature for signature in signatures if signatures.count(signature) > 1}
+    both_groups = {
+        tx.signature
+        for tx in chain
+        if tx.mentions & set(json.loads(groups)[0]) and tx.mentions & set(json.loads(groups)[1])
+    }
+    assert twice <= both_groups, "a transaction of one group's programs was recorded twice"
+    assert expected <= set(signatures) <= wanted(chain)
+    writers = {path.name.split("-")[1] for path in find_recordings([records])}
+    assert len(writers) == len(json.loads(groups)), f"each group's partition on a worker of its own: {writers}"
+    live = readback.store_snapshot(settings)
+    assert live["influx"] and live["redis"], "the cluster wrote no prices: nothing compared"
+
+    # The workers' recordings as one, in the order the frames were received (the order the one valuing worker
+    # took them in, to within the moment a frame takes to reach it), each transaction once.
+    first_seen = tmp_path / "deduplicated"
+    deduplicate(records, first_seen / "frames.jsonl", by_receive_time=True)
+    reset_redis(redis_url)
+    replay_env = flow_environment(reference_pg_url, redis_url, mongo_url, f"reference_{suffix}", reference_influx)
+    replay_settings = prepared(replay_env)
+    result = run_cli("replay", str(first_seen), "--no-progress", env=replay_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert keys(live) == keys(readback.store_snapshot(replay_settings))
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def deduplicate(directory: Path, out: Path, *, by_receive_time: bool = False) -> None:
+    """The recordings' frames, each transaction's first only (the token facts asked for, all), as one recording:
+    file after file, or with `by_receive_time` merged in the order the frames were received."""
+    lines: list[tuple[int, bytes, str | None]] = []
+    for path in find_recordings([directory]):
+        try:
+            for line in read_lines(path):
+                frame = decode_frame(line.data, path.name)
+                signature = None
+                if frame.kind == FrameKind.TRANSACTION:
+                    (tx,) = parse_transactions(frame.payload)
+                    signature = tx.signature
+                lines.append((frame.received_ns, line.data.rstrip(b"\n") + b"\n", signature))
+        except RecordingReadError:
+            continue
+    if by_receive_time:
+        lines.sort(key=lambda line: line[0])  # stable: a worker's own order where two frames share a time
     seen: set[str] = set()
     out.parent.mkdir(parents=True)
     with out.open("wb") as file:
-        for path in find_recordings([directory]):
-            try:
-                for line in read_lines(path):
-                    frame = decode_frame(line.data, path.name)
-                    if frame.kind != FrameKind.TRANSACTION:
-                        file.write(line.data.rstrip(b"\n") + b"\n")
-                        continue
-                    (tx,) = parse_transactions(frame.payload)
-                    if tx.signature not in seen:
-                        seen.add(tx.signature)
-                        file.write(line.data.rstrip(b"\n") + b"\n")
-            except RecordingReadError:
-                continue
+        for _, data, signature in lines:
+            if signature is None or signature not in seen:
+                if signature is not None:
+                    seen.add(signature)
+                file.write(data)
 
 
 STAT_FIELDS = frozenset(
