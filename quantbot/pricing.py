@@ -246,6 +246,9 @@ class PriceBook:
         quoted = self.learned.quotes.get(mint)
         if not quoted:
             return None
+        if len(quoted) == 1:  # one feed quotes it (the usual case): no ranking to do, on every trade
+            ((source, (price, ts)),) = quoted.items()
+            return (source, price, ts) if at - ts <= self.config.stale_s(source) else None
         for source in self._ranked_sources(quoted):
             price, ts = quoted[source]
             if at - ts <= self.config.stale_s(source):
