@@ -160,7 +160,7 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
         self.idle_worker = idle_worker
         self.cluster = cluster
         lanes = self._lanes()
-        self.retired = sorted(name for name in recovered if name not in lanes and _is_replay_part(name))
+        self.retired = sorted(name for name in recovered if name not in lanes and _lane_of(name) is not None)
         self.refusal: ResumeRefusedError | None = None
         self.damaged: list[DeadLetter] = []
         self._stopping = threading.Event()
@@ -191,12 +191,10 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
 
     def _lane(self, for_part: str) -> int:
         """Which reader `for_part` is (0 for the single reader)."""
-        if self.readers == 1 and for_part == PARTITION:
-            return 0
-        lane, _, readers = for_part.removeprefix(f"{PARTITION}-").partition("-of-")
-        if not (lane.isdigit() and readers.isdigit() and int(readers) == self.readers and int(lane) < self.readers):
+        lane = _lane_of(for_part)
+        if lane is None or lane[1] != self.readers or for_part not in self._lanes():
             raise ValueError(f"`{for_part}` is not a partition of a replay read by {self.readers}")
-        return int(lane)
+        return lane[0]
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: ReplayPosition | None
@@ -231,12 +229,14 @@ class ReplaySource(FixedPartitionedSource[ReplayItem | Sequenced[ReplayItem], Re
         return cast(StatefulSourcePartition[ReplayItem | Sequenced[ReplayItem], ReplayPosition | None], partition)
 
 
-def _is_replay_part(name: str) -> bool:
-    """Whether `name` is a replay partition's: `replay` or `replay-<k>-of-<R>`."""
+def _lane_of(name: str) -> tuple[int, int] | None:
+    """(k, R) of the replay partition `replay-<k>-of-<R>`, (0, 1) of `replay`; None for any other name."""
     if name == PARTITION:
-        return True
+        return 0, 1
     lane, of, readers = name.removeprefix(f"{PARTITION}-").partition("-of-")
-    return name.startswith(f"{PARTITION}-") and bool(of) and lane.isdigit() and readers.isdigit()
+    if not (name.startswith(f"{PARTITION}-") and of and lane.isdigit() and readers.isdigit()):
+        return None
+    return int(lane), int(readers)
 
 
 def _uncounted(resume: ReplayPosition | None) -> bool:

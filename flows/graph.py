@@ -10,11 +10,12 @@ Two ways through the valuation, one flag (`in_order`):
 - arrival order (live and backfill sources: several partitions, no global order): each item is parsed
   where its partition runs and valued, under one key, in the order it reaches the valuation;
 - stream order (a replay's numbered source, `Sequenced` items): items are parsed (the CPU-bound part)
-  where the source emits them, which is on every worker of the cluster when it has a reader per worker
-  (`connectors.replay.ReplaySource`'s `readers`), then put back in sequence order under one key and
-  valued (`quantbot.steps.InOrderValuation`), so the stores are the same for any number of workers and
-  processes. Price ticks are written to Redis by the valuation's worker, in stream order (the newest
-  price wins by block time, ties by the last write); Influx's price points are spread again for the sinks.
+  where the source emits them, which is on every worker of the cluster but the valuing one when the
+  replay has a reader for each (`connectors.replay.ReplaySource`'s `readers` and `idle_worker`), then
+  put back in sequence order under one key and valued (`quantbot.steps.InOrderValuation`), so the stores
+  are the same for any number of workers and processes. Price ticks are written to Redis by the
+  valuation's worker, in stream order (the newest price wins by block time, ties by the last write);
+  Influx's price points are spread again for the sinks.
 
 Either way the valuation step also runs the analytics (`quantbot.analytics`: whales, signals and their
 lifecycle, follow-ups, 24 h windows, snapshots, strategy metrics, token documents), whose outputs are
