@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -380,6 +381,8 @@ def test_run_as_two_processes_of_two_workers_records_and_stores_each_transaction
     }
     assert twice <= both_groups, "a transaction of one group's programs was recorded twice"
     assert expected <= set(signatures) <= wanted(chain)
+    parsed = [transactions_parsed(log) for log in logs]
+    assert sum(parsed) == len(signatures), f"each recorded transaction parsed once in the cluster: {parsed}"
     writers = {path.name.split("-")[1] for path in find_recordings([records])}
     assert len(writers) == len(json.loads(groups)), f"each group's partition on a worker of its own: {writers}"
     live = readback.store_snapshot(settings)
@@ -394,7 +397,33 @@ def test_run_as_two_processes_of_two_workers_records_and_stores_each_transaction
     replay_settings = prepared(replay_env)
     result = run_cli("replay", str(first_seen), "--no-progress", env=replay_env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert keys(live) == keys(readback.store_snapshot(replay_settings))
+    # A trade is priced when its other leg's price is known: where that price comes from a trade of the other
+    # group, which of the two reached the one valuing worker first decides, and the receive times a replay
+    # orders by can differ from that arrival by the moment a frame takes to cross. A few keys (a token's only
+    # priced trade, its price key) may be written by one and not the other; the rest are the same keys.
+    cluster_keys, replay_keys = keys(live), keys(readback.store_snapshot(replay_settings))
+    for family in ("signals", "whales", "redis", "influx"):
+        ours, theirs = stored_keys(cluster_keys[family]), stored_keys(replay_keys[family])
+        assert theirs or family in {"signals", "whales"}, f"the replay stored no {family}: nothing compared"
+        assert len(ours ^ theirs) <= max(ORDER_SLACK_KEYS, len(theirs) // 100), (family, sorted(ours ^ theirs)[:5])
+
+
+ORDER_SLACK_KEYS = 10
+"""Keys of one family a cluster run and the replay of its recordings may differ by (or 1 %, the larger)."""
+
+
+def stored_keys(family: list[Any]) -> set[str]:
+    """A family of `keys(...)` as a set: each Influx sample (series and time) on its own."""
+    if family and isinstance(family[0], tuple):  # Influx: (series, sample times)
+        return {f"{metric!r}@{at}" for metric, times in family for at in times}
+    return {str(key) for key in family}
+
+
+def transactions_parsed(log: Path) -> int:
+    """The `transactions` row of the summary a `quantbot run` process printed."""
+    found = re.search(r"^\W*transactions\W+(\d+)", log.read_text(), re.MULTILINE)
+    assert found is not None, log.read_text()[-4000:]
+    return int(found.group(1))
 
 
 def free_port() -> int:
