@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict
 
 import urllib3.exceptions
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -70,23 +71,42 @@ def point_time_ns(tick: PriceTick) -> int:
     return tick.block_time * NS_PER_S + point_offset_ns(tick)
 
 
+class PriceFields(TypedDict):
+    """The `token_prices` fields, by name (`TokenPrice`'s and `token_price_line`'s keyword arguments)."""
+
+    price: float
+    volume: float | None
+    market_cap: float | None
+    liquidity: float | None
+    price_change_24h: float | None
+    high_24h: float | None
+    low_24h: float | None
+
+
+def price_fields(tick: PriceTick) -> PriceFields:
+    """The `token_prices` fields of a price tick: its price and volume, and its statistics where known."""
+    stats = tick.stats if tick.stats is not None else NO_STATS
+    return PriceFields(
+        price=tick.price_usd,
+        volume=tick.volume_usd,
+        market_cap=stats.market_cap_usd,
+        liquidity=stats.liquidity_usd,
+        price_change_24h=stats.change_24h_pct,
+        high_24h=stats.high_24h,
+        low_24h=stats.low_24h,
+    )
+
+
 def price_point(tick: PriceTick) -> TokenPrice:
-    """The `token_prices` point of a price tick."""
+    """The `token_prices` point of a price tick (the sink writes its line, `line_of`, without building it)."""
     offset = point_offset_ns(tick)
-    stats = tick.stats
     return TokenPrice(
         time=datetime.fromtimestamp(tick.block_time, tz=UTC) + timedelta(microseconds=offset // NS_PER_US),
         nanosecond=offset % NS_PER_US,
         token_address=tick.token,
         symbol=tick.symbol,
         source=tick.source,
-        price=tick.price_usd,
-        volume=tick.volume_usd,
-        market_cap=None if stats is None else stats.market_cap_usd,
-        liquidity=None if stats is None else stats.liquidity_usd,
-        price_change_24h=None if stats is None else stats.change_24h_pct,
-        high_24h=None if stats is None else stats.high_24h,
-        low_24h=None if stats is None else stats.low_24h,
+        **price_fields(tick),
     )
 
 
@@ -173,22 +193,7 @@ def is_refusal(exc: BaseException) -> bool:
 def line_of(item: Pointed) -> str:
     """The item's point as one line of line protocol."""
     if isinstance(item, PriceTick):
-        stats = item.stats
-        if stats is None:
-            stats = NO_STATS
-        return token_price_line(
-            point_time_ns(item),
-            item.token,
-            item.symbol,
-            item.source,
-            price=item.price_usd,
-            volume=item.volume_usd,
-            market_cap=stats.market_cap_usd,
-            liquidity=stats.liquidity_usd,
-            price_change_24h=stats.change_24h_pct,
-            high_24h=stats.high_24h,
-            low_24h=stats.low_24h,
-        )
+        return token_price_line(point_time_ns(item), item.token, item.symbol, item.source, **price_fields(item))
     if isinstance(item, StrategyMetrics):
         return metrics_point(item).to_line_protocol()
     return signal_point(item).to_line_protocol()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from datetime import UTC, datetime
@@ -17,14 +18,23 @@ from pymongo.database import Database
 
 from quantbot.analytics import SignalUpdate, TokenDocument, WhaleUpdate
 from quantbot.backoff import Backoff
-from quantbot.models import WSOL_MINT, Activity, ActivityKind, DeadLetter, InstructionIndex, PriceTick, TokenAmount
+from quantbot.models import (
+    WSOL_MINT,
+    Activity,
+    ActivityKind,
+    DeadLetter,
+    InstructionIndex,
+    PriceTick,
+    TickStats,
+    TokenAmount,
+)
 from quantbot.ops import stack
 from quantbot.pricing import USDC_MINT, PriceBook
 from quantbot.schema import mongo as mongo_schema
 from quantbot.schema import postgres as pg_schema
 from quantbot.signals import WhaleFollower, evaluate
 from quantbot.whales import WhaleConfig, detect
-from sinks.influx import NS_PER_S, InfluxSink, point_time_ns, price_point
+from sinks.influx import NS_PER_S, InfluxSink, line_of, point_time_ns, price_point
 from sinks.mongo import MongoSink
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisPolicy, RedisSink
@@ -270,6 +280,21 @@ def test_influx_point_time_is_the_trades_identity_not_its_arrival() -> None:
     assert [int(price_point(t).to_line_protocol().rsplit(" ", 1)[1]) for t in trades[:50]] == times[:50]
     quote = PriceTick(WSOL_MINT, 150.0, second, "pyth", 0.0, "", InstructionIndex(0))
     assert point_time_ns(quote) == second * NS_PER_S
+
+
+def test_the_sinks_price_line_is_the_price_points_line() -> None:
+    """What the sink writes for a tick (`line_of`, rendered directly) is its `price_point`'s line, stats or none."""
+    second = 1_750_000_000
+    stats = TickStats(1.5e6, 2.0e9, -3.25, 1.0, 0.5, 7.0e5)
+    ticks = [
+        PriceTick(BONK, 0.5 + i / 7, second + i, "raydium", 10.0 * i, f"{i:064x}", InstructionIndex(i, None), symbol)
+        for i in range(50)
+        for symbol in (None, "BONK, the dog")
+    ]
+    ticks += [dataclasses.replace(tick, stats=stats) for tick in ticks]
+    ticks.append(PriceTick(WSOL_MINT, 150.0, second, "pyth", 0.0, "", InstructionIndex(0), "SOL", stats))
+
+    assert [line_of(tick) for tick in ticks] == [price_point(tick).to_line_protocol() for tick in ticks]
 
 
 @pytest.mark.slow  # starts and restarts a Valkey server of its own
