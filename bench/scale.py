@@ -22,7 +22,6 @@ import argparse
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,17 +50,11 @@ TOPOLOGIES = ("1x1", "1x2", "2x2")
 ELAPSED = re.compile(r"^\W*elapsed\W+([\d.]+) s", re.MULTILINE)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _commands(recording: Path, processes: int, workers: int) -> list[list[str]]:
     base = [sys.executable, "-m", "quantbot", "replay", str(recording), "--no-progress", "--workers", str(workers)]
     if processes == 1:
         return [base]
-    addresses = ";".join(f"127.0.0.1:{_free_port()}" for _ in range(processes))
+    addresses = ";".join(f"127.0.0.1:{stack.free_port()}" for _ in range(processes))
     return [[*base, "--process-id", str(i), "--addresses", addresses] for i in range(processes)]
 
 

@@ -9,6 +9,7 @@ the session's temporary directory, and stopped at the end.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -63,6 +64,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 # A CLI command against test stores: start-up, a few round trips, and at most a schema migration.
 CLI_TIMEOUT_S = 120
+
+
+def transactions_parsed(log: Path) -> int:
+    """The `transactions` row of the run summary a `quantbot replay` or `quantbot run` process printed."""
+    found = re.search(r"^\W*transactions\W+(\d+)", log.read_text(), re.MULTILINE)
+    assert found is not None, log.read_text()[-4000:]
+    return int(found.group(1))
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ import pytest
 import redis
 
 from quantbot.models import FrameKind
-from quantbot.ops import readback
+from quantbot.ops import readback, stack
 from quantbot.ops import schema as operations
 from quantbot.ops.demo import ensure_demo_strategy
 from quantbot.ops.peers.chain import ChainSpec, SimulatedChain
@@ -30,7 +28,7 @@ from quantbot.recordings import RecordingReadError, decode_frame, find_recording
 from quantbot.settings import Settings, load_settings
 from quantbot.solana.decode import KNOWN_PROGRAMS
 from quantbot.solana.normalise import parse_transactions
-from tests.conftest import REPO_ROOT, flow_environment, run_cli
+from tests.conftest import REPO_ROOT, flow_environment, run_cli, transactions_parsed
 
 pytestmark = pytest.mark.slow  # a node, the four stores and quantbot in child processes
 
@@ -307,14 +305,9 @@ def test_run_killed_with_sigkill_and_restarted_loses_nothing(  # noqa: PLR0917
     # The same transactions, each once, in the order they were first recorded, replayed into fresh stores:
     # the same keys everywhere (values may differ in the last digits: after the kill, re-fetched trades
     # were valued in another order than the first process had valued them).
-    first_seen = tmp_path / "deduplicated"
-    deduplicate(records, first_seen / "frames.jsonl")
     reset_redis(redis_url)
     replay_env = flow_environment(reference_pg_url, redis_url, mongo_url, f"reference_{suffix}", reference_influx)
-    replay_settings = prepared(replay_env)
-    result = run_cli("replay", str(first_seen), "--no-progress", env=replay_env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert keys(killed) == keys(readback.store_snapshot(replay_settings))
+    assert keys(killed) == keys(replay_first_seen(records, tmp_path / "deduplicated", replay_env))
 
 
 def test_run_as_two_processes_of_two_workers_records_and_stores_each_transaction_once(  # noqa: PLR0917
@@ -337,7 +330,7 @@ def test_run_as_two_processes_of_two_workers_records_and_stores_each_transaction
     records, recovery = tmp_path / "recordings", tmp_path / "recovery"
     programs = sorted(PROGRAMS)
     groups = json.dumps([programs[::2], programs[1::2]])
-    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(2))
+    addresses = ";".join(f"127.0.0.1:{stack.free_port()}" for _ in range(2))
     logs = [tmp_path / f"process-{i}.log" for i in range(2)]
     with SolanaPeer(chain, faults=Faults(drop_every_s=3.0, seed=8)) as peer:
         cluster_env = {**env, **node_environment(peer), "QUANTBOT_SOLANA_PROGRAM_GROUPS": groups}
@@ -390,18 +383,14 @@ def test_run_as_two_processes_of_two_workers_records_and_stores_each_transaction
 
     # The workers' recordings as one, in the order the frames were received (the order the one valuing worker
     # took them in, to within the moment a frame takes to reach it), each transaction once.
-    first_seen = tmp_path / "deduplicated"
-    deduplicate(records, first_seen / "frames.jsonl", by_receive_time=True)
     reset_redis(redis_url)
     replay_env = flow_environment(reference_pg_url, redis_url, mongo_url, f"reference_{suffix}", reference_influx)
-    replay_settings = prepared(replay_env)
-    result = run_cli("replay", str(first_seen), "--no-progress", env=replay_env)
-    assert result.returncode == 0, result.stdout + result.stderr
+    replayed = replay_first_seen(records, tmp_path / "deduplicated", replay_env, by_receive_time=True)
     # A trade is priced when its other leg's price is known: where that price comes from a trade of the other
     # group, which of the two reached the one valuing worker first decides, and the receive times a replay
     # orders by can differ from that arrival by the moment a frame takes to cross. A few keys (a token's only
     # priced trade, its price key) may be written by one and not the other; the rest are the same keys.
-    cluster_keys, replay_keys = keys(live), keys(readback.store_snapshot(replay_settings))
+    cluster_keys, replay_keys = keys(live), keys(replayed)
     for family in ("signals", "whales", "redis", "influx"):
         ours, theirs = stored_keys(cluster_keys[family]), stored_keys(replay_keys[family])
         assert theirs or family in {"signals", "whales"}, f"the replay stored no {family}: nothing compared"
@@ -419,17 +408,15 @@ def stored_keys(family: list[Any]) -> set[str]:
     return {str(key) for key in family}
 
 
-def transactions_parsed(log: Path) -> int:
-    """The `transactions` row of the summary a `quantbot run` process printed."""
-    found = re.search(r"^\W*transactions\W+(\d+)", log.read_text(), re.MULTILINE)
-    assert found is not None, log.read_text()[-4000:]
-    return int(found.group(1))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def replay_first_seen(
+    records: Path, directory: Path, replay_env: dict[str, str], *, by_receive_time: bool = False
+) -> dict[str, Any]:
+    """The stores `quantbot replay` writes, into `replay_env`'s, from the recordings deduplicated (`deduplicate`)."""
+    deduplicate(records, directory / "frames.jsonl", by_receive_time=by_receive_time)
+    replay_settings = prepared(replay_env)
+    result = run_cli("replay", str(directory), "--no-progress", env=replay_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return readback.store_snapshot(replay_settings)
 
 
 def deduplicate(directory: Path, out: Path, *, by_receive_time: bool = False) -> None:

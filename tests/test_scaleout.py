@@ -13,9 +13,7 @@ import gzip
 import os
 import pickle
 import random
-import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -35,7 +33,7 @@ from flows.runtime import flow_config, recovery_config
 from quantbot.analytics import AnalyticsConfig
 from quantbot.cluster import ClusterSpec, ClusterSpecError, parse_addresses
 from quantbot.models import WSOL_MINT, Activity, ActivityKind, DeadLetter, InstructionIndex, PriceTick, TokenAmount
-from quantbot.ops import readback
+from quantbot.ops import readback, stack
 from quantbot.ops import schema as operations
 from quantbot.ops.demo import demo_strategy_document, ensure_demo_strategy
 from quantbot.pricing import FeedQuote, PricingConfig
@@ -44,7 +42,7 @@ from quantbot.signals import load_strategies
 from quantbot.steps import DecodedTransaction, InOrderValuation, Sequenced, Valuable, Valuation
 from quantbot.synthetic import FeedSpec, generate_feed
 from quantbot.units import SECONDS_PER_DAY
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, transactions_parsed
 
 T0 = 1_750_000_000
 TOKEN_X = "X1111111111111111111111111111111111111111111"
@@ -389,12 +387,6 @@ def test_the_graph_on_three_workers_gives_the_outputs_of_one(tmp_path: Path) -> 
 # --------------------------------------------------------------------- quantbot replay, real processes
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _environment(postgres_url: str, redis_url: str, mongo_url: str, mongo_db: str, influx_url: str) -> dict[str, str]:
     return {
         "PATH": "/usr/bin:/bin",
@@ -437,7 +429,7 @@ def _run_all(commands: list[list[str]], env: dict[str, str], logs: Path) -> None
 
 def _cluster(recording: Path, *extra: str) -> list[list[str]]:
     """Two processes with two workers each on loopback."""
-    addresses = f"127.0.0.1:{_free_port()};127.0.0.1:{_free_port()}"
+    addresses = f"127.0.0.1:{stack.free_port()};127.0.0.1:{stack.free_port()}"
     return [
         _replay(recording, "--workers", "2", "--process-id", str(i), "--addresses", addresses, *extra) for i in (0, 1)
     ]
@@ -462,13 +454,6 @@ def _compare(reference: dict[str, Any], other: dict[str, Any]) -> None:
     assert counts == readback.counts(reference)
     assert all(counts[part] > 0 for part in counts), counts
     assert readback.first_difference(reference, other) is None
-
-
-def _transactions_parsed(log: Path) -> int:
-    """The `transactions` row of the run summary a `quantbot replay` process printed."""
-    found = re.search(r"^\W*transactions\W+(\d+)", log.read_text(), re.MULTILINE)
-    assert found is not None, log.read_text()
-    return int(found.group(1))
 
 
 def _wait_for(what: str, check: Any, timeout_s: float = RUN_TIMEOUT_S) -> None:
@@ -550,7 +535,7 @@ def test_two_workers_and_two_processes_of_two_store_what_one_worker_does(  # noq
     _run_all(commands, env, tmp_path / f"logs-{topology}")
     _compare(reference, _snapshot(settings, recording))
     if topology == "2x2":
-        parsed = [_transactions_parsed(tmp_path / "logs-2x2" / f"process-{i}.log") for i in (0, 1)]
+        parsed = [transactions_parsed(tmp_path / "logs-2x2" / f"process-{i}.log") for i in (0, 1)]
         assert all(count > 0 for count in parsed), f"each process parses a share of the transactions: {parsed}"
         assert sum(parsed) == CLI_TXS
 
