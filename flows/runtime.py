@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -433,6 +434,25 @@ def _counts(before: dict[str, float]) -> dict[str, int]:
     return {name: int(metrics.total(counter) - before.get(name, 0.0)) for name, counter in RUN_COUNTERS.items()}
 
 
+@contextlib.contextmanager
+def collector_tuned(young_threshold: int) -> Iterator[None]:
+    """The cyclic garbage collector's youngest-generation threshold set to `young_threshold`, restored on exit.
+
+    A flow allocates a few hundred container objects per transaction (decoded activities, ticks, store
+    requests) that reference counting frees at once, beside a large long-lived heap (the price book and
+    the analytics' windows). At Python's default of 700 allocations the collector runs several times per
+    batch, and every tenth young pass walks the middle generation, every hundredth all of it: 10% of a
+    replay's time went there (`bench/replay.py`, 40,000 transactions: 4,508 tx/s at 700, 4,887 at
+    10,000, the same at 50,000; the RSS of the memory run unchanged). Cycles are still collected, later.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(young_threshold, *before[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
 def run(
     flow: Dataflow,
     settings: Settings,
@@ -483,6 +503,7 @@ def run(
             with contextlib.ExitStack() as stack:
                 if stop is not None:
                     received = stack.enter_context(stopping_on_signals(stop))
+                stack.enter_context(collector_tuned(settings.pipeline.gc_young_threshold))
                 cli_main(
                     flow,
                     workers_per_process=cluster.workers,

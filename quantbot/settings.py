@@ -120,6 +120,12 @@ class PipelineSettings(_Section):
         5.0, gt=0, description="seconds between recovery snapshots: what a crash may make the flow redo"
     )
     replay_batch_size: int = Field(512, ge=1, description="frames a replay hands the flow per batch")
+    gc_young_threshold: int = Field(
+        10_000,
+        ge=1,
+        description="object allocations between the garbage collector's young passes while a flow runs "
+        "(Python's own default is 700; see flows.runtime.collector_tuned)",
+    )
 
 
 class ParseSettings(_Section):

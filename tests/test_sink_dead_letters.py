@@ -9,6 +9,7 @@ validator, a PostgreSQL numeric overflow, a Redis key of the wrong type). `write
 from __future__ import annotations
 
 import dataclasses
+import gc
 import http.server
 import threading
 import time
@@ -214,6 +215,25 @@ def test_a_flow_with_an_untimed_tick_runs_to_its_end(settings: Settings, letters
     ]
     assert settings.redis.url is not None
     assert redis.Redis.from_url(settings.redis.url).exists(f"price:{WIF}", f"price:{JUP}") == 2
+
+
+def test_a_run_collects_garbage_at_its_configured_threshold_and_restores_the_interpreters(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """`pipeline.gc_young_threshold` holds inside the flow's steps; the process's own threshold is back after."""
+    before = gc.get_threshold()
+    tuned = settings.model_copy(
+        update={"pipeline": settings.pipeline.model_copy(update={"gc_young_threshold": before[0] + 4321})}
+    )
+    seen: list[int] = []
+    flow = Dataflow("collector")
+    items = op.input("numbers", flow, TestingSource([1, 2]))
+    op.inspect("threshold", items, lambda _step, _item: seen.append(gc.get_threshold()[0]))
+
+    runtime.run(flow, tuned, None)
+
+    assert seen == [before[0] + 4321] * 2
+    assert gc.get_threshold() == before
 
 
 @pytest.fixture
