@@ -18,9 +18,11 @@ Two ways through the valuation, one flag (`in_order`):
   Influx's price points are spread again for the sinks.
 
 Either way the valuation step also runs the analytics (`quantbot.analytics`: whales, signals and their
-lifecycle, follow-ups, 24 h windows, snapshots, strategy metrics, token documents), whose outputs are
-written from the valuation's worker in stream order: a document's follow-ups and a signal's lifecycle
-steps reach their store after what they follow up.
+lifecycle, follow-ups, 24 h windows, snapshots, strategy metrics, token documents), whose outputs leave
+the valuation's worker in stream order: a document's follow-ups and a signal's lifecycle steps reach
+their store after what they follow up. MongoDB and PostgreSQL are written by one worker each, on a
+thread of its own, behind the flow's work (`sinks.behind`: one batch at a time, in order, every write of
+an epoch stored before the epoch ends); Redis and InfluxDB in line, by the workers their items are on.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
-from bytewax.outputs import Sink
+from bytewax.outputs import DynamicSink, Sink
 
 from quantbot import metrics
 from quantbot.analytics import (
@@ -71,6 +73,7 @@ from quantbot.steps import (
     price_ticks,
 )
 from quantbot.tokens import TokenFacts
+from sinks.behind import WriteBehind
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +96,10 @@ class FlowSinks:
 
     influx: Sink[PriceTick | Signal | SignalUpdate | StrategyMetrics]
     redis: Sink[PriceTick | Signal | SignalUpdate]
-    mongo: Sink[WhaleTransaction | WhaleUpdate | TokenDocument | MarketSnapshot | StrategyPerformance]
-    postgres: Sink[Signal | SignalUpdate | DeadLetter]
+    mongo: DynamicSink[WhaleTransaction | WhaleUpdate | TokenDocument | MarketSnapshot | StrategyPerformance]
+    postgres: DynamicSink[Signal | SignalUpdate | DeadLetter]
+    """MongoDB and PostgreSQL are written behind the flow's work (`sinks.behind.WriteBehind`), which wraps a
+    dynamic sink's partitions."""
 
 
 @dataclass(frozen=True)
@@ -404,6 +409,11 @@ def build_flow(
 
     op.output("influx", op.merge("to_influx", store_ticks, points), sinks.influx)
     op.output("redis", op.merge("to_redis", ticks, signals), sinks.redis)
-    op.output("mongo", documents, sinks.mongo)
-    op.output("postgres", op.merge("to_postgres", signals, dead), sinks.postgres)
+    # Documents, signals and dead letters are few and their stores' round trips long: written behind the
+    # flow's work, by one worker (`sinks.behind`). Price points stay spread over the workers.
+    to_mongo = WriteBehind(sinks.mongo, "mongo")
+    op.output("mongo", op.key_on("mongo_writer", documents, lambda _item: to_mongo.key), to_mongo)
+    to_postgres = WriteBehind(sinks.postgres, "postgres")
+    postgres_items = op.merge("to_postgres", signals, dead)
+    op.output("postgres", op.key_on("postgres_writer", postgres_items, lambda _item: to_postgres.key), to_postgres)
     return flow
