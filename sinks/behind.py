@@ -2,9 +2,9 @@
 
 A `DynamicSink`'s partition writes in the worker's thread: while the store answers, the worker waits. In a
 replay of the synthetic feed into the embedded stores, those waits were 8% of the time for MongoDB (whose
-stand-in takes about a millisecond a document) and 4% for PostgreSQL. `WriteBehind` hands each batch to a thread of its own and returns, so the
-worker parses and values the next items while the store works (the interpreter lock is released while a
-client waits on its socket).
+stand-in takes about a millisecond a document) and 4% for PostgreSQL. `WriteBehind` hands each batch to a
+thread of its own and returns, so the worker parses and values the next items while the store works (the
+interpreter lock is released while a client waits on its socket).
 
 What stays true:
 
