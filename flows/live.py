@@ -26,6 +26,7 @@ from rich.table import Table
 
 from connectors.rpc import RpcPolicy
 from connectors.solana_ws import LiveConfig, SolanaLogsSource
+from connectors.token_facts import TokenFactsSource
 from connectors.yellowstone import YellowstoneSource
 from flows.feeds import feed_sources, stop_feeds, token_interest
 from flows.graph import build_flow
@@ -165,6 +166,15 @@ def live_source(settings: Settings, activity: SourceActivity | None = None) -> L
         activity=activity,
         on_event=events.record,
     )
+
+
+def token_facts_source(settings: Settings, source: LiveSource) -> TokenFactsSource | None:
+    """The source answering the analytics' token requests over JSON-RPC, for a chain source that cannot:
+    a Yellowstone stream, when `solana.rpc_url` is set (None otherwise: no token facts, the documents wait)."""
+    solana = settings.solana
+    if isinstance(source, SolanaLogsSource) or not solana.rpc_url:
+        return None
+    return TokenFactsSource(solana.rpc_url, RpcPolicy.from_settings(solana))
 
 
 @dataclass(frozen=True)
@@ -335,22 +345,30 @@ def run_live(
     )
     record = RecorderSink(record_dir) if record_dir is not None else None
     config = flow_config(settings, strategies)
+    tokens = token_facts_source(settings, source)
     if isinstance(source, SolanaLogsSource):
         # A large trade a feed reported and the chain source missed; a token whose facts the analytics lacks.
         config = dataclasses.replace(config, on_missed_trade=source.fetch, on_token_request=source.request_token)
+    elif tokens is not None:
+        config = dataclasses.replace(config, on_token_request=tokens.request_token)
     if interest is not None:  # whales and strategies' positions decide what Jupiter polls
         config = dataclasses.replace(config, on_output=interest.observe)
-    flow = build_flow([source, *feeds], store_sinks(settings), config, name="live", record=record)
+    sources = [source, *feeds, *([tokens] if tokens is not None else [])]
+    flow = build_flow(sources, store_sinks(settings), config, name="live", record=record)
 
     def stop() -> None:
         source.stop()
         stop_feeds(feeds)
+        if tokens is not None:
+            tokens.stop()
 
     before = counter_values(COUNTERS)
     started = time.monotonic()
     with _stop_after(duration_s, stop) as fired, live_view(console):
         stopped = run(flow, settings, recovery_dir, stop=stop, cluster=cluster)
     _raise_failure(settings, flow, source, recovery_dir)
+    if tokens is not None and tokens.refusal is not None:
+        refuse_resume(settings, flow.flow_id, tokens.refusal, recovery_dir)
     counts = counts_since(before, COUNTERS)
     return LiveSummary(
         **counts,

@@ -222,16 +222,22 @@ def test_grpc_run_through_drops_records_each_transaction_once_and_replays_to_the
 ) -> None:
     """With `[solana] source = "grpc"`, through a Yellowstone stream dropped every 2 s (each reconnection asks
     `from_slot`), `quantbot run --record` records and processes every DEX transaction once, SIGTERM exits 0
-    within 30 s, the token appears nowhere, and the recording replays to the same stores."""
+    within 30 s, the token appears nowhere, the traded tokens' facts come from the JSON-RPC node (token
+    documents), and the recording replays to the same stores."""
     suffix = str(time.monotonic_ns())
     env = flow_environment(pg_url, redis_url, mongo_url, f"grpc_{suffix}", run_influx)
     settings = prepared(env)
     records, log = tmp_path / "recordings", tmp_path / "run.log"
-    with YellowstonePeer(chain, faults=GrpcFaults(drop_every_s=2.0), token=GRPC_TOKEN) as peer:
+    with (
+        YellowstonePeer(chain, faults=GrpcFaults(drop_every_s=2.0), token=GRPC_TOKEN) as peer,
+        SolanaPeer(chain, speed=None) as rpc_node,
+    ):
         node = {
             "QUANTBOT_SOLANA_SOURCE": "grpc",
             "QUANTBOT_SOLANA_GRPC_URL": peer.url,
             "QUANTBOT_SOLANA_GRPC_TOKEN": GRPC_TOKEN,
+            "QUANTBOT_SOLANA_RPC_URL": rpc_node.http_url,
+            "QUANTBOT_SOLANA_REQUESTS_PER_S": "2000",
             "QUANTBOT_SOLANA_BACKOFF_BASE_S": "0.02",
             "QUANTBOT_SOLANA_BACKOFF_CAP_S": "0.3",
             "QUANTBOT_LOGGING_LEVEL": "INFO",
@@ -256,6 +262,8 @@ def test_grpc_run_through_drops_records_each_transaction_once_and_replays_to_the
     assert GRPC_TOKEN not in log.read_text()
     live = readback.store_snapshot(settings)
     assert live["influx"] and live["redis"], "the run wrote no prices: nothing compared"
+    assert live["mongo.tokens"], "no token documents: the facts were not asked for over JSON-RPC"
+    assert {token["_id"] for token in live["mongo.tokens"]} <= set(chain.token_accounts)
     assert_replay_writes_the_same(
         live,
         records,

@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from connectors.solana_ws import SOURCE, SolanaLogsSource, _LivePartition
+from connectors.token_facts import TokenFactsSource
 from quantbot.live import LivePosition
 from quantbot.models import DeadLetter, Frame, FrameKind
 from quantbot.ops.peers.chain import ChainSpec, SimulatedChain
@@ -268,4 +269,92 @@ def test_the_source_takes_token_requests_from_the_flows_thread(peer: SolanaPeer,
         wait_for(lambda: any(isinstance(item, Frame) and item.kind == "accounts" for item in out), "the answer")
         stop()
     (frame,) = [item for item in out if isinstance(item, Frame) and item.kind == FrameKind.ACCOUNTS.value]
+    assert parse_accounts(frame.payload, frame.received_ns, frame.position).mint == mint
+
+
+# ---------------------------------------------------------------- for a chain source without RPC (Yellowstone)
+
+
+def _facts_partition(peer: SolanaPeer, pending: tuple[str, ...] = (), **changes: Any) -> Any:
+    """The token-facts partition on `peer`, whose batches only the test takes."""
+    policy = dataclasses.replace(config_for(peer).policy, **changes)
+    return TokenFactsSource(peer.http_url, policy).build_part("feed_tokens", "token-facts", pending or None)
+
+
+def test_token_facts_answer_as_received_once_in_flight_and_again_after(peer: SolanaPeer, chain: SimulatedChain) -> None:
+    """The Yellowstone flow's token source: one getMultipleAccounts per mint while its answer is in flight,
+    emitted exactly as received, positioned as the websocket source positions it; asked again once handed out."""
+    mint, other = _mints(chain, 2)
+    partition = _facts_partition(peer)
+    try:
+        before = _requests(peer)
+        wait_for(lambda: partition.ask_threadsafe(mint), "a running partition")
+        assert partition.ask_threadsafe(mint)  # in flight: not asked again
+        assert partition.ask_threadsafe(other)
+        wait_for(lambda: _requests(peer) - before >= 2, "both requests at the node")
+        assert partition.snapshot() == (mint, other)
+
+        out = _drain(partition, 2, "both answers")
+
+        assert _requests(peer) - before == 2
+        frames = {item.position: item for item in out if isinstance(item, Frame)}
+        assert set(frames) == {f"rpc:accounts:{mint}", f"rpc:accounts:{other}"}
+        frame = frames[f"rpc:accounts:{mint}"]
+        assert (frame.kind, frame.source) == (FrameKind.ACCOUNTS.value, "rpc")
+        assert frame.payload == _post(peer, accounts_request(mint)).decode()
+        assert partition.snapshot() == ()
+
+        asked = _requests(peer)
+        assert partition.ask_threadsafe(mint)
+        (again,) = _drain(partition, 1, "the refresh")
+        assert isinstance(again, Frame) and again.payload == frame.payload and _requests(peer) == asked + 1
+    finally:
+        partition.close()
+
+
+def test_token_facts_failures_are_dead_letters_and_pending_mints_survive_a_snapshot() -> None:
+    """A mint that is no address, or a node failing past the retry budget: a `fetch` dead letter naming the mint,
+    and the source goes on; a partition resumed with asked-for mints asks for them again, unprompted."""
+    chain = SimulatedChain(ChainSpec(txs=TXS, seed=SEED, start_time=START))
+    mint, *pending = _mints(chain, 3)
+    with SolanaPeer(chain, speed=None) as peer:
+        partition = _facts_partition(peer, retry_budget_s=0.3)
+        try:
+            wait_for(lambda: partition.ask_threadsafe("not-a-mint"), "a running partition")
+            (refused,) = _drain(partition, 1, "the refused request's letter")
+            peer.faults.http_503_share = 1.0
+            assert partition.ask_threadsafe(mint)
+            (failed,) = _drain(partition, 1, "the failed request's letter")
+            peer.faults.http_503_share = 0.0
+        finally:
+            partition.close()
+        resumed = _facts_partition(peer, tuple(pending))
+        try:
+            assert resumed.snapshot() == tuple(pending)
+            answers = _drain(resumed, 2, "the pending mints' answers")
+            assert resumed.snapshot() == ()
+        finally:
+            resumed.close()
+    assert isinstance(refused, DeadLetter) and (refused.stage, refused.raw) == ("fetch", "not-a-mint")
+    assert refused.position == "rpc:accounts:not-a-mint" and "not a base58 32-byte address" in refused.reason
+    assert isinstance(failed, DeadLetter) and (failed.stage, failed.raw, failed.source) == ("fetch", mint, "rpc")
+    assert f"getMultipleAccounts of mint {mint} failed" in failed.reason and "still failing" in failed.reason
+    assert sorted(item.position for item in answers) == sorted(f"rpc:accounts:{m}" for m in pending)
+    assert all(isinstance(item, Frame) and parse_accounts(item.payload, 0, "p").mint in pending for item in answers)
+
+
+def test_token_facts_source_takes_requests_from_the_flows_thread_and_stops(
+    peer: SolanaPeer, chain: SimulatedChain
+) -> None:
+    """`TokenFactsSource.request_token` (the flow's `on_token_request` with Yellowstone) reaches the running
+    partition; the answer comes out of the dataflow; `stop()` ends the flow."""
+    (mint,) = _mints(chain, 1)
+    source = TokenFactsSource(peer.http_url, config_for(peer).policy)
+    out: list[Any] = []
+    assert not source.request_token(mint)  # no partition runs yet: nothing takes it
+    with running(source, out) as stop:  # type: ignore[arg-type]
+        wait_for(lambda: source.request_token(mint), "a running partition")
+        wait_for(lambda: any(isinstance(item, Frame) for item in out), "the answer")
+        stop()
+    (frame,) = out
     assert parse_accounts(frame.payload, frame.received_ns, frame.position).mint == mint
