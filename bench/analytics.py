@@ -104,10 +104,10 @@ def valued_stream(spec: FeedSpec, reserves: bool) -> tuple[list[Streamed], list[
                     activities = tuple(with_reserves(a) for a in parsed.activities)
                     parsed = DecodedTransaction(parsed.position, parsed.signature, activities, parsed.received_ns)  # noqa: PLW2901
                 begin = clock()
-                stream.append(valuation.apply(parsed, pricing))  # type: ignore[arg-type]
+                stream.append(valuation.apply(parsed, pricing))
                 valuing_ns.append(clock() - begin)
             elif isinstance(parsed, FeedQuote):
-                stream.append(valuation.apply(parsed, pricing))  # type: ignore[arg-type]
+                stream.append(valuation.apply(parsed, pricing))
             elif isinstance(parsed, TokenFacts):
                 stream.append(parsed)
     return stream, valuing_ns

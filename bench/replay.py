@@ -28,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from bytewax.inputs import StatefulSourcePartition
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -99,7 +101,7 @@ class _TimedPartition(_ReplayPartition):
 
 
 class _TimedSource(ReplaySource):
-    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _ReplayPartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: Any) -> StatefulSourcePartition[Any, Any]:
         plan = resume_plan(self.files, resume_state)
         return _TimedPartition(self.files, plan, self.speed, self.batch_size, self.damaged, stopping=self._stopping)
 

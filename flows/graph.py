@@ -94,8 +94,8 @@ INFLUX_WRITES = (Signal, SignalUpdate, StrategyMetrics)
 class FlowSinks:
     """Where the flow's four outputs go (real store sinks, or testing sinks)."""
 
-    influx: Sink[PriceTick | Signal | SignalUpdate | StrategyMetrics]
-    redis: Sink[PriceTick | Signal | SignalUpdate]
+    influx: DynamicSink[PriceTick | Signal | SignalUpdate | StrategyMetrics]
+    redis: DynamicSink[PriceTick | Signal | SignalUpdate]
     mongo: DynamicSink[WhaleTransaction | WhaleUpdate | TokenDocument | MarketSnapshot | StrategyPerformance]
     postgres: DynamicSink[Signal | SignalUpdate | DeadLetter]
     """MongoDB and PostgreSQL are written behind the flow's work (`sinks.behind.WriteBehind`), which wraps a
