@@ -7,14 +7,16 @@ import dataclasses
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pytest
 
 from connectors.solana_ws import SOURCE, SolanaLogsSource, _LivePartition
-from connectors.token_facts import TokenFactsSource
+from connectors.token_facts import PARTITION, TokenFactsSource
+from quantbot.health import SourceActivity
 from quantbot.live import LivePosition
 from quantbot.models import DeadLetter, Frame, FrameKind
 from quantbot.ops.peers.chain import ChainSpec, SimulatedChain
@@ -153,29 +155,49 @@ def test_the_feeds_accounts_frames_hold_what_the_peer_serves(peer: SolanaPeer) -
     assert compared > 50
 
 
-# ------------------------------------------------------------------------------------------ the live source
+# ------------------------------------------------------------- the sources that answer the flow's token requests
+
+ASKERS = ("websocket", "token_facts")
+"""The partitions that answer token requests: the websocket source's (its own RPC client) and the token-facts
+source's (`connectors.token_facts`, beside a Yellowstone stream)."""
 
 
-def _partition(peer: SolanaPeer, resume: LivePosition | None = None, **changes: Any) -> _LivePartition:
-    """A live partition on `peer` whose batches only the test takes (what it emitted stays in flight until then).
+@dataclass(frozen=True)
+class _Asker:
+    """A partition answering token requests, whose batches only the test takes (what it emitted stays in flight
+    until then): how to ask it for a mint, and the mints its snapshot holds as asked and not handed out."""
 
-    The stream is never stale within a test (a whole-chain peer sends no notifications), so nothing but the
-    test's requests reaches the node after the start.
+    partition: Any
+    ask: Callable[[str], bool]
+    pending: Callable[[], tuple[str, ...]]
+
+
+def _asker(kind: str, peer: SolanaPeer, pending: tuple[str, ...] = (), **policy: Any) -> _Asker:
+    """A partition of `kind` on `peer`, resumed with `pending` mints, its RPC policy changed by `policy`.
+
+    The websocket partition's stream is never stale within a test (a whole-chain peer sends no notifications),
+    so nothing but the test's requests reaches the node after the start.
     """
-    config = config_for(peer, stale_after_s=120.0, **changes)
-    from quantbot.health import SourceActivity
-
-    return _LivePartition(config, 0, resume, stopping=threading.Event(), on_event=None, activity=SourceActivity(SOURCE))
+    config = config_for(peer, stale_after_s=120.0)
+    config = dataclasses.replace(config, policy=dataclasses.replace(config.policy, **policy))
+    if kind == "websocket":
+        resume = LivePosition(SOURCE, PROGRAMS, tokens=pending) if pending else None
+        live = _LivePartition(
+            config, 0, resume, stopping=threading.Event(), on_event=None, activity=SourceActivity(SOURCE)
+        )
+        return _Asker(live, live.request_token_threadsafe, lambda: live.snapshot().tokens)
+    facts = TokenFactsSource(peer.http_url, config.policy).build_part("feed_tokens", PARTITION, pending or None)
+    return _Asker(facts, facts.ask_threadsafe, facts.snapshot)  # type: ignore[attr-defined]
 
 
 def _requests(peer: SolanaPeer) -> int:
     return peer.counters().requests["getMultipleAccounts"]
 
 
-def _drain(partition: _LivePartition, until: int, what: str) -> list[Frame | DeadLetter]:
+def _drain(asker: _Asker, until: int, what: str) -> list[Frame | DeadLetter]:
     """Batches until `until` items came (accounts frames and dead letters; transactions are not expected)."""
     out: list[Frame | DeadLetter] = []
-    wait_for(lambda: bool(out.extend(partition.next_batch())) or len(out) >= until, what)
+    wait_for(lambda: bool(out.extend(asker.partition.next_batch())) or len(out) >= until, what)
     return out
 
 
@@ -183,23 +205,24 @@ def _mints(chain: SimulatedChain, count: int) -> list[str]:
     return list(chain.token_accounts)[:count]
 
 
+@pytest.mark.parametrize("kind", ASKERS)
 def test_request_token_emits_the_answer_as_it_came_and_asks_once_in_flight(
-    peer: SolanaPeer, chain: SimulatedChain
+    peer: SolanaPeer, chain: SimulatedChain, kind: str
 ) -> None:
-    """`request_token` makes one getMultipleAccounts while the mint's answer is in flight, emitted exactly as
+    """A token request makes one getMultipleAccounts while the mint's answer is in flight, emitted exactly as
     received as an `accounts` frame; once handed to the flow, the mint may be asked again (a refresh)."""
     mint, other = _mints(chain, 2)
-    partition = _partition(peer)
+    asker = _asker(kind, peer)
     try:
         before = _requests(peer)
-        wait_for(lambda: partition.request_token_threadsafe(mint), "a running partition")
-        assert partition.request_token_threadsafe(mint)  # in flight (nothing was handed out yet): not asked again
-        assert partition.request_token_threadsafe(other)
+        wait_for(lambda: asker.ask(mint), "a running partition")
+        assert asker.ask(mint)  # in flight (nothing was handed out yet): not asked again
+        assert asker.ask(other)
         # The loop takes the requests in order: once `other` reached the node, the repeat was seen too.
         wait_for(lambda: _requests(peer) - before >= 2, "both requests at the node")
-        assert partition.snapshot().tokens == (mint, other)
+        assert asker.pending() == (mint, other)
 
-        out = _drain(partition, 2, "both answers")
+        out = _drain(asker, 2, "both answers")
 
         assert _requests(peer) - before == 2
         frames = {item.position: item for item in out if isinstance(item, Frame)}
@@ -207,34 +230,34 @@ def test_request_token_emits_the_answer_as_it_came_and_asks_once_in_flight(
         frame = frames[f"rpc:accounts:{mint}"]
         assert (frame.kind, frame.source) == (FrameKind.ACCOUNTS.value, "rpc")
         assert frame.payload == _post(peer, accounts_request(mint)).decode()
-        assert partition.snapshot().tokens == ()
+        assert asker.pending() == ()
 
         asked = _requests(peer)
-        assert partition.request_token_threadsafe(mint)
-        (again,) = _drain(partition, 1, "the refresh")
+        assert asker.ask(mint)
+        (again,) = _drain(asker, 1, "the refresh")
         assert isinstance(again, Frame) and again.payload == frame.payload and _requests(peer) == asked + 1
     finally:
-        partition.close()
+        asker.partition.close()
 
 
-def test_failed_token_requests_are_dead_letters_naming_the_mint(chain: SimulatedChain) -> None:
+@pytest.mark.parametrize("kind", ASKERS)
+def test_failed_token_requests_are_dead_letters_naming_the_mint(chain: SimulatedChain, kind: str) -> None:
     """A mint that is no address, or a node failing past the retry budget: a `fetch` dead letter naming the mint,
     and the source goes on (the next request is answered)."""
     (mint,) = _mints(chain, 1)
     with SolanaPeer(chain, speed=None) as peer:
-        config = config_for(peer)
-        partition = _partition(peer, policy=dataclasses.replace(config.policy, retry_budget_s=0.3))
+        asker = _asker(kind, peer, retry_budget_s=0.3)
         try:
-            wait_for(lambda: partition.request_token_threadsafe("not-a-mint"), "a running partition")
-            (refused,) = _drain(partition, 1, "the refused request's letter")
+            wait_for(lambda: asker.ask("not-a-mint"), "a running partition")
+            (refused,) = _drain(asker, 1, "the refused request's letter")
             peer.faults.http_503_share = 1.0
-            assert partition.request_token_threadsafe(mint)
-            (failed,) = _drain(partition, 1, "the failed request's letter")
+            assert asker.ask(mint)
+            (failed,) = _drain(asker, 1, "the failed request's letter")
             peer.faults.http_503_share = 0.0
-            assert partition.request_token_threadsafe(mint)
-            (answered,) = _drain(partition, 1, "the answer once the node is back")
+            assert asker.ask(mint)
+            (answered,) = _drain(asker, 1, "the answer once the node is back")
         finally:
-            partition.close()
+            asker.partition.close()
     assert isinstance(refused, DeadLetter) and (refused.stage, refused.raw) == ("fetch", "not-a-mint")
     assert refused.position == "rpc:accounts:not-a-mint" and "not a base58 32-byte address" in refused.reason
     assert isinstance(failed, DeadLetter) and (failed.stage, failed.raw, failed.source) == ("fetch", mint, "rpc")
@@ -242,119 +265,40 @@ def test_failed_token_requests_are_dead_letters_naming_the_mint(chain: Simulated
     assert isinstance(answered, Frame) and parse_accounts(answered.payload, 0, "p").mint == mint
 
 
-def test_pending_token_requests_survive_a_snapshot(peer: SolanaPeer, chain: SimulatedChain) -> None:
+@pytest.mark.parametrize("kind", ASKERS)
+def test_pending_token_requests_survive_a_snapshot(peer: SolanaPeer, chain: SimulatedChain, kind: str) -> None:
     """A partition resumed from a snapshot holding asked-for mints asks for them again, unprompted."""
-    mints = _mints(chain, 3)[1:]
-    resume = LivePosition(SOURCE, PROGRAMS, tokens=tuple(mints))
-    partition = _partition(peer, resume)
+    mints = tuple(_mints(chain, 3)[1:])
+    asker = _asker(kind, peer, mints)
     try:
-        assert partition.snapshot().tokens == tuple(mints)
-        out = _drain(partition, 2, "the pending mints' answers")
-        assert partition.snapshot().tokens == ()
+        assert asker.pending() == mints
+        out = _drain(asker, 2, "the pending mints' answers")
+        assert asker.pending() == ()
     finally:
-        partition.close()
+        asker.partition.close()
     assert sorted(item.position for item in out) == sorted(f"rpc:accounts:{mint}" for mint in mints)
     assert all(isinstance(item, Frame) and item.kind == FrameKind.ACCOUNTS.value for item in out)
+    assert {parse_accounts(item.payload, 0, "p").mint for item in out if isinstance(item, Frame)} == set(mints)
 
 
-def test_the_source_takes_token_requests_from_the_flows_thread(peer: SolanaPeer, chain: SimulatedChain) -> None:
-    """`SolanaLogsSource.request_token` (the flow's `on_token_request`) reaches a running partition: the answer
-    comes out of the dataflow as an `accounts` frame."""
-    (mint,) = _mints(chain, 1)
-    source = SolanaLogsSource(config_for(peer, stale_after_s=120.0))
-    out: list[Any] = []
-    assert not source.request_token(mint)  # no partition runs yet: nothing takes it
-    with running(source, out) as stop:
-        wait_for(lambda: source.request_token(mint), "a running partition")
-        wait_for(lambda: any(isinstance(item, Frame) and item.kind == "accounts" for item in out), "the answer")
-        stop()
-    (frame,) = [item for item in out if isinstance(item, Frame) and item.kind == FrameKind.ACCOUNTS.value]
-    assert parse_accounts(frame.payload, frame.received_ns, frame.position).mint == mint
-
-
-# ---------------------------------------------------------------- for a chain source without RPC (Yellowstone)
-
-
-def _facts_partition(peer: SolanaPeer, pending: tuple[str, ...] = (), **changes: Any) -> Any:
-    """The token-facts partition on `peer`, whose batches only the test takes."""
-    policy = dataclasses.replace(config_for(peer).policy, **changes)
-    return TokenFactsSource(peer.http_url, policy).build_part("feed_tokens", "token-facts", pending or None)
-
-
-def test_token_facts_answer_as_received_once_in_flight_and_again_after(peer: SolanaPeer, chain: SimulatedChain) -> None:
-    """The Yellowstone flow's token source: one getMultipleAccounts per mint while its answer is in flight,
-    emitted exactly as received, positioned as the websocket source positions it; asked again once handed out."""
-    mint, other = _mints(chain, 2)
-    partition = _facts_partition(peer)
-    try:
-        before = _requests(peer)
-        wait_for(lambda: partition.ask_threadsafe(mint), "a running partition")
-        assert partition.ask_threadsafe(mint)  # in flight: not asked again
-        assert partition.ask_threadsafe(other)
-        wait_for(lambda: _requests(peer) - before >= 2, "both requests at the node")
-        assert partition.snapshot() == (mint, other)
-
-        out = _drain(partition, 2, "both answers")
-
-        assert _requests(peer) - before == 2
-        frames = {item.position: item for item in out if isinstance(item, Frame)}
-        assert set(frames) == {f"rpc:accounts:{mint}", f"rpc:accounts:{other}"}
-        frame = frames[f"rpc:accounts:{mint}"]
-        assert (frame.kind, frame.source) == (FrameKind.ACCOUNTS.value, "rpc")
-        assert frame.payload == _post(peer, accounts_request(mint)).decode()
-        assert partition.snapshot() == ()
-
-        asked = _requests(peer)
-        assert partition.ask_threadsafe(mint)
-        (again,) = _drain(partition, 1, "the refresh")
-        assert isinstance(again, Frame) and again.payload == frame.payload and _requests(peer) == asked + 1
-    finally:
-        partition.close()
-
-
-def test_token_facts_failures_are_dead_letters_and_pending_mints_survive_a_snapshot() -> None:
-    """A mint that is no address, or a node failing past the retry budget: a `fetch` dead letter naming the mint,
-    and the source goes on; a partition resumed with asked-for mints asks for them again, unprompted."""
-    chain = SimulatedChain(ChainSpec(txs=TXS, seed=SEED, start_time=START))
-    mint, *pending = _mints(chain, 3)
-    with SolanaPeer(chain, speed=None) as peer:
-        partition = _facts_partition(peer, retry_budget_s=0.3)
-        try:
-            wait_for(lambda: partition.ask_threadsafe("not-a-mint"), "a running partition")
-            (refused,) = _drain(partition, 1, "the refused request's letter")
-            peer.faults.http_503_share = 1.0
-            assert partition.ask_threadsafe(mint)
-            (failed,) = _drain(partition, 1, "the failed request's letter")
-            peer.faults.http_503_share = 0.0
-        finally:
-            partition.close()
-        resumed = _facts_partition(peer, tuple(pending))
-        try:
-            assert resumed.snapshot() == tuple(pending)
-            answers = _drain(resumed, 2, "the pending mints' answers")
-            assert resumed.snapshot() == ()
-        finally:
-            resumed.close()
-    assert isinstance(refused, DeadLetter) and (refused.stage, refused.raw) == ("fetch", "not-a-mint")
-    assert refused.position == "rpc:accounts:not-a-mint" and "not a base58 32-byte address" in refused.reason
-    assert isinstance(failed, DeadLetter) and (failed.stage, failed.raw, failed.source) == ("fetch", mint, "rpc")
-    assert f"getMultipleAccounts of mint {mint} failed" in failed.reason and "still failing" in failed.reason
-    assert sorted(item.position for item in answers) == sorted(f"rpc:accounts:{m}" for m in pending)
-    assert all(isinstance(item, Frame) and parse_accounts(item.payload, 0, "p").mint in pending for item in answers)
-
-
-def test_token_facts_source_takes_requests_from_the_flows_thread_and_stops(
-    peer: SolanaPeer, chain: SimulatedChain
+@pytest.mark.parametrize("kind", ASKERS)
+def test_the_source_takes_token_requests_from_the_flows_thread(
+    peer: SolanaPeer, chain: SimulatedChain, kind: str
 ) -> None:
-    """`TokenFactsSource.request_token` (the flow's `on_token_request` with Yellowstone) reaches the running
-    partition; the answer comes out of the dataflow; `stop()` ends the flow."""
+    """The source's `request_token` (the flow's `on_token_request`) reaches a running partition: the answer comes
+    out of the dataflow as an `accounts` frame, and nothing else but the chain's transactions; `stop()` ends it."""
     (mint,) = _mints(chain, 1)
-    source = TokenFactsSource(peer.http_url, config_for(peer).policy)
+    source: SolanaLogsSource | TokenFactsSource = (
+        SolanaLogsSource(config_for(peer, stale_after_s=120.0))
+        if kind == "websocket"
+        else TokenFactsSource(peer.http_url, config_for(peer).policy)
+    )
     out: list[Any] = []
     assert not source.request_token(mint)  # no partition runs yet: nothing takes it
     with running(source, out) as stop:  # type: ignore[arg-type]
         wait_for(lambda: source.request_token(mint), "a running partition")
-        wait_for(lambda: any(isinstance(item, Frame) for item in out), "the answer")
+        wait_for(lambda: any(isinstance(item, Frame) and item.kind == "accounts" for item in out), "the answer")
         stop()
-    (frame,) = out
+    (frame,) = [item for item in out if not (isinstance(item, Frame) and item.kind == FrameKind.TRANSACTION.value)]
+    assert isinstance(frame, Frame) and frame.kind == FrameKind.ACCOUNTS.value
     assert parse_accounts(frame.payload, frame.received_ns, frame.position).mint == mint
