@@ -44,6 +44,7 @@ from websockets.asyncio.client import ClientConnection
 
 from connectors.refused import RefusedPartition
 from connectors.rpc import Fetched, RpcCallError, RpcClient, RpcError, RpcPolicy
+from connectors.token_facts import token_answer
 from quantbot import metrics
 from quantbot.backoff import Backoff
 from quantbot.errors import ResumeRefusedError
@@ -52,7 +53,6 @@ from quantbot.health import SourceActivity
 from quantbot.live import ChainPoint, LivePosition, SeenSignatures, group_key, owning_group
 from quantbot.models import DeadLetter, Frame, FrameKind
 from quantbot.redaction import redact, redact_url
-from quantbot.tokens import TokenFormatError
 
 log = logging.getLogger(__name__)
 
@@ -417,15 +417,7 @@ class _LivePartition(StatefulSourcePartition[Frame | DeadLetter, LivePosition | 
         """Answer token requests: each answer an `accounts` frame, each failure a dead letter; never a crash."""
         while True:
             mint = await self._token_queue.get()
-            position = f"{FRAME_SOURCE}:accounts:{mint}"
-            try:
-                raw, received_ns = await self._rpc.get_token_accounts(mint)
-            except (RpcError, TokenFormatError) as exc:
-                # Token facts are an enrichment: a node refusing or failing them costs that token its document's
-                # facts (the analytics asks again), not the stream. A node down for good fails the fetches anyway.
-                self._emit(mint, self._letter(position, mint, f"getMultipleAccounts of mint {mint} failed: {exc}"))
-                continue
-            self._emit(mint, Frame(received_ns, FRAME_SOURCE, FrameKind.ACCOUNTS.value, raw.decode(), position))
+            self._emit(mint, await token_answer(self._rpc, mint, SOURCE))
 
     def _emit(self, signature: str, item: Frame | DeadLetter) -> None:
         with self._lock:

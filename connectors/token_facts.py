@@ -43,8 +43,9 @@ NAME = "tokens"
 """The source's name: its input's step id is `feed_tokens`."""
 PARTITION = "token-facts"
 FRAME_SOURCE = "rpc"
-"""The frames' `source`, as the websocket source's token answers have it."""
+"""The answers' `source`: what the node served them over, whichever source asked (`token_answer`)."""
 FETCH_STAGE = "fetch"
+"""The dead letters' stage, as the websocket source's fetches have it."""
 FETCHERS = 2
 """Requests answered at once: new tokens come a few a second at most, so two keep the answers prompt."""
 BATCH_MAX = 1024
@@ -58,6 +59,32 @@ JOIN_TIMEOUT_S = 10.0
 
 Pending = tuple[str, ...]
 """The snapshot: mints asked for and not yet handed to the flow, in the order asked."""
+
+
+async def token_answer(rpc: RpcClient, mint: str, source: str) -> Frame | DeadLetter:
+    """`mint`'s accounts (`RpcClient.get_token_accounts`) as an `accounts` frame, exactly as the node answered,
+    positioned `rpc:accounts:<mint>`; a `fetch` dead letter naming the mint when `mint` is no address or the node
+    refused or failed past the retry budget. What both sources that answer token requests emit (this one and
+    `connectors.solana_ws`, `source` naming which in the log), so a recording replays the same whichever asked.
+
+    Token facts are an enrichment: a node refusing or failing them costs that token its document's facts (the
+    analytics asks again), not the stream. A node down for good fails the sources' other requests anyway.
+    """
+    position = f"{FRAME_SOURCE}:{FrameKind.ACCOUNTS.value}:{mint}"
+    try:
+        raw, received_ns = await rpc.get_token_accounts(mint)
+    except (RpcError, TokenFormatError) as exc:
+        reason = redact(f"getMultipleAccounts of mint {mint} failed: {exc}")
+        log.warning("source=%s key=%s dead_letter: %s", source, mint, reason)
+        return DeadLetter(
+            position=position,
+            source=FRAME_SOURCE,
+            stage=FETCH_STAGE,
+            reason=reason,
+            raw=mint,
+            received_ns=time.time_ns(),
+        )
+    return Frame(received_ns, FRAME_SOURCE, FrameKind.ACCOUNTS.value, raw.decode(), position)
 
 
 class TokenFactsSource(FixedPartitionedSource[Frame | DeadLetter, Pending | None]):
@@ -212,23 +239,7 @@ class _TokenFactsPartition(StatefulSourcePartition[Frame | DeadLetter, Pending |
         """Answer requests: each answer an `accounts` frame, each failure a dead letter; never a crash."""
         while True:
             mint = await queue.get()
-            position = f"{FRAME_SOURCE}:{FrameKind.ACCOUNTS.value}:{mint}"
-            try:
-                raw, received_ns = await rpc.get_token_accounts(mint)
-            except (RpcError, TokenFormatError) as exc:
-                reason = redact(f"getMultipleAccounts of mint {mint} failed: {exc}")
-                log.warning("source=%s mint=%s dead_letter: %s", NAME, mint, reason)
-                letter = DeadLetter(
-                    position=position,
-                    source=FRAME_SOURCE,
-                    stage=FETCH_STAGE,
-                    reason=reason,
-                    raw=mint,
-                    received_ns=time.time_ns(),
-                )
-                self._hand_over(mint, letter)
-                continue
-            self._hand_over(mint, Frame(received_ns, FRAME_SOURCE, FrameKind.ACCOUNTS.value, raw.decode(), position))
+            self._hand_over(mint, await token_answer(rpc, mint, NAME))
 
     def _hand_over(self, mint: str, item: Frame | DeadLetter) -> None:
         with self._lock:
