@@ -12,8 +12,7 @@ package-relative ones, as the modules live in the package `connectors.yellowston
 DESIGN §7 asks 10,000 transactions/s per core for parse + normalise + decode. Interpreted, those
 modules reach 10,000 at best on this project's 2-core reference machine (`bench/decode.py`: 9,982 on
 the whole corpus); compiled, 11,600 to 13,000, from the same source: they are already fully typed
-(mypy --strict), which is what mypyc needs. The program decoders (`programs/`) are compiled too: a
-synthetic replay's parse step takes 63 µs a frame with them compiled, 69 without.
+(mypy --strict), which is what mypyc needs.
 
 - The compiled modules are optional extensions: without a C compiler (or with
   `QUANTBOT_PURE_PYTHON=1` in the environment) the build warns and installs them as plain Python,
@@ -32,8 +31,7 @@ from pathlib import Path
 
 from setuptools import setup
 
-ROOT = Path(__file__).resolve().parent
-PROTO_DIR = ROOT / "connectors" / "yellowstone"
+PROTO_DIR = Path(__file__).resolve().parent / "connectors" / "yellowstone"
 """Where the Yellowstone `.proto` files are, and where their generated modules go."""
 
 COMPILED = [
@@ -44,9 +42,10 @@ COMPILED = [
     "quantbot/solana/events.py",
     "quantbot/solana/context.py",
     "quantbot/solana/decode.py",
-    *sorted(f"quantbot/solana/programs/{p.name}" for p in (ROOT / "quantbot/solana/programs").glob("*.py")),
 ]
-"""The modules every transaction goes through, and the program decoders."""
+"""The modules every transaction goes through. The program decoders are left interpreted: compiled too, they
+gained nothing measurable (`bench/decode.py`, whole corpus: 12,454 and 12,585 tx/s interpreted, 12,416 and
+12,540 compiled, alternated; a synthetic replay's parse step 62 to 64 µs a frame either way)."""
 
 
 def _extensions() -> list[object]:

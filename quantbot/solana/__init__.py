@@ -41,7 +41,7 @@ def _refuse_stale_builds() -> None:
     package = Path(__file__).parent
     if not (package.parents[1] / "setup.py").exists():
         return
-    stale = stale_builds(package) + stale_builds(package / "programs")
+    stale = stale_builds(package)
     if stale:
         source, built = stale[0]
         raise ImportError(

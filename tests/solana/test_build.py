@@ -33,4 +33,3 @@ def test_this_installation_has_no_stale_build() -> None:
     package = Path(__file__).resolve().parents[2] / "quantbot" / "solana"
 
     assert stale_builds(package) == []
-    assert stale_builds(package / "programs") == []
