@@ -441,9 +441,10 @@ def collector_tuned(young_threshold: int) -> Iterator[None]:
     A flow allocates a few hundred container objects per transaction (decoded activities, ticks, store
     requests) that reference counting frees at once, beside a large long-lived heap (the price book and
     the analytics' windows). At Python's default of 700 allocations the collector runs several times per
-    batch, and every tenth young pass walks the middle generation, every hundredth all of it: 10% of a
-    replay's time went there (`bench/replay.py`, 40,000 transactions: 4,508 tx/s at 700, 4,887 at
-    10,000, the same at 50,000; the RSS of the memory run unchanged). Cycles are still collected, later.
+    batch, and every tenth young pass walks the middle generation, every hundredth all of it: a tenth of
+    a replay's time went there (`bench/replay.py --txs 40000 --skip latency memory`: 4,865 and 4,895 tx/s
+    with `gc_young_threshold = 700` in config/default.toml, 5,493 and 5,478 with 10,000; 50,000 gains no
+    more; the RSS of its memory run stays flat). Cycles are still collected, later.
     """
     before = gc.get_threshold()
     gc.set_threshold(young_threshold, *before[1:])
